@@ -1,0 +1,233 @@
+"""Natural photographs that ship inside installed wheels, and random crops of them.
+
+The book must run with no network, so its only image data are the colour photographs bundled
+with packages it already installs:
+
+========================  =======================================  =======  ==========
+name                      source                                   size     split
+========================  =======================================  =======  ==========
+``astronaut``             ``skimage.data.astronaut`` (E. Collins)  512x512  train
+``cat``                   ``skimage.data.cat`` (Chelsea the cat)   300x451  train
+``china``                 scikit-learn ``china.jpg``               427x640  train
+``flower``                scikit-learn ``flower.jpg``              427x640  train
+``immunohistochemistry``  ``skimage.data.immunohistochemistry``    512x512  train
+``motorcycle``            ``skimage.data.stereo_motorcycle`` left  500x741  train
+``coffee``                ``skimage.data.coffee``                  400x600  test
+``grace_hopper``          matplotlib ``grace_hopper.jpg``          600x512  test
+``rocket``                ``skimage.data.rocket``                  427x640  test
+========================  =======================================  =======  ==========
+
+Left out on purpose: drawings and synthetic images (``colorwheel``, ``logo``, ``checkerboard``,
+``shepp_logan_phantom``), text pages (``text``, ``page``), binary masks (``horse``,
+``binary_blobs``), grey-level photographs (``camera``, ``coins``, ``moon``, ``brick``,
+``grass``, ``gravel``: the models are RGB), photographs that are mostly a flat black background
+(``hubble_deep_field``, ``retina``: most crops would be constant), and the photographs that
+scikit-image downloads on demand (``eagle``, ``lily``, ``skin``).
+
+The split is *by photograph*: the test crops come from photographs the embedded models never
+saw during training.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["PHOTOS", "photo_names", "load_photo", "photo_crops", "SPLITS"]
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        image = getattr(skimage.data, name)()
+        return image[0] if isinstance(image, tuple) else image  # stereo pairs: left view
+
+    return load
+
+
+def _sklearn(filename: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(filename)
+
+    return load
+
+
+def _matplotlib(filename: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import matplotlib.cbook
+        import matplotlib.image
+
+        with matplotlib.cbook.get_sample_data(filename) as f:
+            return matplotlib.image.imread(f, format=filename.rsplit(".", 1)[-1])
+
+    return load
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One bundled photograph: its loader, where it comes from, and its split."""
+
+    name: str
+    source: str
+    split: str
+    loader: Callable[[], np.ndarray]
+
+
+PHOTOS: dict[str, Photo] = {
+    p.name: p
+    for p in [
+        Photo("astronaut", "skimage.data.astronaut", "train", _skimage("astronaut")),
+        Photo("cat", "skimage.data.cat", "train", _skimage("cat")),
+        Photo("china", "sklearn china.jpg", "train", _sklearn("china.jpg")),
+        Photo("flower", "sklearn flower.jpg", "train", _sklearn("flower.jpg")),
+        Photo("immunohistochemistry", "skimage.data.immunohistochemistry", "train",
+              _skimage("immunohistochemistry")),
+        Photo("motorcycle", "skimage.data.stereo_motorcycle (left)", "train",
+              _skimage("stereo_motorcycle")),
+        Photo("coffee", "skimage.data.coffee", "test", _skimage("coffee")),
+        Photo("grace_hopper", "matplotlib grace_hopper.jpg", "test",
+              _matplotlib("grace_hopper.jpg")),
+        Photo("rocket", "skimage.data.rocket", "test", _skimage("rocket")),
+    ]
+}
+
+SPLITS = ("train", "test", "all")
+
+# Each pyramid level is this much smaller than the one above (a half-octave pyramid).
+PYRAMID_DOWNSCALE = float(np.sqrt(2.0))
+
+
+def photo_names(split: str = "all") -> list[str]:
+    """Names of the bundled photographs, in a fixed order.
+
+    Args:
+        split: ``"train"``, ``"test"`` or ``"all"``.
+
+    Returns:
+        The photograph names of that split; the index of a name in ``photo_names("train")`` is
+        the class label the embedded models are conditioned on.
+    """
+    _check_split(split)
+    return [n for n, p in PHOTOS.items() if split == "all" or p.split == split]
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+
+
+@functools.lru_cache(maxsize=None)
+def _load_uint8(name: str) -> np.ndarray:
+    if name not in PHOTOS:
+        raise KeyError(f"unknown photo {name!r}; the bundled photos are {photo_names()}")
+    image = np.asarray(PHOTOS[name].loader())
+    if image.dtype != np.uint8:  # matplotlib reads JPEGs as uint8, PNGs as float in [0, 1]
+        image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise ValueError(f"photo {name!r} is not an RGB image: shape {image.shape}")
+    image = image[..., :3]
+    image.setflags(write=False)
+    return image
+
+
+def load_photo(name: str) -> np.ndarray:
+    """Load one bundled photograph.
+
+    Args:
+        name: one of :func:`photo_names`.
+
+    Returns:
+        float32 array in [-1, 1].
+
+    Shapes:
+        ``(3, H, W)``.
+    """
+    image = _load_uint8(name)  # (H, W, 3) uint8
+    return (image.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _pyramid(name: str, min_side: int) -> tuple[np.ndarray, ...]:
+    """Half-octave Gaussian pyramid of one photo, down to a short side of ``min_side``."""
+    from skimage.transform import pyramid_gaussian
+
+    image = load_photo(name).transpose(1, 2, 0).astype(np.float64)  # (H, W, 3)
+    levels = []
+    for level in pyramid_gaussian(image, downscale=PYRAMID_DOWNSCALE, channel_axis=-1,
+                                  preserve_range=True):
+        if min(level.shape[:2]) < min_side:
+            break
+        levels.append(np.ascontiguousarray(level.transpose(2, 0, 1), dtype=np.float32))
+    return tuple(levels)
+
+
+def photo_crops(
+    n: int,
+    size: int = 32,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    max_levels: int | None = 4,
+    return_labels: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Random square crops of the bundled photographs, at random scales, randomly flipped.
+
+    Each crop picks a photo uniformly from the split, a level of its half-octave Gaussian
+    pyramid uniformly among the first ``max_levels`` (level 0 is the full resolution, each next
+    level is sqrt(2) smaller), a position uniformly, and a horizontal flip with probability 1/2.
+    The same arguments always give the same crops.
+
+    Args:
+        n: number of crops (> 0).
+        size: side of the square crops in pixels (4 to 256).
+        split: ``"train"``, ``"test"`` or ``"all"`` (see the module docstring).
+        seed: seed of the random generator.
+        max_levels: how many pyramid levels to draw scales from (None: all levels whose short
+            side is at least ``size``).
+        return_labels: also return, per crop, the index of its photo in ``photo_names(split)``.
+
+    Returns:
+        float32 crops in [-1, 1], and the labels (int64) if ``return_labels``.
+
+    Shapes:
+        crops ``(n, 3, size, size)``; labels ``(n,)``.
+    """
+    if not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not isinstance(size, (int, np.integer)) or not 4 <= size <= 256:
+        raise ValueError(f"size must be an integer from 4 to 256, got {size!r}")
+    if max_levels is not None and max_levels < 1:
+        raise ValueError(f"max_levels must be at least 1 or None, got {max_levels!r}")
+    names = photo_names(split)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(len(names), size=n)
+    level_u = rng.random(n)
+    pos_u = rng.random((n, 2))
+    flips = rng.random(n) < 0.5
+
+    crops = np.empty((n, 3, size, size), dtype=np.float32)
+    for label, name in enumerate(names):
+        pyramid = _pyramid(name, size)[:max_levels]
+        idx_photo = np.flatnonzero(labels == label)
+        levels = np.minimum((level_u[idx_photo] * len(pyramid)).astype(int), len(pyramid) - 1)
+        for lv, image in enumerate(pyramid):
+            idx = idx_photo[levels == lv]
+            if idx.size == 0:
+                continue
+            _, h, w = image.shape
+            top = (pos_u[idx, 0] * (h - size + 1)).astype(int)
+            left = (pos_u[idx, 1] * (w - size + 1)).astype(int)
+            rows = top[:, None] + np.arange(size)  # (k, size)
+            cols = left[:, None] + np.arange(size)  # (k, size)
+            # (3, k, size, size) gathered at once, then (k, 3, size, size)
+            patch = image[:, rows[:, :, None], cols[:, None, :]].transpose(1, 0, 2, 3)
+            crops[idx] = patch
+    crops[flips] = crops[flips, :, :, ::-1]
+    np.clip(crops, -1.0, 1.0, out=crops)
+    return (crops, labels.astype(np.int64)) if return_labels else crops

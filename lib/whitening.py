@@ -1,0 +1,285 @@
+"""Whitening matrices (paper Eq. 5; Kessy, Lewin & Strimmer 2018) and linear fits (Eq. 9).
+
+Conventions (as in the paper): data matrices are ``(N, D)`` with one sample per row and a
+matrix acts on rows, ``Z = X @ W.T``. A whitening matrix ``W`` satisfies
+``W.T @ W = inv(Sigma)``, so that ``cov(X @ W.T) = I``. The five kinds:
+
+* ``zca``:       ``W = U Lambda^-1/2 U^T``               (Sigma = U Lambda U^T)
+* ``pca``:       ``W = Lambda^-1/2 U^T``
+* ``cholesky``:  ``W = L^T`` with ``L L^T = inv(Sigma)``, L lower-triangular, so W is upper-
+  triangular. The paper's Eq. (5) writes ``Sigma = L L^T``, a slip: its prose (and Kessy et al.)
+  use the Cholesky factor of the *inverse* covariance. With ``Sigma = L L^T``, ``L^T`` would not
+  whiten.
+* ``zca-cor``:   ``W = G Theta^-1/2 G^T V^-1/2``          (P = V^-1/2 Sigma V^-1/2 = G Theta G^T)
+* ``pca-cor``:   ``W = Theta^-1/2 G^T V^-1/2``
+
+Eigenvalues are sorted in decreasing order and the sign of each eigenvector is fixed so that
+its own coordinate is positive (``U[i, i] > 0``), which makes the cross-covariance between the
+whitened and the original variables positive on its diagonal (Kessy et al., Sec. 3.4).
+
+Everything is computed in float64. ``eps`` adds ``eps * I`` to the covariance (a ridge) before
+any decomposition; it is kept on the :class:`Whitener` and shown in its ``repr``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+__all__ = [
+    "KINDS",
+    "whitening_matrix",
+    "Whitener",
+    "fit_linear_map",
+    "linear_fit_metrics",
+    "covariance",
+]
+
+KINDS = ("zca", "zca-cor", "pca", "pca-cor", "cholesky")
+
+
+def _as_float64(a, name: str) -> np.ndarray:
+    """float64 numpy copy of a numpy array or torch tensor, with a NaN/inf check."""
+    if hasattr(a, "detach"):  # torch tensor
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf values; clean or drop those samples first")
+    return a
+
+
+def _as_matrix(X, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Flatten ``(N, ...)`` data to ``(N, D)``; return it with the original per-sample shape."""
+    X = _as_float64(X, name)
+    if X.ndim < 2:
+        raise ValueError(f"{name} must have shape (N, D) or (N, C, H, W), got {X.shape}")
+    return X.reshape(X.shape[0], -1), X.shape[1:]  # (N, D)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown whitening kind {kind!r}; choose one of {KINDS}")
+
+
+def _sorted_eigh(S: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition with decreasing eigenvalues and the sign convention U[i, i] > 0."""
+    lam, U = np.linalg.eigh(S)
+    lam, U = lam[::-1], U[:, ::-1]
+    if lam[-1] <= 0:
+        raise np.linalg.LinAlgError(
+            f"the {what} is not positive definite (smallest eigenvalue {lam[-1]:.3e}); "
+            "pass eps > 0 to add a ridge eps * I, or use more samples than dimensions")
+    signs = np.where(np.diag(U) < 0, -1.0, 1.0)
+    return lam, U * signs
+
+
+def covariance(X) -> np.ndarray:
+    """Unbiased sample covariance (1 / (N - 1)) of the rows of ``X``.
+
+    Shapes:
+        X ``(N, D)`` or ``(N, C, H, W)``; returns ``(D, D)``.
+    """
+    X, _ = _as_matrix(X, "X")
+    if X.shape[0] < 2:
+        raise ValueError("need at least two samples to estimate a covariance")
+    Xc = X - X.mean(axis=0)
+    return Xc.T @ Xc / (X.shape[0] - 1)
+
+
+def whitening_matrix(cov, kind: str = "zca", eps: float = 0.0) -> np.ndarray:
+    """The whitening matrix of one kind for a covariance matrix.
+
+    Args:
+        cov: symmetric positive (semi-)definite covariance ``Sigma``.
+        kind: one of ``zca``, ``zca-cor``, ``pca``, ``pca-cor``, ``cholesky``.
+        eps: ridge added to the diagonal of ``Sigma`` before decomposing (>= 0).
+
+    Returns:
+        ``W`` with ``W.T @ W = inv(Sigma + eps I)`` (float64).
+
+    Shapes:
+        cov ``(D, D)``; returns ``(D, D)``.
+    """
+    _check_kind(kind)
+    S = _as_float64(cov, "cov")
+    if S.ndim != 2 or S.shape[0] != S.shape[1]:
+        raise ValueError(f"cov must be a square (D, D) matrix, got shape {S.shape}")
+    if not np.allclose(S, S.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(S).max())):
+        raise ValueError("cov must be symmetric")
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    D = S.shape[0]
+    S = (S + S.T) / 2 + eps * np.eye(D)
+
+    if kind in ("zca", "pca"):
+        lam, U = _sorted_eigh(S, "covariance")
+        W_pca = U.T / np.sqrt(lam)[:, None]  # Lambda^-1/2 U^T
+        return U @ W_pca if kind == "zca" else W_pca
+    if kind in ("zca-cor", "pca-cor"):
+        v = np.diag(S)
+        if v.min() <= 0:
+            raise np.linalg.LinAlgError(
+                "a variance is zero, so the correlation matrix is undefined; pass eps > 0")
+        v_isqrt = 1.0 / np.sqrt(v)
+        P = S * v_isqrt[:, None] * v_isqrt[None, :]  # V^-1/2 Sigma V^-1/2
+        theta, G = _sorted_eigh(P, "correlation matrix")
+        W_pca_cor = (G.T / np.sqrt(theta)[:, None]) * v_isqrt[None, :]  # Theta^-1/2 G^T V^-1/2
+        return G @ W_pca_cor if kind == "zca-cor" else W_pca_cor
+    # cholesky: W = L^T with L L^T = inv(Sigma)
+    try:
+        c = scipy.linalg.cho_factor(S, lower=True)
+    except np.linalg.LinAlgError as err:
+        raise np.linalg.LinAlgError(
+            "the covariance is not positive definite; pass eps > 0 to add a ridge") from err
+    S_inv = scipy.linalg.cho_solve(c, np.eye(D))
+    L = np.linalg.cholesky((S_inv + S_inv.T) / 2)
+    return L.T
+
+
+class Whitener:
+    """Fit a whitening transform on data, then whiten and de-whiten.
+
+    Example:
+        >>> w = Whitener("zca").fit(X_train)          # X_train (N, D) or (N, C, H, W)
+        >>> Z = w.transform(X_test)                    # (X - mu) @ W.T
+        >>> X_back = w.inverse_transform(Z)            # Z @ inv(W).T + mu
+
+    Attributes (after ``fit``):
+        matrix: ``W`` ``(D, D)``; mean_: ``mu`` ``(D,)``; cov_: ``Sigma`` ``(D, D)`` (without
+        the ridge); eps: the ridge used; n_samples_: N.
+    """
+
+    def __init__(self, kind: str = "zca", eps: float = 0.0):
+        _check_kind(kind)
+        if not (np.isfinite(eps) and eps >= 0):
+            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        self.kind = kind
+        self.eps = float(eps)
+        self.matrix: np.ndarray | None = None
+        self.mean_: np.ndarray | None = None
+        self.cov_: np.ndarray | None = None
+        self.n_samples_: int | None = None
+        self._lu = None
+
+    def __repr__(self) -> str:
+        state = "unfitted" if self.matrix is None else f"D={self.matrix.shape[0]}, N={self.n_samples_}"
+        return f"Whitener(kind={self.kind!r}, eps={self.eps:g}, {state})"
+
+    def fit(self, X) -> "Whitener":
+        """Estimate ``mu`` and ``Sigma`` from the rows of ``X`` and build ``W``.
+
+        Raises:
+            ValueError: NaNs, fewer samples than dimensions without a ridge.
+        """
+        X, shape = _as_matrix(X, "X")
+        N, D = X.shape
+        if N <= D and self.eps == 0:
+            raise ValueError(
+                f"N={N} samples is not more than D={D} dimensions, so the sample covariance is "
+                "singular; use more samples or pass eps > 0 (a ridge eps * I)")
+        self.mean_ = X.mean(axis=0)
+        self.cov_ = covariance(X)
+        self.matrix = whitening_matrix(self.cov_, self.kind, self.eps)
+        self.n_samples_ = N
+        self._shape = shape
+        self._lu = None
+        return self
+
+    def _check_fitted(self, X) -> tuple[np.ndarray, tuple[int, ...]]:
+        if self.matrix is None:
+            raise RuntimeError("this Whitener is not fitted yet; call .fit(X) first")
+        X, shape = _as_matrix(X, "input")
+        if X.shape[1] != self.matrix.shape[0]:
+            raise ValueError(
+                f"input has D={X.shape[1]} features per sample, the Whitener was fitted on "
+                f"D={self.matrix.shape[0]}")
+        return X, shape
+
+    def transform(self, X) -> np.ndarray:
+        """Whiten: ``(X - mu) @ W.T``, in the input's per-sample shape (float64)."""
+        X, shape = self._check_fitted(X)
+        return ((X - self.mean_) @ self.matrix.T).reshape((-1, *shape))
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """De-whiten: ``Z @ inv(W).T + mu`` (a linear solve, no explicit inverse)."""
+        Z, shape = self._check_fitted(Z)
+        if self._lu is None:
+            self._lu = scipy.linalg.lu_factor(self.matrix)
+        X = scipy.linalg.lu_solve(self._lu, Z.T).T + self.mean_  # W x = z for each row
+        return X.reshape((-1, *shape))
+
+
+@dataclass(frozen=True)
+class LinearFitMetrics:
+    """Goodness of a linear fit ``Z ~ X @ W.T`` (paper Sec. 4.2)."""
+
+    mse: float
+    r2: float
+
+    def __getitem__(self, key: str) -> float:  # also usable as {"mse": ..., "r2": ...}
+        return getattr(self, key)
+
+
+def _paired(X, Z) -> tuple[np.ndarray, np.ndarray]:
+    X, _ = _as_matrix(X, "X")
+    Z, _ = _as_matrix(Z, "Z")
+    if X.shape[0] != Z.shape[0]:
+        raise ValueError(f"X and Z must have the same number of rows, got {X.shape[0]} and {Z.shape[0]}")
+    return X, Z
+
+
+def fit_linear_map(X, Z, *, center: bool = True, ridge: float = 0.0) -> np.ndarray:
+    """Least-squares linear map between paired data (paper Eq. 9): ``argmin_W ||X W^T - Z||^2``.
+
+    Solved with LAPACK's least-squares solver on the (centred) data, not with an explicit
+    inverse of ``X^T X``. With ``ridge > 0`` it solves the ridge problem
+    ``||X W^T - Z||^2 + ridge ||W||^2`` by a Cholesky solve of the normal equations.
+
+    Args:
+        X: images ``(N, D)`` (or ``(N, C, H, W)``).
+        Z: their paired noises ``(N, D')``.
+        center: subtract the column means of X and Z first, as the paper does.
+        ridge: Tikhonov regularisation (>= 0).
+
+    Returns:
+        ``W`` ``(D', D)`` with ``Z ~ X @ W.T`` (float64).
+    """
+    X, Z = _paired(X, Z)
+    N, D = X.shape
+    if ridge < 0 or not np.isfinite(ridge):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    if N < D and ridge == 0:
+        raise ValueError(f"N={N} pairs is fewer than D={D} unknowns per row; use more pairs or ridge > 0")
+    if center:
+        X = X - X.mean(axis=0)
+        Z = Z - Z.mean(axis=0)
+    if ridge > 0:
+        A = X.T @ X + ridge * np.eye(D)
+        Wt = scipy.linalg.solve(A, X.T @ Z, assume_a="pos")
+    else:
+        Wt, *_ = scipy.linalg.lstsq(X, Z, lapack_driver="gelsy", check_finite=False)
+    return Wt.T
+
+
+def linear_fit_metrics(X, Z, W, *, center: bool = True) -> LinearFitMetrics:
+    """MSE and R^2 of ``Z ~ X @ W.T`` (paper Sec. 4.2).
+
+    ``MSE = ||X W^T - Z||^2 / (N D)`` and ``R^2 = 1 - MSE / Var(Z)``, with ``Var(Z)`` the
+    variance of all entries of Z.
+
+    Args:
+        X: ``(N, D)``; Z: ``(N, D')``; W: ``(D', D)``.
+        center: centre X and Z by their own column means first (as for :func:`fit_linear_map`).
+    """
+    X, Z = _paired(X, Z)
+    W = _as_float64(W, "W")
+    if W.shape != (Z.shape[1], X.shape[1]):
+        raise ValueError(f"W must have shape {(Z.shape[1], X.shape[1])}, got {W.shape}")
+    if center:
+        X = X - X.mean(axis=0)
+        Z = Z - Z.mean(axis=0)
+    resid = X @ W.T - Z
+    mse = float(np.mean(resid**2))
+    return LinearFitMetrics(mse=mse, r2=1.0 - mse / float(np.var(Z)))

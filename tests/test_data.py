@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from lib.data import PHOTOS, load_photo, photo_crops, photo_names
+
+
+def test_names_and_split_by_photo():
+    train, test = photo_names("train"), photo_names("test")
+    assert set(train).isdisjoint(test)
+    assert sorted(train + test) == sorted(photo_names())
+    assert len(train) >= 5 and len(test) >= 2
+    with pytest.raises(ValueError, match="unknown split"):
+        photo_names("val")
+
+
+@pytest.mark.parametrize("name", list(PHOTOS))
+def test_load_photo(name):
+    x = load_photo(name)
+    assert x.dtype == np.float32 and x.ndim == 3 and x.shape[0] == 3
+    assert min(x.shape[1:]) >= 256
+    assert -1.0 <= x.min() < -0.5 and 0.5 < x.max() <= 1.0  # uses the range
+    assert x.std() > 0.1
+    # a colour photograph: the channels are not all equal
+    assert np.abs(x[0] - x[1]).mean() > 0.01
+
+
+def test_load_photo_unknown():
+    with pytest.raises(KeyError, match="bundled photos are"):
+        load_photo("lena")
+
+
+def test_crops_deterministic_shapes_and_range():
+    a, la = photo_crops(200, 16, seed=3, return_labels=True)
+    b, lb = photo_crops(200, 16, seed=3, return_labels=True)
+    c = photo_crops(200, 16, seed=4)
+    assert a.shape == (200, 3, 16, 16) and a.dtype == np.float32
+    assert np.array_equal(a, b) and np.array_equal(la, lb)
+    assert not np.array_equal(a, c)
+    assert a.min() >= -1 and a.max() <= 1
+    assert set(la.tolist()) == set(range(len(photo_names("train"))))
+
+
+def test_crops_come_from_their_photo_and_split():
+    """Every unflipped crop at pyramid level 0 is an exact window of its labelled photo."""
+    crops, labels = photo_crops(60, 8, split="test", seed=0, max_levels=1, return_labels=True)
+    names = photo_names("test")
+    flipped = []
+    for crop, label in zip(crops, labels):
+        photo = load_photo(names[label])
+        found = False
+        for is_flipped, candidate in enumerate((crop, crop[:, :, ::-1])):
+            # locate by the top-left pixel, then compare the window
+            hits = np.argwhere(np.all(photo[:, :, :] == candidate[:, 0:1, 0:1], axis=0))
+            for i, j in hits:
+                window = photo[:, i:i + 8, j:j + 8]
+                if window.shape == candidate.shape and np.array_equal(window, candidate):
+                    found = True
+                    flipped.append(is_flipped)
+                    break
+            if found:
+                break
+        assert found
+    assert 0.2 < np.mean(flipped) < 0.8  # random horizontal flips
+
+
+def test_crops_use_flips_and_scales():
+    crops = photo_crops(400, 16, seed=0, max_levels=1)
+    crops_multi = photo_crops(400, 16, seed=0, max_levels=4)
+    # same draws except the level: some crops differ because they come from coarser levels
+    assert 0 < np.mean(np.any(crops != crops_multi, axis=(1, 2, 3))) < 1
+    # the pyramid shrinks by sqrt(2) per level
+    from lib.data import _pyramid
+    levels = _pyramid("astronaut", 16)
+    sides = [lv.shape[1] for lv in levels]
+    assert sides[:3] == [512, 363, 257]  # ceil(512 / sqrt(2)^k)
+
+
+def test_crops_bad_arguments():
+    with pytest.raises(ValueError, match="positive"):
+        photo_crops(0)
+    with pytest.raises(ValueError, match="size"):
+        photo_crops(4, size=1000)
+    with pytest.raises(ValueError, match="split"):
+        photo_crops(4, split="validation")

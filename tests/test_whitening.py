@@ -1,0 +1,193 @@
+import numpy as np
+import pytest
+import scipy.linalg
+
+from lib.whitening import (KINDS, Whitener, covariance, fit_linear_map, linear_fit_metrics,
+                           whitening_matrix)
+
+
+def random_cov(D, seed=0, cond=1e3):
+    """A random SPD covariance with a chosen condition number (spread-out spectrum)."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    lam = np.geomspace(1.0, 1.0 / cond, D)
+    scales = rng.uniform(0.5, 2.0, D)  # unequal variances so -cor kinds differ from plain ones
+    S = (Q * lam) @ Q.T
+    return S * scales[:, None] * scales[None, :]
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("D", [2, 17, 128, 512])
+@pytest.mark.parametrize("kind", KINDS)
+def test_whitening_identities(kind, D):
+    S = random_cov(D, seed=D)
+    W = whitening_matrix(S, kind)
+    S_inv = np.linalg.inv(S)
+    assert rel(W.T @ W, S_inv) < 1e-8                  # W^T W = inv(Sigma)
+    assert rel(W @ S @ W.T, np.eye(D)) < 1e-8          # cov(X W^T) = I
+
+
+@pytest.mark.parametrize("D", [17, 512])
+def test_zca_symmetric_pca_rows_orthogonal(D):
+    S = random_cov(D, seed=1)
+    W = whitening_matrix(S, "zca")
+    assert np.abs(W - W.T).max() < 1e-8 * np.abs(W).max()
+    P = whitening_matrix(S, "pca")
+    G = P @ P.T  # rows orthogonal: P P^T diagonal (= Lambda^-1)
+    assert np.abs(G - np.diag(np.diag(G))).max() < 1e-8 * np.abs(G).max()
+    lam = np.sort(np.linalg.eigvalsh(S))[::-1]
+    assert np.allclose(np.diag(G), 1 / lam, rtol=1e-8)
+    # ZCA = U^T... the ZCA matrix is the symmetric square root of inv(Sigma)
+    assert rel(W @ W, np.linalg.inv(S)) < 1e-8
+
+
+@pytest.mark.parametrize("D", [17, 512])
+def test_cholesky_is_upper_factor_of_inverse(D):
+    S = random_cov(D, seed=2)
+    W = whitening_matrix(S, "cholesky")
+    assert np.allclose(W, np.triu(W))                  # upper-triangular
+    L = W.T
+    assert rel(L @ L.T, np.linalg.inv(S)) < 1e-8      # L L^T = inv(Sigma), as Kessy et al.
+    assert np.all(np.diag(W) > 0)
+    # the paper's literal Eq. (5) (Sigma = L L^T, W = L^T) would not whiten:
+    L_sigma = np.linalg.cholesky(S)
+    assert rel(L_sigma.T @ S @ L_sigma, np.eye(D)) > 0.1
+
+
+@pytest.mark.parametrize("D", [5, 64])
+def test_cor_kinds_match_definition(D):
+    S = random_cov(D, seed=3)
+    v = np.diag(S)
+    V_isqrt = np.diag(v**-0.5)
+    P = V_isqrt @ S @ V_isqrt
+    theta, G = np.linalg.eigh(P)
+    theta, G = theta[::-1], G[:, ::-1]
+    G = G * np.where(np.diag(G) < 0, -1, 1)
+    zca_cor = G @ np.diag(theta**-0.5) @ G.T @ V_isqrt
+    pca_cor = np.diag(theta**-0.5) @ G.T @ V_isqrt
+    assert rel(whitening_matrix(S, "zca-cor"), zca_cor) < 1e-10
+    assert rel(whitening_matrix(S, "pca-cor"), pca_cor) < 1e-10
+    # and they are not the plain kinds (the variances differ)
+    assert rel(whitening_matrix(S, "zca"), zca_cor) > 1e-3
+    # ZCA-cor is the ZCA whitening of the standardised variables
+    assert rel(whitening_matrix(P, "zca") @ V_isqrt, zca_cor) < 1e-10
+
+
+def test_pca_sign_convention_and_order():
+    S = random_cov(30, seed=4)
+    W = whitening_matrix(S, "pca")
+    cross = W @ S  # cov(z, x) for z = W x
+    assert np.all(np.diag(cross) > 0)
+    norms = np.linalg.norm(W, axis=1)  # rows scale as lambda^-1/2, eigenvalues decreasing
+    assert np.all(np.diff(norms) > 0)
+
+
+def test_zca_maximises_cross_covariance():
+    """Kessy et al.: among whitening matrices, ZCA maximises tr(cov(z, x))."""
+    S = random_cov(40, seed=5)
+    traces = {k: np.trace(whitening_matrix(S, k) @ S) for k in KINDS}
+    assert max(traces, key=traces.get) == "zca"
+    # and ZCA-cor maximises the cross-correlation tr(corr(z, x))
+    v_isqrt = np.diag(S) ** -0.5
+    corr = {k: np.trace(whitening_matrix(S, k) @ S * v_isqrt[None, :]) for k in KINDS}
+    assert max(corr, key=corr.get) == "zca-cor"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_whitener_on_samples(kind):
+    rng = np.random.default_rng(0)
+    N, C, H = 2000, 3, 4
+    D = C * H * H
+    A = rng.standard_normal((D, D)) / np.sqrt(D) + np.eye(D)
+    X = (rng.standard_normal((N, D)) @ A.T + 3.0).reshape(N, C, H, H)
+    w = Whitener(kind).fit(X)
+    Z = w.transform(X)
+    assert Z.shape == X.shape
+    Zf = Z.reshape(N, D)
+    assert np.abs(Zf.mean(axis=0)).max() < 1e-10
+    assert rel(covariance(Zf), np.eye(D)) < 1e-10      # sample whiteness is exact in-sample
+    X_back = w.inverse_transform(Z)
+    assert np.abs(X_back - X).max() < 1e-10           # round trip
+    assert "eps=0" in repr(w)
+
+
+def test_eps_ridge_is_used_and_reported():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((20, 50))  # N <= D: singular covariance
+    with pytest.raises(ValueError, match="eps"):
+        Whitener("zca").fit(X)
+    w = Whitener("zca", eps=0.1).fit(X)
+    assert "eps=0.1" in repr(w)
+    S = w.cov_ + 0.1 * np.eye(50)
+    assert rel(w.matrix.T @ w.matrix, np.linalg.inv(S)) < 1e-8
+
+
+def test_errors():
+    S = random_cov(6)
+    with pytest.raises(ValueError, match="unknown whitening kind"):
+        whitening_matrix(S, "zac")
+    with pytest.raises(ValueError, match="square"):
+        whitening_matrix(S[:5], "zca")
+    bad = S.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        whitening_matrix(bad, "zca")
+    with pytest.raises(ValueError, match="symmetric"):
+        whitening_matrix(S + np.triu(np.ones_like(S), 1), "zca")
+    with pytest.raises(np.linalg.LinAlgError, match="eps"):
+        whitening_matrix(np.zeros((3, 3)), "pca")
+    with pytest.raises(np.linalg.LinAlgError, match="eps"):
+        whitening_matrix(np.diag([1.0, 0.0]), "cholesky")
+    with pytest.raises(ValueError, match="eps"):
+        Whitener("zca", eps=-1)
+    w = Whitener("pca")
+    with pytest.raises(RuntimeError, match="fit"):
+        w.transform(np.zeros((2, 6)))
+    w.fit(np.random.default_rng(0).standard_normal((100, 6)))
+    with pytest.raises(ValueError, match="D=5"):
+        w.transform(np.zeros((2, 5)))
+    X = np.random.default_rng(0).standard_normal((100, 6))
+    X[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        Whitener("zca").fit(X)
+
+
+def test_fit_linear_map_recovers_planted_map():
+    rng = np.random.default_rng(2)
+    N, D = 3000, 40
+    X = rng.standard_normal((N, D)) @ rng.standard_normal((D, D)) + 5.0
+    W_true = rng.standard_normal((D, D))
+    Z = X @ W_true.T + 1.0
+    W = fit_linear_map(X, Z)
+    assert rel(W, W_true) < 1e-10
+    m = linear_fit_metrics(X, Z, W)
+    assert m.mse < 1e-20 and abs(m.r2 - 1) < 1e-12
+    # with noise, R^2 matches its closed form 1 - noise_var / var(Z)
+    noise = 0.5 * rng.standard_normal((N, D))
+    Zn = X @ W_true.T + noise
+    Wn = fit_linear_map(Xn := X, Zn)
+    assert rel(Wn, W_true) < 0.01
+    m = linear_fit_metrics(Xn, Zn, Wn)
+    expected_mse = 0.25 * (N - D - 1) / N  # residual dof of least squares with an intercept
+    assert abs(m.mse - expected_mse) / expected_mse < 0.05
+    assert m["r2"] == pytest.approx(1 - m.mse / np.var(Zn - Zn.mean(0)))
+    # the solver agrees with a ridge solve at tiny ridge
+    assert rel(fit_linear_map(X, Zn, ridge=1e-9), Wn) < 1e-6
+
+
+def test_linear_fit_metrics_of_whitening_on_its_own_data():
+    """Whitened data Z = (X - mu) W^T is fit exactly by W itself: MSE 0, R^2 1."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((500, 8)) @ rng.standard_normal((8, 8))
+    w = Whitener("cholesky").fit(X)
+    m = linear_fit_metrics(X, w.transform(X), w.matrix)
+    assert m.mse < 1e-24 and m.r2 == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="shape"):
+        linear_fit_metrics(X, w.transform(X), w.matrix[:4])
+    with pytest.raises(ValueError, match="same number of rows"):
+        fit_linear_map(X, X[:10])
+    with pytest.raises(ValueError, match="fewer than"):
+        fit_linear_map(X[:5], X[:5])
