@@ -172,6 +172,7 @@ def photo_crops(
     size: int = 32,
     *,
     split: str = "train",
+    photos: list[str] | None = None,
     seed: int = 0,
     max_levels: int | None = 4,
     return_labels: bool = False,
@@ -187,10 +188,13 @@ def photo_crops(
         n: number of crops (> 0).
         size: side of the square crops in pixels (4 to 256).
         split: ``"train"``, ``"test"`` or ``"all"`` (see the module docstring).
+        photos: crop only these photographs instead of a whole split (labels then index this
+            list).
         seed: seed of the random generator.
         max_levels: how many pyramid levels to draw scales from (None: all levels whose short
             side is at least ``size``).
-        return_labels: also return, per crop, the index of its photo in ``photo_names(split)``.
+        return_labels: also return, per crop, the index of its photo in ``photo_names(split)``
+            (or in ``photos``).
 
     Returns:
         float32 crops in [-1, 1], and the labels (int64) if ``return_labels``.
@@ -205,6 +209,11 @@ def photo_crops(
     if max_levels is not None and max_levels < 1:
         raise ValueError(f"max_levels must be at least 1 or None, got {max_levels!r}")
     names = photo_names(split)
+    if photos is not None:
+        unknown = [p for p in photos if p not in PHOTOS]
+        if unknown or not photos:
+            raise KeyError(f"unknown photos {unknown}; the bundled photos are {photo_names()}")
+        names = list(photos)
     rng = np.random.default_rng(seed)
     labels = rng.integers(len(names), size=n)
     level_u = rng.random(n)

@@ -283,3 +283,85 @@ def linear_fit_metrics(X, Z, W, *, center: bool = True) -> LinearFitMetrics:
     resid = X @ W.T - Z
     mse = float(np.mean(resid**2))
     return LinearFitMetrics(mse=mse, r2=1.0 - mse / float(np.var(Z)))
+
+
+def whiteness_error(Z) -> float:
+    """How far the sample covariance of ``Z`` is from the identity: ``||cov(Z) - I||_F / sqrt(D)``.
+
+    0 for perfectly white data; for N truly white samples it is about ``sqrt(D / N)`` (sampling
+    noise), and 1 for data whose covariance misses I by a unit eigenvalue everywhere.
+
+    Shapes:
+        Z ``(N, D)`` or ``(N, C, H, W)``.
+    """
+    C = covariance(Z)
+    return float(np.linalg.norm(C - np.eye(C.shape[0])) / np.sqrt(C.shape[0]))
+
+
+def cross_correlation(X, Z) -> np.ndarray:
+    """Per-dimension Pearson correlation ``corr(z_i, x_i)`` between data and its transform.
+
+    ZCA-cor whitening maximises the sum of these (Kessy et al. 2018); ZCA maximises the sum of
+    cross-covariances.
+
+    Shapes:
+        X, Z ``(N, D)`` (or ``(N, C, H, W)``); returns ``(D,)``.
+    """
+    X, Z = _paired(X, Z)
+    if X.shape != Z.shape:
+        raise ValueError(f"X and Z must have the same shape, got {X.shape} and {Z.shape}")
+    Xc, Zc = X - X.mean(axis=0), Z - Z.mean(axis=0)
+    return (Xc * Zc).sum(axis=0) / np.sqrt((Xc**2).sum(axis=0) * (Zc**2).sum(axis=0))
+
+
+def radial_profile(image: np.ndarray, center: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of a 2-D array over rings of integer radius around a centre pixel.
+
+    Used to show the centre-surround shape of ZCA filters.
+
+    Returns:
+        radii ``(R,)`` and the mean value on each ring ``(R,)``.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {image.shape}")
+    yy, xx = np.indices(image.shape)
+    r = np.rint(np.hypot(yy - center[0], xx - center[1])).astype(int)
+    sums = np.bincount(r.ravel(), weights=image.ravel())
+    counts = np.bincount(r.ravel())
+    keep = counts > 0
+    return np.flatnonzero(keep), sums[keep] / counts[keep]
+
+
+def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
+    """Whiteness error on held-out data of whitening fitted with each ridge ``eps``.
+
+    ``whiteness_error`` is the same for every kind of whitening (they differ by a rotation
+    ``Q``, and ``||Q A Q^T - I||_F = ||A - I||_F``), so one eigen-decomposition of the fitted
+    covariance serves all kinds and all ``eps``: with ``Sigma_fit = U Lambda U^T`` and
+    ``M = U^T Sigma_test U``, the whitened held-out covariance is, up to rotation,
+    ``S M S`` with ``S = (Lambda + eps)^-1/2``.
+
+    Args:
+        cov_fit: covariance the whitening is fitted on ``(D, D)``.
+        cov_test: covariance of the held-out data ``(D, D)``.
+        eps_values: ridges to try (each >= 0).
+
+    Returns:
+        ``||cov(Z_test) - I||_F / sqrt(D)`` for each eps ``(len(eps_values),)``.
+    """
+    S_fit = _as_float64(cov_fit, "cov_fit")
+    S_test = _as_float64(cov_test, "cov_test")
+    if S_fit.shape != S_test.shape or S_fit.ndim != 2 or S_fit.shape[0] != S_fit.shape[1]:
+        raise ValueError(f"need two square matrices of one shape, got {S_fit.shape} and {S_test.shape}")
+    lam, U = np.linalg.eigh((S_fit + S_fit.T) / 2)
+    M = U.T @ S_test @ U
+    D = lam.size
+    out = []
+    for eps in eps_values:
+        shifted = lam + eps
+        if eps < 0 or shifted.min() <= 0:
+            raise ValueError(f"eps={eps} leaves a non-positive eigenvalue; use a larger eps")
+        s = 1.0 / np.sqrt(shifted)
+        out.append(np.linalg.norm(s[:, None] * M * s[None, :] - np.eye(D)) / np.sqrt(D))
+    return np.array(out)

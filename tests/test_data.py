@@ -82,3 +82,13 @@ def test_crops_bad_arguments():
         photo_crops(4, size=1000)
     with pytest.raises(ValueError, match="split"):
         photo_crops(4, split="validation")
+
+
+def test_crops_of_chosen_photos():
+    crops, labels = photo_crops(50, 8, photos=["rocket", "cat"], seed=0, return_labels=True)
+    assert crops.shape == (50, 3, 8, 8) and set(labels.tolist()) == {0, 1}
+    only = photo_crops(50, 8, photos=["rocket"], seed=0)
+    rocket = load_photo("rocket")
+    assert rocket.min() <= only.min() and only.max() <= rocket.max()
+    with pytest.raises(KeyError, match="unknown photos"):
+        photo_crops(5, 8, photos=["nope"])

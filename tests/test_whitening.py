@@ -191,3 +191,40 @@ def test_linear_fit_metrics_of_whitening_on_its_own_data():
         fit_linear_map(X, X[:10])
     with pytest.raises(ValueError, match="fewer than"):
         fit_linear_map(X[:5], X[:5])
+
+
+def test_whiteness_error_and_cross_correlation():
+    from lib.whitening import cross_correlation, radial_profile, whiteness_error
+
+    rng = np.random.default_rng(7)
+    N, D = 20000, 10
+    Z = rng.standard_normal((N, D))
+    assert whiteness_error(Z) == pytest.approx(np.sqrt(D / N), rel=0.3)  # sampling noise only
+    assert whiteness_error(2 * Z) == pytest.approx(3.0, rel=0.02)           # cov = 4 I
+    X = rng.standard_normal((N, D))
+    rho = 0.6
+    Y = rho * X + np.sqrt(1 - rho**2) * Z
+    assert np.allclose(cross_correlation(X, Y), rho, atol=0.02)
+    assert np.allclose(cross_correlation(X, -3 * X + 1), -1)
+    img = np.zeros((9, 9))
+    img[4, 4] = 8.0
+    img[3:6, 3:6] -= 1.0
+    r, m = radial_profile(img, (4, 4))
+    assert r[0] == 0 and m[0] == 7.0 and m[1] == -1.0 and np.all(m[3:] == 0)
+
+
+def test_whiteness_is_the_same_for_every_kind_and_matches_the_eps_sweep():
+    from lib.whitening import heldout_whiteness_vs_eps, whiteness_error
+
+    rng = np.random.default_rng(8)
+    D = 12
+    A = rng.standard_normal((D, D))
+    X_fit = rng.standard_normal((400, D)) @ A.T
+    X_test = rng.standard_normal((300, D)) @ (A + 0.3 * rng.standard_normal((D, D))).T
+    for eps in (0.0, 0.5):
+        errors = [whiteness_error(Whitener(k, eps).fit(X_fit).transform(X_test)) for k in KINDS]
+        assert np.ptp(errors) < 1e-9 * errors[0]  # rotation invariance
+        sweep = heldout_whiteness_vs_eps(covariance(X_fit), covariance(X_test), [eps])
+        assert sweep[0] == pytest.approx(errors[0], rel=1e-9)
+    with pytest.raises(ValueError, match="eps"):
+        heldout_whiteness_vs_eps(np.diag([1.0, 0.0]), np.eye(2), [0.0])

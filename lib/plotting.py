@@ -1,0 +1,164 @@
+"""Plotly figures that render in the static book (no network), in Jupyter and in Colab.
+
+``show(fig, name)`` is the one way chapters display a figure:
+
+* under the chapter runner (which sets the environment variable ``LIB_FIGURE_DIR``) it emits
+  the figure as HTML *without* plotly.js: the book serves plotly.js itself (``_config.yml``
+  loads it on every page), so there is no CDN and no 3.5 MB copy per figure in the committed
+  notebooks. It also writes ``<name>.json`` (plotly JSON) and ``<name>.html`` (a page that
+  loads the ``plotly.min.js`` written beside it) into that folder;
+* in Colab it uses plotly's ``colab`` renderer;
+* anywhere else (a live Jupyter kernel) it uses plotly's default renderer.
+
+The figure's ``div`` id is derived from its name, so re-running a chapter gives the same HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "FIGURE_DIR_ENV"]
+
+FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def save(fig: go.Figure, name: str, directory: str | os.PathLike) -> list[Path]:
+    """Write ``name.json`` and a standalone ``name.html`` (plotly.js inline) into a folder."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.json", directory / f"{name}.html"]
+    paths[0].write_text(pio.to_json(fig), encoding="utf-8")
+    paths[1].write_text(fig.to_html(full_html=True, include_plotlyjs="directory"), encoding="utf-8")
+    if not (directory / "plotly.min.js").exists():
+        import plotly
+
+        shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", directory)
+    return paths
+
+
+def show(fig: go.Figure, name: str) -> None:
+    """Display a figure (see the module docstring) and save it when the runner asks.
+
+    Args:
+        fig: the plotly figure.
+        name: a file-name-safe identifier, unique within the chapter (letters, digits, ``_.-``).
+    """
+    if not _NAME_RE.match(name):
+        raise ValueError(f"figure name {name!r} must use only letters, digits, '_', '.', '-'")
+    out = os.environ.get(FIGURE_DIR_ENV)
+    if _in_colab():
+        fig.show(renderer="colab")
+    elif out:
+        from IPython.display import HTML, display
+
+        save(fig, name, out)
+        display(HTML(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}",
+                                 config={"responsive": True, "displaylogo": False})))
+    else:
+        fig.show()
+
+
+def to_uint8(image) -> np.ndarray:
+    """An image in [-1, 1] ``(3, H, W)`` (or ``(H, W)``) as uint8 ``(H, W, 3)`` (or ``(H, W)``)."""
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    a = np.asarray(image, dtype=np.float64)
+    if a.ndim == 3:
+        a = a.transpose(1, 2, 0)
+    return np.clip(np.round((a + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def png_bytes(image, *, upscale: int = 1, fmt: str = "png") -> bytes:
+    """PNG (or JPEG) file bytes of an image in [-1, 1] ``(3, H, W)``, optionally enlarged."""
+    from PIL import Image
+
+    a = to_uint8(image)
+    if upscale > 1:
+        a = np.repeat(np.repeat(a, upscale, axis=0), upscale, axis=1)
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        Image.fromarray(a).save(buf, format="JPEG", quality=90)
+    elif fmt == "png":
+        Image.fromarray(a).save(buf, format="PNG")
+    else:
+        raise ValueError(f"fmt must be 'png' or 'jpeg', got {fmt!r}")
+    return buf.getvalue()
+
+
+def image_source(image, *, upscale: int = 1, fmt: str = "png") -> str:
+    """A data URI of an image in [-1, 1] (compact in the page, unlike raw pixel arrays).
+
+    PNG is exact and suits small crops; JPEG keeps noisy photographs small.
+    """
+    data = base64.b64encode(png_bytes(image, upscale=upscale, fmt=fmt)).decode("ascii")
+    return f"data:image/{fmt};base64,{data}"
+
+
+def _image_trace(image, upscale: int, fmt: str = "png", **kwargs) -> go.Image:
+    return go.Image(source=image_source(image, upscale=upscale, fmt=fmt), hoverinfo="skip",
+                    **kwargs)
+
+
+def _hide_axes(fig: go.Figure) -> None:
+    fig.update_xaxes(visible=False, showgrid=False)
+    fig.update_yaxes(visible=False, showgrid=False, scaleanchor=None)
+
+
+def image_grid(images, *, titles=None, cols: int | None = None, upscale: int = 1,
+               height_per_row: int = 180, title: str | None = None,
+               fmt: str = "png") -> go.Figure:
+    """A grid of images in [-1, 1], each ``(3, H, W)``, with optional subplot titles."""
+    images = list(images)
+    n = len(images)
+    cols = cols or n
+    rows = -(-n // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
+                        horizontal_spacing=0.01, vertical_spacing=0.08 if titles else 0.02)
+    for i, image in enumerate(images):
+        fig.add_trace(_image_trace(image, upscale, fmt), row=i // cols + 1, col=i % cols + 1)
+    _hide_axes(fig)
+    fig.update_layout(height=height_per_row * rows + (60 if title else 30), title=title,
+                      margin=dict(l=10, r=10, t=60 if title else 30, b=10))
+    return fig
+
+
+def image_slider(frames, labels, *, slider_prefix: str, titles=None, upscale: int = 1,
+                 height: int = 360, title: str | None = None, fmt: str = "png") -> go.Figure:
+    """Images that change with a slider; ``frames[k]`` is a list of images shown at step k.
+
+    The slider toggles trace visibility (no animation), so it works in the static page.
+    """
+    frames = [list(f) for f in frames]
+    per = len(frames[0])
+    fig = make_subplots(rows=1, cols=per, subplot_titles=titles, horizontal_spacing=0.02)
+    for k, frame in enumerate(frames):
+        if len(frame) != per:
+            raise ValueError("every slider step must show the same number of images")
+        for j, image in enumerate(frame):
+            fig.add_trace(_image_trace(image, upscale, fmt, visible=(k == 0)), row=1, col=j + 1)
+    steps = []
+    for k, label in enumerate(labels):
+        visible = [False] * (per * len(frames))
+        visible[k * per:(k + 1) * per] = [True] * per
+        steps.append(dict(method="restyle", args=[{"visible": visible}], label=str(label)))
+    fig.update_layout(sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix=slider_prefix),
+                                    pad=dict(t=30))],
+                      height=height, title=title, margin=dict(l=10, r=10, t=60, b=10))
+    _hide_axes(fig)
+    return fig

@@ -1,0 +1,78 @@
+"""Run profiles: ``cpu`` (embedded models, no GPU, CI), ``gpu`` (paper scale), ``sd`` (Hub models).
+
+Every chapter has one ``parameters`` cell with ``PROFILE = "cpu"`` (papermill overrides it) and
+then calls :func:`resolve`, which checks the name, switches a Colab session with a GPU from the
+default ``cpu`` to ``sd``, checks that a GPU profile has a GPU, and returns the sizes.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+__all__ = ["Profile", "PROFILES", "resolve", "in_colab"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and device of one profile.
+
+    Attributes:
+        name: ``cpu``, ``gpu`` or ``sd``.
+        device: torch device the chapters use.
+        needs_gpu: whether the profile refuses to run without CUDA.
+        n_fit: samples used to estimate covariances / fit linear maps.
+        n_test: held-out samples for evaluation.
+        image_size: side of the image crops for the embedded models (pixels).
+        description: one line for the reader.
+    """
+
+    name: str
+    device: str
+    needs_gpu: bool
+    n_fit: int
+    n_test: int
+    image_size: int
+    description: str
+
+
+PROFILES: dict[str, Profile] = {
+    "cpu": Profile("cpu", "cpu", False, 20_000, 2_000, 32,
+                   "embedded models on the CPU, sizes for a 2-core laptop or CI"),
+    "gpu": Profile("gpu", "cuda", True, 50_000, 10_000, 32,
+                   "embedded models at the paper's scale (N = 50,000) on a CUDA GPU"),
+    "sd": Profile("sd", "cuda", True, 50_000, 10_000, 32,
+                  "Stable Diffusion models from the Hugging Face Hub on a CUDA GPU (Colab)"),
+}
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab kernel."""
+    return "google.colab" in sys.modules
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve(name: str, *, verbose: bool = True) -> Profile:
+    """Check a profile name and return its sizes.
+
+    In Colab with a GPU the default ``cpu`` becomes ``sd`` (the paper's models). A GPU profile
+    without a GPU raises an error that names the ``cpu`` profile.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)} "
+                         "(cpu: embedded models, no GPU needed)")
+    if name == "cpu" and in_colab() and _cuda_available():
+        name = "sd"
+        if verbose:
+            print("Colab with a GPU: using the 'sd' profile (Stable Diffusion from the Hub); "
+                  "set PROFILE = 'cpu' in the parameters cell to keep the embedded models.")
+    profile = PROFILES[name]
+    if profile.needs_gpu and not _cuda_available():
+        raise RuntimeError(f"profile {name!r} needs a CUDA GPU and none is available; "
+                           "run with PROFILE = 'cpu' (the embedded models, no GPU needed)")
+    return profile

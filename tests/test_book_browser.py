@@ -1,0 +1,141 @@
+"""The built book, in a real browser with no network.
+
+Builds the HTML from the committed notebooks (no execution), serves it on 127.0.0.1, opens every
+chapter in headless Chromium (Debian's ``chromium`` and ``chromium-driver``) with every host but
+127.0.0.1 unresolvable, and fails if a plotly figure drew no SVG, a page raised a JavaScript
+error or asked for anything off this machine, math did not typeset, or a widget did not render.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from lib.runner import ROOT
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for c in toc.get("chapters", [])]
+
+
+@pytest.fixture(scope="module")
+def site():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("headless Chromium is needed: apt-get install chromium chromium-driver")
+    from lib.book import build_book
+
+    html = build_book(None, label="browser-test", log=lambda *a: None)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1280,1000",
+                # no network: every host except this machine fails to resolve
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def expected_outputs(page: str) -> tuple[int, int, bool]:
+    """Plotly figures, widget views and whether there is math, from the committed notebook."""
+    nb = nbformat.read(ROOT / f"{page}.ipynb", as_version=4)
+    figures = widgets = 0
+    math = False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and "$" in cell.source:
+            math = True
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            figures += "plotly-graph-div" in str(data.get("text/html", ""))
+            widgets += "application/vnd.jupyter.widget-view+json" in data
+    return figures, widgets, math
+
+
+PAGE_STATE_JS = """
+const divs = Array.from(document.querySelectorAll('.plotly-graph-div'));
+return {
+  plotly: divs.length,
+  drawn: divs.filter(d => d.querySelector('svg.main-svg')).length,
+  plotlyLoaded: typeof window.Plotly !== 'undefined',
+  widgetViews: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+  widgetsRendered: document.querySelectorAll('.widget-box, .widget-inline-hbox, .widget-image, .jupyter-widgets.widget-vbox').length,
+  widgetImages: Array.from(document.querySelectorAll('img.widget-image, .widget-image img, img.jupyter-widgets'))
+      .filter(i => i.complete && i.naturalWidth > 0).length,
+  math: document.querySelectorAll('mjx-container').length,
+};
+"""
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_renders_offline(site, browser, page):
+    n_figures, n_widgets, has_math = expected_outputs(page)
+    path = "index.html" if page == toc_pages()[0] else f"{page}.html"
+    browser.get_log("browser")
+    browser.get_log("performance")
+    browser.get(f"{site}/{path}")
+    deadline = time.time() + 45
+    while True:
+        state = browser.execute_script(PAGE_STATE_JS)
+        done = (state["drawn"] >= n_figures and state["widgetsRendered"] >= min(n_widgets, 1)
+                and (state["math"] > 0 or not has_math))
+        if done or time.time() > deadline:
+            break
+        time.sleep(0.5)
+
+    logs = browser.get_log("browser")
+    errors = [e["message"] for e in logs if e["level"] == "SEVERE"]
+    assert not errors, f"JavaScript errors on {path}: {errors}"
+    requests = []
+    for entry in browser.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            requests.append(msg["params"]["request"]["url"])
+    off_machine = [u for u in requests
+                   if not u.startswith(("http://127.0.0.1", "data:", "blob:", "about:"))]
+    assert not off_machine, f"{path} asked the network for {off_machine}"
+
+    assert state["plotlyLoaded"], f"plotly.js did not load on {path}"
+    assert state["plotly"] == n_figures, f"{path}: {state['plotly']} figures in the page, {n_figures} in the notebook"
+    assert state["drawn"] == n_figures, f"{path}: only {state['drawn']} of {n_figures} plotly figures drew an SVG"
+    if n_widgets:
+        assert state["widgetViews"] >= n_widgets
+        assert state["widgetsRendered"] >= 1, f"{path}: widgets did not render"
+    if has_math:
+        assert state["math"] > 0, f"{path}: math did not typeset"
