@@ -39,7 +39,7 @@ class ChapterFailed(RuntimeError):
     """A chapter raised an error; names the chapter and the failing cell."""
 
     def __init__(self, chapter: str, cell_index: int | None, message: str, log: Path | None):
-        where = f"cell {cell_index}" if cell_index is not None else "before any cell ran"
+        where = f"cell index {cell_index}" if cell_index is not None else "before any cell ran"
         text = f"chapter {chapter} failed at {where}: {message}"
         if log is not None:
             text += f"\n  the partly executed notebook is {log}"

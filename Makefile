@@ -1,0 +1,36 @@
+# The book's two commands:
+#   make book   create .venv if missing, install the pinned dependencies, execute every
+#               chapter with PROFILE (default cpu) into runs/PROFILE/<time>/, build the HTML
+#   make test   unit tests, nbval re-execution of every committed chapter, browser check
+# Also: make book PROFILE=gpu (on a GPU machine), make html RUN=runs/gpu/latest (build from an
+# existing run), make notebooks (developers: refresh the committed cpu outputs and .md twins).
+
+PROFILE ?= cpu
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# torch and BLAS share the machine's cores; one job at a time, threads set deliberately
+export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: book test html notebooks
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m lib book --profile $(PROFILE)
+
+html: $(STAMP)
+	$(PY) -m lib book --run $(RUN)
+
+test: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests book --nbval \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
+
+notebooks: $(STAMP)
+	$(PY) -m lib run --profile cpu --in-place
+	$(VENV)/bin/jupytext --sync book/*.ipynb

@@ -1,0 +1,118 @@
+"""Structure of the chapters: jupytext pairs in sync, one parameters cell, the Colab setup cell,
+the dependency pins, and the runner's bookkeeping."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+from lib.runner import BOOK_DIR, ROOT, chapters, new_run_dir, select_chapters
+
+CHAPTERS = chapters()
+
+
+def test_there_are_chapters_and_toc_lists_them_all():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = [toc["root"]] + [c["file"] for c in toc["chapters"]]
+    assert listed == [f"book/{p.stem}" for p in CHAPTERS]
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_pair_in_sync(path):
+    md = path.with_suffix(".md")
+    assert md.exists(), f"{path.name} has no paired MyST .md (jupytext --set-formats ipynb,md:myst)"
+    ipynb = nbformat.read(path, as_version=4)
+    text = jupytext.read(md)
+    a = [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in ipynb.cells]
+    b = [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in text.cells]
+    assert a == b, f"{path.name} and {md.name} differ: run `jupytext --sync {md}`"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_one_parameters_cell_with_cpu_profile(path):
+    nb = nbformat.read(path, as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    assert re.search(r'^PROFILE = "cpu"', params[0].source, re.M)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_committed_outputs_are_complete(path):
+    """Every code cell ran, in order, without errors (the committed cpu outputs)."""
+    nb = nbformat.read(path, as_version=4)
+    counts = [c.execution_count for c in _code_cells(nb)]
+    assert all(isinstance(n, int) for n in counts), "some cells were not executed: make notebooks"
+    assert counts == sorted(counts)
+    for cell in _code_cells(nb):
+        assert not [o for o in cell.outputs if o.output_type == "error"]
+        for out in cell.outputs:  # figures are served plotly.js by the book, never inline or CDN
+            html = str(out.get("data", {}).get("text/html", ""))
+            assert "cdn.plot.ly" not in html and len(html) < 2_000_000
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_setup_cell_installs_from_the_configured_repository(path):
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    nb = nbformat.read(path, as_version=4)
+    setup = [c for c in _code_cells(nb) if "google.colab" in c.source]
+    assert len(setup) == 1
+    assert f"git+{url}" in setup[0].source
+    # it comes before the parameters cell, so PROFILE can switch to "sd" after it
+    params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    assert nb.cells.index(setup[0]) < params
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = project["dependencies"] + [d for ds in project["optional-dependencies"].values() for d in ds]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(pins) == sorted(pip_section)
+    assert all("==" in p for p in pins), "every dependency is pinned exactly"
+
+
+def test_select_chapters():
+    assert select_chapters(["01"]) == [BOOK_DIR / "01_preliminaries.ipynb"]
+    assert select_chapters(["preliminaries", "00_intro"]) == CHAPTERS[:2]
+    with pytest.raises(ValueError, match="no chapter matches"):
+        select_chapters(["99"])
+
+
+def test_runs_never_overwrite(tmp_path):
+    a = new_run_dir("cpu", runs_dir=tmp_path)
+    (a / "x").write_text("1")
+    b = new_run_dir("cpu", runs_dir=tmp_path)
+    assert a != b and (a / "x").read_text() == "1"
+    assert (tmp_path / "cpu" / "latest").resolve() == b.resolve()
+    with pytest.raises(FileExistsError, match="never overwrites"):
+        new_run_dir("cpu", out=a)
+    assert new_run_dir("cpu", out=tmp_path / "fresh").is_dir()
+
+
+def test_nbval_fails_when_a_key_number_changes(tmp_path):
+    """nbval with the book's sanitizers must catch a changed printed number (fast: chapter 00)."""
+    import subprocess
+    import sys
+
+    nb = nbformat.read(BOOK_DIR / "00_intro.ipynb", as_version=4)
+    stream = next(o for c in _code_cells(nb) for o in c.outputs if o.output_type == "stream"
+                  and "20,000" in o.text)
+    stream.text = stream.text.replace("20,000", "20,001")
+    nbformat.write(nb, tmp_path / "00_intro.ipynb")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
+           str(tmp_path / "00_intro.ipynb"), "--nbval-sanitize-with",
+           str(ROOT / "tests" / "nbval_sanitize.cfg"), "--rootdir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "20,001" in proc.stdout and "1 failed" in proc.stdout
