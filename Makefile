@@ -25,6 +25,7 @@ book: $(STAMP)
 	$(PY) -m lib book --profile $(PROFILE)
 
 html: $(STAMP)
+	@test -n "$(RUN)" || { echo "usage: make html RUN=runs/<profile>/<run id>"; exit 2; }
 	$(PY) -m lib book --run $(RUN)
 
 test: $(STAMP)

@@ -115,5 +115,7 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     html = stage / "_build" / "html"
+    # the redirecting index.html has no icon link, and browsers then ask for /favicon.ico
+    shutil.copy2(stage / "_assets" / "favicon.png", html / "favicon.ico")
     log(f"the book is at {html / 'index.html'}")
     return html

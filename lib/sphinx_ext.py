@@ -1,10 +1,11 @@
 """A small Sphinx extension for the book's pages.
 
-* Loads plotly.js first on every page. It must run before require.js (which the ipywidgets
-  html manager needs): loaded after it, plotly registers itself as an anonymous AMD module,
-  ``window.Plotly`` stays undefined and no figure draws. Sphinx orders scripts by priority, so
-  plotly gets a low one. The file is copied from the installed plotly package into
-  ``_static/plotly`` by :mod:`lib.book`.
+* Loads plotly.js first on every page (``lib.book`` copies it from the installed plotly
+  package into ``_static/plotly``; ``lib.plotting.show`` emits figures without it). Early is
+  insurance: plotly.js 2.x registers itself as an anonymous AMD module when require.js (which
+  the ipywidgets html manager needs) is already on the page, and ``window.Plotly`` then stays
+  undefined. The plotly.js 4.1 bundled with plotly 7.1 no longer does, so with the pinned
+  version the order does not matter; it does if plotly is ever downgraded.
 * Drops repeated inline scripts. With jupyter-book 1.0.4 and Sphinx 7.4, sphinx-thebe's and
   sphinx-togglebutton's inline scripts are added twice, and the second
   ``const THEBE_JS_URL = ...`` is a JavaScript error on every page.

@@ -73,9 +73,11 @@ def browser():
     driver.quit()
 
 
-def expected_outputs(page: str) -> tuple[int, int, bool]:
-    """Plotly figures, widget views and whether there is math, from the committed notebook."""
+def expected_outputs(page: str) -> tuple[int, int, int, bool]:
+    """Plotly figures, widget views, image widgets and whether there is math, from the notebook."""
     nb = nbformat.read(ROOT / f"{page}.ipynb", as_version=4)
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    images = sum(m.get("model_name") == "ImageModel" for m in state.get("state", {}).values())
     figures = widgets = 0
     math = False
     for cell in nb.cells:
@@ -85,7 +87,7 @@ def expected_outputs(page: str) -> tuple[int, int, bool]:
             data = out.get("data", {})
             figures += "plotly-graph-div" in str(data.get("text/html", ""))
             widgets += "application/vnd.jupyter.widget-view+json" in data
-    return figures, widgets, math
+    return figures, widgets, images, math
 
 
 PAGE_STATE_JS = """
@@ -103,17 +105,28 @@ return {
 """
 
 
+def test_index_redirects_to_the_first_chapter(site, browser):
+    browser.get(f"{site}/index.html")
+    deadline = time.time() + 10
+    while not browser.current_url.endswith(f"{toc_pages()[0]}.html") and time.time() < deadline:
+        time.sleep(0.2)
+    assert browser.current_url.endswith(f"{toc_pages()[0]}.html")
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors
+
+
 @pytest.mark.parametrize("page", toc_pages())
 def test_page_renders_offline(site, browser, page):
-    n_figures, n_widgets, has_math = expected_outputs(page)
-    path = "index.html" if page == toc_pages()[0] else f"{page}.html"
+    n_figures, n_widgets, n_images, has_math = expected_outputs(page)
+    path = f"{page}.html"
     browser.get_log("browser")
     browser.get_log("performance")
     browser.get(f"{site}/{path}")
     deadline = time.time() + 45
     while True:
         state = browser.execute_script(PAGE_STATE_JS)
-        done = (state["drawn"] >= n_figures and state["widgetsRendered"] >= min(n_widgets, 1)
+        done = (state["drawn"] >= n_figures and state["widgetImages"] >= n_images
+                and state["widgetsRendered"] >= min(n_widgets, 1)
                 and (state["math"] > 0 or not has_math))
         if done or time.time() > deadline:
             break
@@ -137,5 +150,6 @@ def test_page_renders_offline(site, browser, page):
     if n_widgets:
         assert state["widgetViews"] >= n_widgets
         assert state["widgetsRendered"] >= 1, f"{path}: widgets did not render"
+    assert state["widgetImages"] >= n_images, f"{path}: {state['widgetImages']} of {n_images} image widgets drew"
     if has_math:
         assert state["math"] > 0, f"{path}: math did not typeset"
