@@ -1,0 +1,149 @@
+"""Deterministic DDIM sampling and inversion (paper Eqs. 3-4 with sigma_t = 0), and SDEdit.
+
+The loops are written out over ``model.eps``; diffusers' ``DDIMScheduler`` only supplies the
+timestep grid (Stable Diffusion's ``leading`` spacing with ``steps_offset = 1``), and the tests
+check each step against ``DDIMScheduler.step`` / ``DDIMInverseScheduler.step``.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler
+from tqdm.auto import tqdm
+
+from lib.schedule import SD_SCHEDULE
+
+__all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit",
+           "ddim_scheduler", "ddim_inverse_scheduler"]
+
+_DDIM_CONFIG = dict(**SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                    timestep_spacing="leading")
+
+
+def ddim_scheduler() -> DDIMScheduler:
+    """diffusers' DDIM scheduler with Stable Diffusion's configuration."""
+    return DDIMScheduler(**_DDIM_CONFIG)
+
+
+def ddim_inverse_scheduler() -> DDIMInverseScheduler:
+    """diffusers' DDIM inverse scheduler with Stable Diffusion's configuration."""
+    return DDIMInverseScheduler(**_DDIM_CONFIG)
+
+
+def ddim_timesteps(steps: int) -> list[int]:
+    """The decreasing timesteps of a ``steps``-step DDIM run (e.g. 981, 961, ..., 1 for 50)."""
+    # with Stable Diffusion's steps_offset = 1, 1000 steps would ask for timestep 1000
+    if not isinstance(steps, int) or not 1 <= steps < SD_SCHEDULE["num_train_timesteps"]:
+        raise ValueError(f"steps must be an integer from 1 to 999, got {steps!r}")
+    sched = ddim_scheduler()
+    sched.set_timesteps(steps)
+    return [int(t) for t in sched.timesteps]
+
+
+def _abar(model, t: int) -> torch.Tensor:
+    """``abar_t``; below 0 (past the last step) it is ``abar_0`` (``set_alpha_to_one=False``)."""
+    return model.alphas_cumprod[max(t, 0)]
+
+
+def ddim_step(model, z_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM move from ``t`` to ``t_prev`` (either direction).
+
+    ``z0 = (z_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)`` (Eq. 3), then
+    ``z_prev = sqrt(abar_prev) z0 + sqrt(1 - abar_prev) eps_hat`` (Eq. 4, sigma = 0).
+    """
+    abar_t = _abar(model, t).to(z_t.dtype)
+    abar_prev = _abar(model, t_prev).to(z_t.dtype)
+    z0 = (z_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()  # Eq. (3)
+    return abar_prev.sqrt() * z0 + (1 - abar_prev).sqrt() * eps_hat  # Eq. (4), sigma_t = 0
+
+
+def _check(model, z: torch.Tensor, name: str) -> torch.Tensor:
+    z = torch.as_tensor(z)
+    if z.ndim != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(z.shape)}")
+    if not torch.isfinite(z).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    return z
+
+
+def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | None = None, *,
+                start_step: int = 0, progress: bool = False) -> torch.Tensor:
+    """Deterministic DDIM from noise (or an intermediate state) to ``z_0``.
+
+    Args:
+        model: a :class:`lib.models.DiffusionModel`.
+        noise: ``z_T`` (or, with ``start_step > 0``, the state at ``ddim_timesteps(steps)
+            [start_step]``) ``(B, C, H, W)``.
+        steps: number of DDIM steps of the full grid.
+        cond, guidance_scale: passed to ``model.eps``.
+        start_step: index in the timestep grid to start from (SDEdit starts part-way).
+        progress: show a progress bar.
+
+    Returns:
+        ``z_0`` ``(B, C, H, W)`` in the model's space (``model.decode`` for images).
+    """
+    z = _check(model, noise, "noise")
+    ts = ddim_timesteps(steps)
+    if not 0 <= start_step < len(ts):
+        raise ValueError(f"start_step must lie in [0, {len(ts) - 1}], got {start_step}")
+    delta = SD_SCHEDULE["num_train_timesteps"] // steps
+    for t in tqdm(ts[start_step:], desc="DDIM", disable=not progress, leave=False):
+        eps_hat = model.eps(z, t, cond, guidance_scale)
+        z = ddim_step(model, z, t, t - delta, eps_hat)
+    return z
+
+
+def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None = None, *,
+                end_step: int | None = None, progress: bool = False) -> torch.Tensor:
+    """Deterministic DDIM inversion from ``z_0`` towards noise (diffusers' convention: the
+    noise is predicted at the current state with the *next* timestep).
+
+    Args:
+        end_step: stop after this many inversion steps (default: all ``steps``), so that
+            ``ddim_sample(..., start_step=steps - end_step)`` undoes it.
+
+    Returns:
+        the state at timestep ``ddim_timesteps(steps)[steps - end_step]`` ``(B, C, H, W)``.
+    """
+    z = _check(model, z0, "z0")
+    ts = ddim_timesteps(steps)[::-1]  # increasing
+    end_step = steps if end_step is None else end_step
+    if not 1 <= end_step <= steps:
+        raise ValueError(f"end_step must lie in [1, {steps}], got {end_step}")
+    delta = SD_SCHEDULE["num_train_timesteps"] // steps
+    for t in tqdm(ts[:end_step], desc="DDIM inversion", disable=not progress, leave=False):
+        eps_hat = model.eps(z, t, cond, guidance_scale)
+        z = ddim_step(model, z, t - delta, t, eps_hat)
+    return z
+
+
+def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
+           guidance_scale: float | None = None, *, generator: torch.Generator | None = None,
+           progress: bool = False) -> torch.Tensor:
+    """SDEdit: noise ``z0`` to an intermediate time with Eq. (1), then DDIM back to ``z_0``.
+
+    Args:
+        strength: fraction of the DDIM grid to redo, in (0, 1]: 1 starts from pure noise at
+            the first grid timestep.
+        noise: the noise to add (default: fresh Gaussian noise from ``generator``); pass a
+            correlated noise here for the paper's correlated-noise SDEdit.
+
+    Returns:
+        the edited ``z_0`` ``(B, C, H, W)``.
+    """
+    z0 = _check(model, z0, "z0")
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must lie in (0, 1], got {strength}")
+    ts = ddim_timesteps(steps)
+    n_redo = max(1, round(strength * steps))
+    start = steps - n_redo
+    t_start = ts[start]
+    if noise is None:
+        noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+    noise = torch.as_tensor(noise).to(z0.dtype)
+    if noise.shape != z0.shape:
+        raise ValueError(f"noise must have the shape of z0 {tuple(z0.shape)}, got {tuple(noise.shape)}")
+    abar = model.alphas_cumprod[t_start].to(z0.dtype)
+    z_t = abar.sqrt() * z0 + (1 - abar).sqrt() * noise  # Eq. (1)
+    return ddim_sample(model, z_t, steps, cond, guidance_scale, start_step=start,
+                       progress=progress)

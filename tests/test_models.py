@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+import torch
+
+from lib.models import GaussianModel, available_models, load_model
+
+
+def test_gaussian_eps_closed_form():
+    rng = np.random.default_rng(0)
+    D = 12
+    A = rng.standard_normal((D, D))
+    cov, mu = A @ A.T / D + 0.1 * np.eye(D), rng.standard_normal(D)
+    m = GaussianModel(mu, cov, (3, 2, 2))
+    x = torch.randn(4, 3, 2, 2, dtype=torch.float64)
+    t = torch.tensor([5, 100, 600, 980])
+    abar = m.alphas_cumprod[t].numpy()
+    for i in range(4):
+        a, s = np.sqrt(abar[i]), np.sqrt(1 - abar[i])
+        expected = s * np.linalg.solve(a**2 * cov + s**2 * np.eye(D), x[i].reshape(-1).numpy() - a * mu)
+        assert np.allclose(m.eps(x, t)[i].reshape(-1).numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_gaussian_eps_is_the_posterior_mean_of_the_noise():
+    """Monte Carlo: E[eps | x_t] over data ~ N(mu, Sigma) equals the model's prediction."""
+    rng = np.random.default_rng(1)
+    D = 3
+    cov, mu = np.diag([1.0, 0.3, 0.05]), np.array([0.2, -0.1, 0.0])
+    m = GaussianModel(mu, cov, (3, 1, 1))
+    t = 400
+    abar = float(m.alphas_cumprod[t])
+    a, s = np.sqrt(abar), np.sqrt(1 - abar)
+    x0 = rng.multivariate_normal(mu, cov, 400_000)
+    eps = rng.standard_normal((400_000, D))
+    xt = a * x0 + s * eps
+    # regress eps on x_t: the best linear (here: exact) predictor
+    X = np.c_[xt, np.ones(len(xt))]
+    coef, *_ = np.linalg.lstsq(X, eps, rcond=None)
+    probe = torch.tensor([[0.5, -0.2, 0.1]], dtype=torch.float64).reshape(1, 3, 1, 1)
+    mc = np.r_[probe.reshape(-1).numpy(), 1.0] @ coef
+    assert np.allclose(m.eps(probe, t).reshape(-1).numpy(), mc, atol=0.01)
+
+
+def test_registry():
+    assert "gaussian" in available_models()
+    with pytest.raises(KeyError, match="available"):
+        load_model("sd-7")
+    with pytest.raises(ValueError, match="mean must have"):
+        GaussianModel(np.zeros(5), np.eye(5), (3, 2, 2))
