@@ -10,7 +10,6 @@ name                      source                                   size     spli
 ``cat``                   ``skimage.data.cat`` (Chelsea the cat)   300x451  train
 ``china``                 scikit-learn ``china.jpg``               427x640  train
 ``flower``                scikit-learn ``flower.jpg``              427x640  train
-``immunohistochemistry``  ``skimage.data.immunohistochemistry``    512x512  train
 ``motorcycle``            ``skimage.data.stereo_motorcycle`` left  500x741  train
 ``coffee``                ``skimage.data.coffee``                  400x600  test
 ``grace_hopper``          matplotlib ``grace_hopper.jpg``          600x512  test
@@ -21,7 +20,8 @@ Left out on purpose: drawings and synthetic images (``colorwheel``, ``logo``, ``
 ``shepp_logan_phantom``), text pages (``text``, ``page``), binary masks (``horse``,
 ``binary_blobs``), grey-level photographs (``camera``, ``coins``, ``moon``, ``brick``,
 ``grass``, ``gravel``: the models are RGB), photographs that are mostly a flat black background
-(``hubble_deep_field``, ``retina``: most crops would be constant), and the photographs that
+(``hubble_deep_field``, ``retina``: most crops would be constant), microscopy slides
+(``immunohistochemistry``, ``cell``: not natural scenes), and the photographs that
 scikit-image downloads on demand (``eagle``, ``lily``, ``skin``).
 
 The split is *by photograph*: the test crops come from photographs the embedded models never
@@ -86,8 +86,6 @@ PHOTOS: dict[str, Photo] = {
         Photo("cat", "skimage.data.cat", "train", _skimage("cat")),
         Photo("china", "sklearn china.jpg", "train", _sklearn("china.jpg")),
         Photo("flower", "sklearn flower.jpg", "train", _sklearn("flower.jpg")),
-        Photo("immunohistochemistry", "skimage.data.immunohistochemistry", "train",
-              _skimage("immunohistochemistry")),
         Photo("motorcycle", "skimage.data.stereo_motorcycle (left)", "train",
               _skimage("stereo_motorcycle")),
         Photo("coffee", "skimage.data.coffee", "test", _skimage("coffee")),
@@ -210,8 +208,10 @@ def photo_crops(
         raise ValueError(f"max_levels must be at least 1 or None, got {max_levels!r}")
     names = photo_names(split)
     if photos is not None:
+        if not photos:
+            raise ValueError("photos is an empty list; name at least one photo or pass None")
         unknown = [p for p in photos if p not in PHOTOS]
-        if unknown or not photos:
+        if unknown:
             raise KeyError(f"unknown photos {unknown}; the bundled photos are {photo_names()}")
         names = list(photos)
     rng = np.random.default_rng(seed)

@@ -8,7 +8,8 @@ A run writes, under ``runs/<profile>/<run id>/`` (or ``--out DIR``):
 * ``run.json``: profile, chapters, time of each, status, git commit, machine.
 
 A run never overwrites an earlier one: each gets a fresh folder, ``runs/<profile>/latest``
-points to the newest, and an explicit ``--out`` must be a new or empty folder. ``--in-place``
+points to the newest run that finished, and an explicit ``--out`` must be a new or empty
+folder. ``--in-place``
 (``cpu`` profile only) writes the outputs back into the committed ``book/*.ipynb``; that is how
 the committed notebooks get their outputs (``make notebooks``).
 """
@@ -66,12 +67,13 @@ class RunRecord:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
 
 
-def chapters(book_dir: Path = BOOK_DIR) -> list[Path]:
+def chapters(book_dir: Path | None = None) -> list[Path]:
     """The chapter notebooks, in book order (by file name)."""
+    book_dir = Path(book_dir or BOOK_DIR)
     return sorted(p for p in book_dir.glob("*.ipynb") if not p.name.startswith("."))
 
 
-def select_chapters(wanted: list[str] | None, book_dir: Path = BOOK_DIR) -> list[Path]:
+def select_chapters(wanted: list[str] | None, book_dir: Path | None = None) -> list[Path]:
     """Chapters matching names or number prefixes (``01``, ``01_preliminaries``, ``preliminaries``)."""
     available = chapters(book_dir)
     if not wanted:
@@ -100,8 +102,9 @@ def _git_commit() -> str | None:
 
 
 def new_run_dir(profile: str, out: str | os.PathLike | None = None,
-                runs_dir: Path = RUNS_DIR) -> Path:
+                runs_dir: Path | None = None) -> Path:
     """A fresh folder for a run; never one that already holds files."""
+    runs_dir = Path(runs_dir or RUNS_DIR)
     if out is not None:
         out = Path(out)
         if out.exists() and any(out.iterdir()):
@@ -117,11 +120,15 @@ def new_run_dir(profile: str, out: str | os.PathLike | None = None,
         k += 1
         out = base / f"{stamp}-{k}"
     out.mkdir()
-    latest = base / "latest"
+    return out
+
+
+def _point_latest(run_dir: Path) -> None:
+    """Make ``runs/<profile>/latest`` point to a run that finished."""
+    latest = run_dir.parent / "latest"
     if latest.is_symlink() or latest.exists():
         latest.unlink()
-    latest.symlink_to(out.name)
-    return out
+    latest.symlink_to(run_dir.name)
 
 
 def _strip_papermill_metadata(path: Path) -> None:
@@ -137,7 +144,7 @@ def _strip_papermill_metadata(path: Path) -> None:
 
 
 def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
-                 in_place: bool = False, book_dir: Path = BOOK_DIR,
+                 in_place: bool = False, book_dir: Path | None = None,
                  kernel_name: str = "python3", log=print) -> tuple[Path, RunRecord]:
     """Execute chapters with papermill under a profile.
 
@@ -155,10 +162,12 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     if in_place and profile != "cpu":
         raise ValueError("--in-place is only for the cpu profile: the committed notebooks "
                          "carry cpu outputs")
+    book_dir = Path(book_dir or BOOK_DIR)
     selected = select_chapters(wanted, book_dir)
     run_dir = new_run_dir(profile, out)
     nb_dir = run_dir / "book"
-    nb_dir.mkdir(exist_ok=True)
+    if not in_place:
+        nb_dir.mkdir(exist_ok=True)
     record = RunRecord(profile=profile, out=str(run_dir),
                        started=_dt.datetime.now().isoformat(timespec="seconds"),
                        chapters=[p.stem for p in selected], git_commit=_git_commit())
@@ -199,6 +208,8 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
         log(f"  {nb.stem}: {seconds:.1f} s")
     record.status = "ok"
     record.write(run_dir / "run.json")
+    if out is None and not in_place:
+        _point_latest(run_dir)
     log(f"done in {sum(record.seconds.values()):.1f} s; notebooks in "
         f"{book_dir if in_place else nb_dir}, figures in {run_dir / 'figures'}")
     return run_dir, record

@@ -63,14 +63,21 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown whitening kind {kind!r}; choose one of {KINDS}")
 
 
+def _check_positive_definite(lam: np.ndarray, what: str) -> None:
+    """Refuse (numerically) singular matrices: eigenvalues below D * machine-eps * largest."""
+    floor = lam.size * np.finfo(np.float64).eps * max(float(np.max(lam)), 0.0)
+    if np.min(lam) <= floor:
+        raise np.linalg.LinAlgError(
+            f"the {what} is singular or nearly so (smallest eigenvalue {np.min(lam):.3e}, "
+            f"largest {np.max(lam):.3e}); pass eps > 0 to add a ridge eps * I, or use more "
+            "samples than dimensions and no duplicated features")
+
+
 def _sorted_eigh(S: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition with decreasing eigenvalues and the sign convention U[i, i] > 0."""
     lam, U = np.linalg.eigh(S)
     lam, U = lam[::-1], U[:, ::-1]
-    if lam[-1] <= 0:
-        raise np.linalg.LinAlgError(
-            f"the {what} is not positive definite (smallest eigenvalue {lam[-1]:.3e}); "
-            "pass eps > 0 to add a ridge eps * I, or use more samples than dimensions")
+    _check_positive_definite(lam, what)
     signs = np.where(np.diag(U) < 0, -1.0, 1.0)
     return lam, U * signs
 
@@ -128,6 +135,7 @@ def whitening_matrix(cov, kind: str = "zca", eps: float = 0.0) -> np.ndarray:
         W_pca_cor = (G.T / np.sqrt(theta)[:, None]) * v_isqrt[None, :]  # Theta^-1/2 G^T V^-1/2
         return G @ W_pca_cor if kind == "zca-cor" else W_pca_cor
     # cholesky: W = L^T with L L^T = inv(Sigma)
+    _check_positive_definite(np.linalg.eigvalsh(S), "covariance")
     try:
         c = scipy.linalg.cho_factor(S, lower=True)
     except np.linalg.LinAlgError as err:
@@ -250,8 +258,10 @@ def fit_linear_map(X, Z, *, center: bool = True, ridge: float = 0.0) -> np.ndarr
     N, D = X.shape
     if ridge < 0 or not np.isfinite(ridge):
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
-    if N < D and ridge == 0:
-        raise ValueError(f"N={N} pairs is fewer than D={D} unknowns per row; use more pairs or ridge > 0")
+    rank = N - 1 if center else N  # centring removes one degree of freedom
+    if rank < D and ridge == 0:
+        raise ValueError(f"N={N} pairs {'(rank N - 1 after centring) ' if center else ''}"
+                         f"is too few for D={D} unknowns per row; use more pairs or ridge > 0")
     if center:
         X = X - X.mean(axis=0)
         Z = Z - Z.mean(axis=0)

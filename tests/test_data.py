@@ -63,7 +63,7 @@ def test_crops_come_from_their_photo_and_split():
     assert 0.2 < np.mean(flipped) < 0.8  # random horizontal flips
 
 
-def test_crops_use_flips_and_scales():
+def test_crops_use_scales():
     crops = photo_crops(400, 16, seed=0, max_levels=1)
     crops_multi = photo_crops(400, 16, seed=0, max_levels=4)
     # same draws except the level: some crops differ because they come from coarser levels
@@ -92,3 +92,5 @@ def test_crops_of_chosen_photos():
     assert rocket.min() <= only.min() and only.max() <= rocket.max()
     with pytest.raises(KeyError, match="unknown photos"):
         photo_crops(5, 8, photos=["nope"])
+    with pytest.raises(ValueError, match="empty"):
+        photo_crops(5, 8, photos=[])

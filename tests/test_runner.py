@@ -43,11 +43,19 @@ def test_run_saves_notebooks_figures_and_times(tmp_path):
         run_chapters("cpu", out=out, book_dir=book, log=lambda *a: None)
 
 
-def test_failure_names_chapter_and_cell(tmp_path, capsys):
+def test_failure_names_chapter_and_cell(tmp_path, capsys, monkeypatch):
     book = write_book(tmp_path / "book", failing=True)
     with pytest.raises(ChapterFailed, match=r"chapter 01_tiny failed at cell index 2: ValueError: boom"):
         run_chapters("cpu", out=tmp_path / "run", book_dir=book, log=lambda *a: None)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
+    # the command line exits 1 and names chapter and cell; `latest` never points to a failure
+    import lib.runner
+
+    monkeypatch.setattr(lib.runner, "BOOK_DIR", book)
+    monkeypatch.setattr(lib.runner, "RUNS_DIR", tmp_path / "runs")
+    assert main(["run"]) == 1
+    assert "chapter 01_tiny failed at cell index 2" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "cpu" / "latest").exists()
 
 
 def test_cli_exit_codes(tmp_path, capsys):

@@ -189,8 +189,22 @@ def test_linear_fit_metrics_of_whitening_on_its_own_data():
         linear_fit_metrics(X, w.transform(X), w.matrix[:4])
     with pytest.raises(ValueError, match="same number of rows"):
         fit_linear_map(X, X[:10])
-    with pytest.raises(ValueError, match="fewer than"):
+    with pytest.raises(ValueError, match="too few"):
         fit_linear_map(X[:5], X[:5])
+    with pytest.raises(ValueError, match="too few"):  # N == D: rank D - 1 after centring
+        fit_linear_map(X[:8], X[:8])
+    assert fit_linear_map(X[:8], X[:8], center=False).shape == (8, 8)
+
+
+def test_nearly_singular_covariance_is_refused():
+    """A duplicated feature makes Sigma singular up to rounding: refuse, don't return 1e7s."""
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((200, 10))
+    X = np.c_[X, X[:, :1]]
+    for kind in KINDS:
+        with pytest.raises(np.linalg.LinAlgError, match="eps"):
+            Whitener(kind).fit(X)
+        assert np.all(np.isfinite(Whitener(kind, eps=1e-3).fit(X).matrix))
 
 
 def test_whiteness_error_and_cross_correlation():
