@@ -57,7 +57,7 @@ def ddim_step(model, z_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tens
     return abar_prev.sqrt() * z0 + (1 - abar_prev).sqrt() * eps_hat  # Eq. (4), sigma_t = 0
 
 
-def _check(model, z: torch.Tensor, name: str) -> torch.Tensor:
+def _check(z: torch.Tensor, name: str) -> torch.Tensor:
     z = torch.as_tensor(z)
     if z.ndim != 4:
         raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(z.shape)}")
@@ -82,7 +82,7 @@ def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | Non
     Returns:
         ``z_0`` ``(B, C, H, W)`` in the model's space (``model.decode`` for images).
     """
-    z = _check(model, noise, "noise")
+    z = _check(noise, "noise")
     ts = ddim_timesteps(steps)
     if not 0 <= start_step < len(ts):
         raise ValueError(f"start_step must lie in [0, {len(ts) - 1}], got {start_step}")
@@ -105,7 +105,7 @@ def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None =
     Returns:
         the state at timestep ``ddim_timesteps(steps)[steps - end_step]`` ``(B, C, H, W)``.
     """
-    z = _check(model, z0, "z0")
+    z = _check(z0, "z0")
     ts = ddim_timesteps(steps)[::-1]  # increasing
     end_step = steps if end_step is None else end_step
     if not 1 <= end_step <= steps:
@@ -131,7 +131,7 @@ def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
     Returns:
         the edited ``z_0`` ``(B, C, H, W)``.
     """
-    z0 = _check(model, z0, "z0")
+    z0 = _check(z0, "z0")
     if not 0 < strength <= 1:
         raise ValueError(f"strength must lie in (0, 1], got {strength}")
     ts = ddim_timesteps(steps)

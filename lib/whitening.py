@@ -181,7 +181,7 @@ class Whitener:
         Raises:
             ValueError: NaNs, fewer samples than dimensions without a ridge.
         """
-        X, shape = _as_matrix(X, "X")
+        X, _ = _as_matrix(X, "X")
         N, D = X.shape
         if N <= D and self.eps == 0:
             raise ValueError(
@@ -191,7 +191,6 @@ class Whitener:
         self.cov_ = covariance(X)
         self.matrix = whitening_matrix(self.cov_, self.kind, self.eps)
         self.n_samples_ = N
-        self._shape = shape
         self._lu = None
         return self
 
