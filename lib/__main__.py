@@ -1,10 +1,14 @@
-"""Command line: ``python -m lib run|book|assets``.
+"""Command line: ``python -m lib run|book|assets|train``.
 
 * ``python -m lib run --profile cpu [--chapters 01 02] [--out DIR] [--in-place]``: execute
   chapters with papermill (see :mod:`lib.runner`).
 * ``python -m lib book --profile cpu [--run DIR]``: execute every chapter (a new run), or take
   an existing run with ``--run``, then build the HTML book from it (see :mod:`lib.book`).
 * ``python -m lib book --committed``: build from the committed notebooks, executing nothing.
+* ``python -m lib train --model tiny-a [--steps N] [--max-minutes M] [--publish [--force]]``:
+  train an embedded model (resuming from ``runs/train/<name>/checkpoint.pt``), export its EMA
+  weights, measure its quality, and with ``--publish`` copy it to ``data/models`` (see
+  :mod:`lib.train`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--committed", action="store_true",
                      help="build from the committed book/*.ipynb, executing nothing")
     sub.add_parser("assets", help="fetch the scripts the book serves itself (npm registry)")
+    tr = sub.add_parser("train", help="train, export and evaluate an embedded model")
+    tr.add_argument("--model", required=True, help="tiny-a or tiny-b")
+    tr.add_argument("--steps", type=int, help="total optimizer steps (default: the model's config)")
+    tr.add_argument("--max-minutes", type=float, help="stop after this long (a checkpoint is saved)")
+    tr.add_argument("--out", help="training folder (default runs/train/MODEL)")
+    tr.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    tr.add_argument("--threads", type=int, help="torch CPU threads")
+    tr.add_argument("--no-bf16", action="store_true", help="train in float32 (slower)")
+    tr.add_argument("--samples", type=int, default=1000, help="samples for the quality numbers")
+    tr.add_argument("--publish", action="store_true", help="copy the model to data/models/MODEL")
+    tr.add_argument("--force", action="store_true", help="with --publish: replace the committed model")
     args = parser.parse_args(argv)
 
     from lib.runner import ChapterFailed, run_chapters
@@ -38,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             run_chapters(args.profile, args.chapters, args.out, in_place=args.in_place)
+        elif args.command == "train":
+            _train(args)
         elif args.command == "assets":
             from lib.book import fetch_assets
 
@@ -55,10 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     except ChapterFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, KeyError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _train(args) -> None:
+    import torch
+
+    from lib.train import CONFIGS, evaluate, export, publish, train
+
+    if args.model not in CONFIGS:
+        raise KeyError(f"unknown embedded model {args.model!r}; trainable: {sorted(CONFIGS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    state = train(args.model, steps=args.steps, out=args.out, device=args.device,
+                  bf16=not args.no_bf16, max_minutes=args.max_minutes)
+    print(f"{args.model}: {state['step']} steps, {state['seconds'] / 60:.1f} min of training in all")
+    folder = export(args.model, out=args.out)
+    card = evaluate(folder, n=args.samples)
+    vs = card["quality"]["samples_vs_test"]
+    print(f"model card: {folder / 'README.md'} (meets the quality bar: {vs['meets_bar']})")
+    if args.publish:
+        print(f"published to {publish(args.model, out=args.out, force=args.force)}")
 
 
 if __name__ == "__main__":

@@ -4,22 +4,34 @@ Each backend overrides one hook, ``_predict`` (the raw network output at ``x_t``
 base class turns it into an epsilon prediction whatever the scheduler's ``prediction_type``
 (``epsilon``, ``v_prediction`` or ``sample``) and applies classifier-free guidance (Eq. 2).
 
-Implemented so far: ``gaussian``, the closed-form optimal denoiser for Gaussian data with the
-training crops' mean ``mu`` and covariance ``Sigma``:
-``eps(x_t, t) = s (a^2 Sigma + s^2 I)^-1 (x_t - a mu)`` with ``a = sqrt(abar_t)``,
-``s = sqrt(1 - abar_t)``.
+Backends:
+
+* ``tiny-a``, ``tiny-b``: the embedded class-conditional pixel-space UNets trained by
+  :mod:`lib.train` on the bundled photographs (weights in ``data/models``).
+* ``gaussian``: the closed-form optimal denoiser for Gaussian data with the training crops' mean
+  ``mu`` and covariance ``Sigma``: ``eps(x_t, t) = s (a^2 Sigma + s^2 I)^-1 (x_t - a mu)`` with
+  ``a = sqrt(abar_t)``, ``s = sqrt(1 - abar_t)``.
+* ``sd-1.5``, ``sd-2.1-base``, ``sd-turbo``, ``sdxl-turbo``: Stable Diffusion from the Hugging
+  Face Hub (ids in :data:`HUB_IDS`, which a reader may edit, or ``load_model(name, repo=...)``
+  with another id or a local folder). Latent space through the VAE, prompts through CLIP.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+import socket
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lib.schedule import sd_alphas_cumprod
 
-__all__ = ["DiffusionModel", "GaussianModel", "available_models", "load_model"]
+__all__ = ["DiffusionModel", "GaussianModel", "UNetModel", "StableDiffusionModel", "HUB_IDS",
+           "available_models", "load_model", "HubUnavailable"]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -154,6 +166,237 @@ class GaussianModel(DiffusionModel):
         return eps.reshape(x_t.shape).to(x_t.device, x_t.dtype)
 
 
+class UNetModel(DiffusionModel):
+    """An embedded pixel-space model: a class-conditional diffusers ``UNet2DModel``.
+
+    ``cond`` takes photo names (or class indices); ``None`` is the null class, so
+    ``eps(x, t, model.cond(["cat"]), guidance_scale=w)`` is classifier-free guidance (Eq. 2).
+    """
+
+    def __init__(self, unet, classes: list[str], null_class: int, name: str = "unet", **kwargs):
+        size = unet.config.sample_size
+        super().__init__(sd_alphas_cumprod(), (unet.config.in_channels, size, size), **kwargs)
+        self.unet, self.classes, self.null_class, self.name = unet, list(classes), null_class, name
+
+    @classmethod
+    def from_folder(cls, folder, device=None, dtype=None, name: str | None = None) -> "UNetModel":
+        """Load a model folder written by :func:`lib.train.export` (fp16 weights, any dtype)."""
+        from diffusers import UNet2DModel
+
+        folder = Path(folder)
+        card = json.loads((folder / "card.json").read_text())
+        device, dtype = torch.device(device or "cpu"), dtype or torch.float32
+        unet = UNet2DModel.from_pretrained(folder, torch_dtype=dtype).to(device).eval()
+        return cls(unet, card["classes"], card["null_class"], name=name or card["name"],
+                   device=device, dtype=dtype)
+
+    def cond(self, labels):
+        """Class indices ``(B,)`` from photo names or integers (see ``self.classes``)."""
+        if isinstance(labels, (str, int)):
+            labels = [labels]
+        idx = []
+        for label in labels:
+            if isinstance(label, str):
+                if label not in self.classes:
+                    raise ValueError(f"unknown class {label!r}; {self.name} knows {self.classes}")
+                idx.append(self.classes.index(label))
+            elif 0 <= int(label) < len(self.classes):
+                idx.append(int(label))
+            else:
+                raise ValueError(f"class index must lie in [0, {len(self.classes) - 1}], got {label}")
+        return torch.tensor(idx, dtype=torch.long)
+
+    def _predict(self, x_t, t, cond):
+        B = x_t.shape[0]
+        labels = torch.full((B,), self.null_class, dtype=torch.long) if cond is None else cond
+        labels = labels.expand(B) if labels.numel() == 1 else labels
+        if labels.numel() != B:
+            raise ValueError(f"need one class or one per sample ({B}), got {labels.numel()}")
+        out = self.unet(x_t.to(self.device, self.dtype), t.to(self.device),
+                        class_labels=labels.to(self.device)).sample
+        return out.to(x_t.dtype)
+
+
+class HubUnavailable(ConnectionError):
+    """A Hub model was asked for with no network and no cached copy."""
+
+
+#: Hugging Face Hub ids of the paper's models; edit to use a mirror or a fine-tune.
+HUB_IDS = {
+    "sd-1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sd-2.1-base": "stabilityai/stable-diffusion-2-1-base",
+    "sd-turbo": "stabilityai/sd-turbo",
+    "sdxl-turbo": "stabilityai/sdxl-turbo",
+}
+
+
+class StableDiffusionModel(DiffusionModel):
+    """Stable Diffusion (1.x, 2.x, SDXL) in latent space: UNet, VAE and CLIP text encoder(s).
+
+    ``cond(prompts)`` encodes prompts; ``None`` stands for the empty prompt (SDXL: zeros, as
+    diffusers' ``force_zeros_for_empty_prompt``), which is also the unconditional branch of
+    classifier-free guidance. The VAE runs in float32 (SDXL's VAE overflows in fp16).
+    """
+
+    def __init__(self, components: dict, name: str = "sd", *, device=None, dtype=None):
+        sched = components["scheduler"]
+        unet = components["unet"]
+        vae = components["vae"]
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        size = unet.config.sample_size
+        super().__init__(sched.alphas_cumprod, (unet.config.in_channels, size, size),
+                         device=device or "cpu", dtype=dtype or torch.float32)
+        self.name = name
+        self.prediction_type = sched.config.prediction_type
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"{name}: unsupported prediction_type {self.prediction_type!r}")
+        self.unet = unet.to(self.device, self.dtype).eval()
+        self.vae = vae.to(self.device, torch.float32).eval()
+        self.scaling_factor = vae.config.scaling_factor
+        self.tokenizers = [components[k] for k in ("tokenizer", "tokenizer_2") if components.get(k)]
+        self.text_encoders = [components[k].to(self.device).eval()
+                              for k in ("text_encoder", "text_encoder_2") if components.get(k)]
+        self.is_sdxl = unet.config.addition_embed_type == "text_time"
+        self._null = None
+
+    @torch.no_grad()
+    def cond(self, prompts):
+        """Text conditioning for ``eps``: ``{"encoder_hidden_states", ...}`` for each prompt."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not all(isinstance(p, str) for p in prompts):
+            raise ValueError("prompts must be strings")
+        states, pooled = [], None
+        for tok, enc in zip(self.tokenizers, self.text_encoders):
+            ids = tok(prompts, padding="max_length", max_length=tok.model_max_length,
+                      truncation=True, return_tensors="pt").input_ids.to(self.device)
+            out = enc(ids, output_hidden_states=self.is_sdxl)
+            if self.is_sdxl:  # penultimate layer of both encoders; pooled from the second
+                states.append(out.hidden_states[-2])
+                pooled = out[0]
+            else:
+                states.append(out[0])
+        cond = {"encoder_hidden_states": torch.cat(states, dim=-1).to(self.dtype)}
+        if self.is_sdxl:
+            cond["text_embeds"] = pooled.to(self.dtype)
+        return cond
+
+    def _null_cond(self):
+        if self._null is None:
+            self._null = self.cond([""])
+            if self.is_sdxl:
+                self._null = {k: torch.zeros_like(v) for k, v in self._null.items()}
+        return self._null
+
+    def _predict(self, x_t, t, cond):
+        B = x_t.shape[0]
+        cond = self._null_cond() if cond is None else cond
+        kwargs = {}
+        states = cond["encoder_hidden_states"]
+        if states.shape[0] not in (1, B):
+            raise ValueError(f"need one prompt or one per sample ({B}), got {states.shape[0]}")
+        states = states.expand(B, -1, -1)
+        if self.is_sdxl:
+            H, W = (s * self.vae_scale for s in x_t.shape[-2:])
+            time_ids = torch.tensor([[H, W, 0, 0, H, W]], dtype=self.dtype, device=self.device)
+            kwargs["added_cond_kwargs"] = {"text_embeds": cond["text_embeds"].expand(B, -1),
+                                           "time_ids": time_ids.expand(B, -1)}
+        out = self.unet(x_t.to(self.device, self.dtype), t.to(self.device),
+                        encoder_hidden_states=states, **kwargs).sample
+        return out.to(x_t.dtype)
+
+    def _check_input(self, x_t):
+        # latent models accept any spatial size (multiples of the UNet's downsampling)
+        if not torch.is_tensor(x_t):
+            x_t = torch.as_tensor(np.asarray(x_t))
+        if x_t.ndim != 4 or x_t.shape[1] != self.sample_shape[0]:
+            raise ValueError(f"{self.name} expects latents of shape (B, {self.sample_shape[0]}, h, w), "
+                             f"got {tuple(x_t.shape)}")
+        if not torch.isfinite(x_t).all():
+            raise ValueError("x_t contains NaN or inf values")
+        return x_t
+
+    @torch.no_grad()
+    def encode(self, images):
+        """Images ``(B, 3, H, W)`` in [-1, 1] to latents ``z0 = scaling_factor * E(x)`` (mean)."""
+        x = torch.as_tensor(images).to(self.device, torch.float32)
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] % self.vae_scale or x.shape[-2] % self.vae_scale:
+            raise ValueError(f"images must be (B, 3, H, W) with H, W multiples of {self.vae_scale}, "
+                             f"got {tuple(x.shape)}")
+        return self.vae.encode(x).latent_dist.mean * self.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, z0):
+        """Latents to images in [-1, 1]."""
+        z = torch.as_tensor(z0).to(self.device, torch.float32)
+        return self.vae.decode(z / self.scaling_factor).sample.clamp(-1, 1)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = constants.ENDPOINT.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_components(repo: str, dtype, local_only: bool) -> dict:
+    kw = dict(local_files_only=local_only)
+    with warnings.catch_warnings():  # diffusers passes hf_hub_download a deprecated argument
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+        return _load_parts(repo, dtype, kw)
+
+
+def _load_parts(repo: str, dtype, kw: dict) -> dict:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    comps = {
+        "scheduler": DDIMScheduler.from_pretrained(repo, subfolder="scheduler", **kw),
+        "unet": UNet2DConditionModel.from_pretrained(repo, subfolder="unet", torch_dtype=dtype, **kw),
+        "vae": AutoencoderKL.from_pretrained(repo, subfolder="vae", **kw),
+        "tokenizer": CLIPTokenizer.from_pretrained(repo, subfolder="tokenizer", **kw),
+        "text_encoder": CLIPTextModel.from_pretrained(repo, subfolder="text_encoder",
+                                                      torch_dtype=dtype, **kw),
+    }
+    if comps["unet"].config.addition_embed_type == "text_time":  # SDXL: a second encoder
+        comps["tokenizer_2"] = CLIPTokenizer.from_pretrained(repo, subfolder="tokenizer_2", **kw)
+        comps["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(
+            repo, subfolder="text_encoder_2", torch_dtype=dtype, **kw)
+    return comps
+
+
+def load_stable_diffusion(name: str, device=None, dtype=None, repo: str | None = None
+                          ) -> StableDiffusionModel:
+    """A Stable Diffusion model from a Hub id (cached copy first) or a local folder.
+
+    Raises:
+        HubUnavailable: no cached copy and the Hub cannot be reached (at once, not after
+            minutes of retries).
+    """
+    repo = repo or HUB_IDS[name]
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+    if Path(repo).is_dir():
+        return StableDiffusionModel(_load_components(repo, dtype, True), name, device=device,
+                                    dtype=dtype)
+    try:
+        comps = _load_components(repo, dtype, True)
+    except (OSError, ValueError):  # not (fully) cached
+        if not _hub_reachable():
+            raise HubUnavailable(
+                f"{name} ({repo}) is not cached and the Hugging Face Hub cannot be reached. "
+                f"Stable Diffusion models need a network (use the 'sd' profile in Colab); offline, "
+                f"run the book with the 'cpu' profile, which uses the embedded models "
+                f"{', '.join(EMBEDDED)} and gaussian.") from None
+        comps = _load_components(repo, dtype, False)
+    return StableDiffusionModel(comps, name, device=device, dtype=dtype)
+
+
 @functools.lru_cache(maxsize=4)
 def _crop_moments(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from lib.data import photo_crops
@@ -169,16 +412,40 @@ def _load_gaussian(device, dtype, n: int = 20_000, size: int = 32, seed: int = 0
                          dtype=dtype or torch.float32)
 
 
-_REGISTRY = {"gaussian": _load_gaussian}
+#: The embedded models (weights committed in ``data/models``).
+EMBEDDED = ("tiny-a", "tiny-b")
+
+
+def _load_embedded(name: str, device, dtype) -> UNetModel:
+    from lib.train import model_dir
+
+    folder = model_dir(name)
+    if not (folder / "card.json").exists():
+        raise FileNotFoundError(f"{folder} holds no model; train it with "
+                                f"'python -m lib train --model {name}' and publish it")
+    return UNetModel.from_folder(folder, device, dtype, name=name)
 
 
 def available_models() -> list[str]:
     """Names that :func:`load_model` accepts."""
-    return list(_REGISTRY)
+    return [*EMBEDDED, "gaussian", *HUB_IDS]
 
 
-def load_model(name: str, device=None, dtype=None) -> DiffusionModel:
-    """Load a model by name (see :func:`available_models`)."""
-    if name not in _REGISTRY:
+def load_model(name: str, device=None, dtype=None, *, repo: str | None = None) -> DiffusionModel:
+    """Load a model by name (see :func:`available_models`).
+
+    Args:
+        name: ``tiny-a``, ``tiny-b``, ``gaussian``, or a Stable Diffusion name of :data:`HUB_IDS`.
+        device, dtype: where and how to run it (default: cpu / float32 for the embedded
+            models; cuda / float16 for Stable Diffusion when a GPU is there).
+        repo: Stable Diffusion only: another Hub id or a local diffusers folder.
+    """
+    if name not in available_models():
         raise KeyError(f"unknown model {name!r}; available: {available_models()}")
-    return _REGISTRY[name](device, dtype)
+    if repo is not None and name not in HUB_IDS:
+        raise ValueError(f"repo= applies to the Stable Diffusion models {list(HUB_IDS)}, not {name!r}")
+    if name in EMBEDDED:
+        return _load_embedded(name, device, dtype)
+    if name == "gaussian":
+        return _load_gaussian(device, dtype)
+    return load_stable_diffusion(name, device, dtype, repo)

@@ -1,0 +1,181 @@
+"""Sample-quality statistics for the embedded models (their model cards report these).
+
+A model's samples are compared with real crops on four statistics:
+
+* the slope of the radially averaged power spectrum in log-log coordinates (natural images:
+  about -2; a model that misses fine detail has a steeper slope, one that leaves noise behind a
+  flatter one);
+* the per-channel mean and standard deviation;
+* the relative Frobenius distance between the two pixel covariance matrices,
+  ``||Sigma_samples - Sigma_data||_F / ||Sigma_data||_F``;
+* the model's epsilon-prediction error on held-out crops, per band of timesteps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from lib.schedule import forward_noise
+from lib.whitening import covariance
+
+__all__ = ["power_spectrum", "spectrum_slope", "channel_stats", "covariance_distance",
+           "eps_mse_by_band", "SampleStats", "sample_stats", "compare_stats", "QUALITY_BAR"]
+
+#: The bar each embedded model's samples must meet against the reference crops.
+QUALITY_BAR = dict(slope_abs_diff=0.15, channel_rel_diff=0.10, cov_rel_frobenius=0.25)
+
+
+def _images(x, name: str = "images") -> np.ndarray:
+    x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+    if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{name} must have shape (N, C, S, S), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contain NaN or inf values")
+    return x.astype(np.float64)
+
+
+def power_spectrum(images) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum, averaged over images and channels.
+
+    Each image channel has its mean removed before the FFT. Frequencies are integer radii in
+    cycles per image, 1 .. S/2 (the DC term and the corners beyond Nyquist are left out).
+
+    Shapes:
+        images ``(N, C, S, S)``; returns frequencies ``(S/2,)`` and power ``(S/2,)``.
+    """
+    x = _images(images)
+    S = x.shape[-1]
+    x = x - x.mean(axis=(-2, -1), keepdims=True)
+    power = (np.abs(np.fft.fft2(x)) ** 2).mean(axis=(0, 1))  # (S, S)
+    f = np.fft.fftfreq(S) * S
+    radius = np.rint(np.hypot(*np.meshgrid(f, f, indexing="ij"))).astype(int)
+    sums = np.bincount(radius.ravel(), weights=power.ravel())
+    counts = np.bincount(radius.ravel())
+    freqs = np.arange(1, S // 2 + 1)
+    return freqs, sums[freqs] / counts[freqs]
+
+
+def spectrum_slope(images) -> float:
+    """Least-squares slope of ``log power`` against ``log frequency`` (see :func:`power_spectrum`)."""
+    freqs, power = power_spectrum(images)
+    return float(np.polyfit(np.log(freqs), np.log(power), 1)[0])
+
+
+def channel_stats(images) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over all images and pixels, each ``(C,)``."""
+    x = _images(images)
+    return x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
+
+
+def covariance_distance(images, reference) -> float:
+    """``||Sigma_images - Sigma_reference||_F / ||Sigma_reference||_F`` over flattened pixels."""
+    x, r = _images(images), _images(reference, "reference")
+    if x.shape[1:] != r.shape[1:]:
+        raise ValueError(f"images {x.shape[1:]} and reference {r.shape[1:]} differ in shape")
+    cx, cr = covariance(x.reshape(len(x), -1)), covariance(r.reshape(len(r), -1))
+    return float(np.linalg.norm(cx - cr) / np.linalg.norm(cr))
+
+
+@dataclass
+class SampleStats:
+    """The statistics of one set of images (see :func:`sample_stats`)."""
+
+    n: int
+    slope: float
+    mean: list[float]
+    std: list[float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample_stats(images) -> SampleStats:
+    """Spectrum slope and per-channel mean / std of ``images`` ``(N, C, S, S)``."""
+    mean, std = channel_stats(images)
+    return SampleStats(len(images), spectrum_slope(images), mean.tolist(), std.tolist())
+
+
+@dataclass
+class Comparison:
+    """How far ``samples`` are from ``reference`` on each statistic, and whether the bar is met.
+
+    ``mean_abs_diff`` is in pixel units ([-1, 1] scale); ``mean_rel_diff`` divides it by the
+    reference's per-channel standard deviation (a relative error of a mean near zero means
+    nothing), ``std_rel_diff`` by the reference's standard deviation.
+    """
+
+    slope_abs_diff: float
+    mean_abs_diff: list[float]
+    mean_rel_diff: list[float]
+    std_rel_diff: list[float]
+    cov_rel_frobenius: float
+    passes: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def meets_bar(self) -> bool:
+        return all(self.passes.values())
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "meets_bar": self.meets_bar}
+
+
+def compare_stats(samples, reference, bar: dict = QUALITY_BAR) -> Comparison:
+    """Compare ``samples`` with ``reference`` images on the statistics of :data:`QUALITY_BAR`.
+
+    Shapes:
+        samples ``(N, C, S, S)`` and reference ``(M, C, S, S)``.
+    """
+    s, r = sample_stats(samples), sample_stats(reference)
+    ms, mr, ss, sr = map(np.asarray, (s.mean, r.mean, s.std, r.std))
+    comp = Comparison(
+        slope_abs_diff=abs(s.slope - r.slope),
+        mean_abs_diff=np.abs(ms - mr).tolist(),
+        mean_rel_diff=(np.abs(ms - mr) / sr).tolist(),
+        std_rel_diff=(np.abs(ss - sr) / sr).tolist(),
+        cov_rel_frobenius=covariance_distance(samples, reference),
+    )
+    comp.passes = {
+        "slope": comp.slope_abs_diff <= bar["slope_abs_diff"],
+        "mean": max(comp.mean_rel_diff) <= bar["channel_rel_diff"],
+        "std": max(comp.std_rel_diff) <= bar["channel_rel_diff"],
+        "cov": comp.cov_rel_frobenius <= bar["cov_rel_frobenius"],
+    }
+    return comp
+
+
+#: Bands of timesteps for the held-out epsilon-MSE.
+T_BANDS = ((0, 100), (100, 300), (300, 500), (500, 700), (700, 900), (900, 1000))
+
+
+@torch.no_grad()
+def eps_mse_by_band(model, images, *, bands=T_BANDS, per_band: int = 4, batch_size: int = 256,
+                    generator: torch.Generator | None = None) -> dict[str, float]:
+    """Held-out epsilon-prediction MSE, ``E ||eps_hat(z_t, t) - eps||^2 / D``, per band of t.
+
+    Each image is noised ``per_band`` times per band, at timesteps drawn uniformly in the band.
+
+    Args:
+        model: a :class:`lib.models.DiffusionModel` (unconditional evaluation).
+        images: clean images ``(N, C, H, W)`` in the model's space.
+        bands: ``(lo, hi)`` pairs, ``lo <= t < hi``.
+
+    Returns:
+        ``{"lo-hi": mse}`` for each band.
+    """
+    x0 = torch.as_tensor(_images(images), dtype=torch.float32)
+    out = {}
+    for lo, hi in bands:
+        total, count = 0.0, 0
+        for _ in range(per_band):
+            for start in range(0, len(x0), batch_size):
+                z0 = x0[start:start + batch_size]
+                t = torch.randint(lo, hi, (len(z0),), generator=generator)
+                eps = torch.randn(z0.shape, generator=generator)
+                eps_hat = model.eps(forward_noise(z0, eps, t).to(model.device, model.dtype), t)
+                total += float((eps_hat.float().cpu() - eps).pow(2).mean(dim=(1, 2, 3)).sum())
+                count += len(z0)
+        out[f"{lo}-{hi}"] = total / count
+    return out

@@ -1,0 +1,449 @@
+"""Training the embedded diffusion models (``tiny-a``, ``tiny-b``) on the bundled photographs.
+
+A diffusers ``UNet2DModel`` learns epsilon prediction on ``photo_crops(split="train")``
+(32x32 RGB in [-1, 1]) under the Stable Diffusion noise schedule. It is class-conditional on the
+source photograph; a null class (index ``len(classes)``) replaces the label with probability
+``label_dropout`` so that classifier-free guidance (Eq. 2) works. The loss is the epsilon MSE
+with min-SNR-gamma weighting (Hang et al. 2023, via ``diffusers.training_utils.compute_snr``),
+the weights are averaged by ``diffusers.training_utils.EMAModel``, and on a GPU the forward
+pass runs under bf16 autocast (on a CPU too when ``bf16=True``, the default, which is about
+1.5x faster on CPUs with AVX512-BF16).
+
+Everything random comes from one ``torch.Generator`` seeded by the config, and the checkpoint
+stores its state, so a training run stopped and resumed any number of times follows the same
+batches as one uninterrupted run. The learning rate is constant after a warmup, so a model can
+be trained further later without changing the schedule of the steps already taken.
+
+Layout of a training folder (default ``runs/train/<name>/``)::
+
+    checkpoint.pt          model, EMA, optimizer, generator, loss history (for resuming)
+    model/                 the exported EMA weights: config.json, fp16 safetensors, card.json,
+                           README.md (the model card)
+
+``python -m lib train --model tiny-a --publish`` copies ``model/`` to ``data/models/tiny-a``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lib.schedule import SD_SCHEDULE, sd_scheduler
+
+__all__ = ["TrainConfig", "CONFIGS", "build_unet", "train", "export", "evaluate", "publish",
+           "DATA_MODELS", "model_dir"]
+
+REPO = Path(__file__).resolve().parent.parent
+#: Where the committed models live: ``data/models`` in a checkout; an installed wheel carries
+#: the same folder as the package data ``lib/embedded/models`` (see pyproject.toml).
+DATA_MODELS = (REPO / "data" / "models" if (REPO / "data" / "models").is_dir()
+               else Path(__file__).resolve().parent / "embedded" / "models")
+TRAIN_ROOT = REPO / "runs" / "train"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model.
+
+    Args:
+        name: registry name.
+        unet: keyword arguments of ``diffusers.UNet2DModel`` besides sizes and classes.
+        seed: seeds the one generator that draws crops' order, timesteps, noise, label dropout.
+        steps: optimizer steps of the committed model.
+        batch_size, lr, warmup, weight_decay, grad_clip: the optimizer (AdamW, constant LR after
+            a linear warmup).
+        ema_decay, ema_power: ``EMAModel`` with warmup: decay ``1 - (1 + step)^-power`` capped
+            at ``ema_decay``.
+        label_dropout: probability that a label becomes the null class.
+        snr_gamma: min-SNR-gamma loss weight ``min(SNR, gamma) / SNR`` (None: plain MSE).
+        n_crops, crop_seed, size: the training pool ``photo_crops(n_crops, size, seed=crop_seed)``.
+    """
+
+    name: str
+    unet: dict
+    seed: int
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 6e-4
+    warmup: int = 500
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9995
+    ema_power: float = 0.75
+    label_dropout: float = 0.1
+    snr_gamma: float | None = 5.0
+    n_crops: int = 50_000
+    crop_seed: int = 0
+    size: int = 32
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CONFIGS = {
+    "tiny-a": TrainConfig(
+        name="tiny-a", seed=0,
+        unet=dict(block_out_channels=(32, 64, 128), layers_per_block=1, norm_num_groups=16,
+                  attention_head_dim=32,
+                  down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+                  up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))),
+    "tiny-b": TrainConfig(
+        name="tiny-b", seed=1,
+        unet=dict(block_out_channels=(48, 96, 96), layers_per_block=1, norm_num_groups=16,
+                  attention_head_dim=32,
+                  down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                  up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"))),
+}
+
+
+def _classes() -> list[str]:
+    from lib.data import photo_names
+
+    return photo_names("train")
+
+
+def build_unet(config: TrainConfig):
+    """A ``UNet2DModel`` for ``config`` (one class per training photo + null), initialised
+    from ``config.seed`` (the global torch RNG is left as it was)."""
+    from diffusers import UNet2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return UNet2DModel(sample_size=config.size, in_channels=3, out_channels=3,
+                           num_class_embeds=len(_classes()) + 1, **config.unet)
+
+
+def model_dir(name: str) -> Path:
+    """The committed folder of an embedded model."""
+    return DATA_MODELS / name
+
+
+def _get_config(name: str) -> TrainConfig:
+    if name not in CONFIGS:
+        raise KeyError(f"unknown embedded model {name!r}; trainable: {sorted(CONFIGS)}")
+    return CONFIGS[name]
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.PathLike | None = None,
+          device: str | None = None, bf16: bool = True, max_minutes: float | None = None,
+          checkpoint_every: int = 500, progress: bool = True) -> dict:
+    """Train (or resume training) up to ``steps`` optimizer steps.
+
+    Args:
+        config: a :class:`TrainConfig` or the name of one in :data:`CONFIGS`.
+        steps: stop after this many steps in total (default ``config.steps``).
+        out: the training folder (default ``runs/train/<name>``); a ``checkpoint.pt`` there is
+            resumed if its config matches, refused otherwise.
+        device: ``cuda`` or ``cpu`` (default: cuda when available).
+        max_minutes: stop (after saving a checkpoint) once this much wall time has passed.
+
+    Returns:
+        the checkpoint's summary: ``{"step", "seconds", "losses", ...}``.
+    """
+    from diffusers.training_utils import EMAModel, compute_snr
+
+    from lib.data import photo_crops
+
+    config = _get_config(config) if isinstance(config, str) else config
+    steps = config.steps if steps is None else int(steps)
+    out = Path(out) if out is not None else TRAIN_ROOT / config.name
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ckpt_path = out / "checkpoint.pt"
+
+    unet = build_unet(config).to(dev)
+    optim = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True,
+                   power=config.ema_power)
+    gen = torch.Generator().manual_seed(config.seed)
+    state = {"step": 0, "seconds": 0.0, "losses": [], "segments": []}
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt["config"] != config.to_dict():
+            raise ValueError(f"{ckpt_path} was made with another config; move it away or pass "
+                             f"another --out")
+        unet.load_state_dict(ckpt["unet"])
+        optim.load_state_dict(ckpt["optim"])
+        ema.load_state_dict(ckpt["ema"])
+        gen.set_state(ckpt["generator"])
+        state = ckpt["state"]
+    ema.to(dev)
+
+    x_pool, labels = photo_crops(config.n_crops, config.size, split="train", seed=config.crop_seed,
+                                 return_labels=True)
+    x_pool, labels = torch.from_numpy(x_pool), torch.from_numpy(np.asarray(labels)).long()
+    null = len(_classes())
+    sched = sd_scheduler()
+    T = SD_SCHEDULE["num_train_timesteps"]
+    use_bf16 = bf16 and (dev.type == "cpu" or torch.cuda.is_bf16_supported())
+
+    def save() -> None:
+        _save_atomic({"config": config.to_dict(), "unet": unet.state_dict(),
+                      "optim": optim.state_dict(), "ema": ema.state_dict(),
+                      "generator": gen.get_state(), "state": state}, ckpt_path)
+
+    start_step, t_start = state["step"], time.time()
+    seg_start = state["seconds"]
+    unet.train()
+    bar = tqdm(total=steps, initial=start_step, desc=f"train {config.name}", disable=not progress,
+               mininterval=5)
+    window = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # kill -TERM: save, then stop
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while state["step"] < steps:
+            idx = torch.randint(0, len(x_pool), (config.batch_size,), generator=gen)
+            x0, y = x_pool[idx], labels[idx].clone()
+            y[torch.rand(config.batch_size, generator=gen) < config.label_dropout] = null
+            t = torch.randint(0, T, (config.batch_size,), generator=gen)
+            noise = torch.randn(x0.shape, generator=gen)
+            x_t = sched.add_noise(x0, noise, t)  # Eq. (1)
+            for g in optim.param_groups:
+                g["lr"] = config.lr * min(1.0, (state["step"] + 1) / config.warmup)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                eps_hat = unet(x_t.to(dev), t.to(dev), class_labels=y.to(dev)).sample
+            per_sample = (eps_hat.float() - noise.to(dev)).pow(2).mean(dim=(1, 2, 3))
+            if config.snr_gamma is not None:
+                snr = compute_snr(sched, t).to(dev)
+                per_sample = per_sample * snr.clamp(max=config.snr_gamma) / snr
+            loss = per_sample.mean()
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), config.grad_clip)
+            optim.step()
+            ema.step(unet.parameters())
+            state["step"] += 1
+            window.append(float(loss.detach()))
+            if state["step"] % 50 == 0:
+                state["losses"].append([state["step"], float(np.mean(window))])
+                bar.set_postfix(loss=f"{np.mean(window):.4f}")
+                window = []
+            bar.update(1)
+            state["seconds"] = seg_start + time.time() - t_start
+            if state["step"] % checkpoint_every == 0:
+                save()
+            if max_minutes is not None and time.time() - t_start > 60 * max_minutes:
+                break
+    finally:
+        bar.close()
+        if state["step"] > start_step:
+            state["segments"].append({"hardware": _hardware(dev), "steps": state["step"] - start_step,
+                                      "seconds": round(time.time() - t_start, 1),
+                                      "bf16": use_bf16, "torch": torch.__version__})
+            save()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return {k: v for k, v in state.items()}
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export(config: TrainConfig | str, *, out: str | os.PathLike | None = None) -> Path:
+    """Write the EMA weights of a training folder's checkpoint as a diffusers model (fp16).
+
+    Returns:
+        the ``model/`` folder with ``config.json``, ``diffusion_pytorch_model.safetensors`` and
+        ``card.json`` (training part of the card; :func:`evaluate` adds the quality numbers).
+    """
+    from diffusers.training_utils import EMAModel
+
+    config = _get_config(config) if isinstance(config, str) else config
+    name = config.name
+    out = Path(out) if out is not None else TRAIN_ROOT / name
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    unet = build_unet(config)
+    ema = EMAModel(unet.parameters())
+    ema.load_state_dict(ckpt["ema"])
+    ema.copy_to(unet.parameters())
+    target = out / "model"
+    if target.exists():
+        shutil.rmtree(target)  # derived from the checkpoint, which stays
+    unet.to(torch.float16).save_pretrained(target, safe_serialization=True)
+    weights = target / "diffusion_pytorch_model.safetensors"
+    state = ckpt["state"]
+    card = {
+        "name": name,
+        "classes": _classes(),
+        "null_class": len(_classes()),
+        "parameters": sum(p.numel() for p in unet.parameters()),
+        "weights_sha256": _sha256(weights),
+        "weights_bytes": weights.stat().st_size,
+        "train_config": ckpt["config"],
+        "steps": state["step"],
+        "train_seconds": round(state["seconds"], 1),
+        "segments": state["segments"],
+        "loss_curve": state["losses"],
+        "schedule": SD_SCHEDULE,
+        "prediction_type": "epsilon",
+        "data": f"photo_crops({config.n_crops}, {config.size}, split='train', seed={config.crop_seed})",
+        "command": f"python -m lib train --model {name} --steps {state['step']}",
+    }
+    (target / "card.json").write_text(json.dumps(card, indent=1))
+    return target
+
+
+def evaluate(model_folder: str | os.PathLike, *, n: int = 1000, steps: int = 50, seed: int = 0,
+             progress: bool = True) -> dict:
+    """Measure a model folder's quality and write it into its ``card.json`` and ``README.md``.
+
+    ``n`` samples by ``steps``-step DDIM from the null class (unconditional) are compared with
+    ``n`` crops of the held-out test photos (the bar of :data:`lib.quality.QUALITY_BAR`) and with
+    ``n`` crops of the training photos. The data's own train-vs-test distance is recorded too:
+    it is what a perfect model of the training photos would score against the test photos.
+    """
+    from lib.data import photo_crops
+    from lib.models import UNetModel
+    from lib.quality import compare_stats, eps_mse_by_band, sample_stats
+    from lib.sampling import ddim_sample
+
+    folder = Path(model_folder)
+    model = UNetModel.from_folder(folder)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn((n, *model.sample_shape), generator=gen)
+    samples = torch.cat([ddim_sample(model, chunk, steps, progress=False)
+                         for chunk in tqdm(noise.split(250), desc="samples", disable=not progress)])
+    test = photo_crops(n, model.sample_shape[-1], split="test", seed=seed + 1)
+    train = photo_crops(n, model.sample_shape[-1], split="train", seed=seed + 2)
+    quality = {
+        "n": n, "ddim_steps": steps, "seed": seed,
+        "samples": sample_stats(samples).to_dict(),
+        "test": sample_stats(test).to_dict(),
+        "train": sample_stats(train).to_dict(),
+        "samples_vs_test": compare_stats(samples, test).to_dict(),
+        "samples_vs_train": compare_stats(samples, train).to_dict(),
+        "train_vs_test": compare_stats(train, test).to_dict(),
+        "eps_mse_test": eps_mse_by_band(model, test, generator=gen),
+        "eps_mse_train": eps_mse_by_band(model, train, generator=gen),
+    }
+    card = json.loads((folder / "card.json").read_text())
+    card["quality"] = quality
+    (folder / "card.json").write_text(json.dumps(card, indent=1))
+    (folder / "README.md").write_text(model_card_markdown(card))
+    return card
+
+
+def _fmt(xs, digits=3) -> str:
+    return ", ".join(f"{x:.{digits}f}" for x in xs)
+
+
+def model_card_markdown(card: dict) -> str:
+    """The model card (README.md) of a model folder, from its ``card.json``."""
+    from lib.quality import QUALITY_BAR
+
+    q = card.get("quality")
+    seg = "; ".join(f"{s['steps']} steps in {s['seconds'] / 60:.1f} min on {s['hardware']}"
+                    f"{' (bf16 autocast)' if s['bf16'] else ''}" for s in card["segments"])
+    lines = [
+        f"# {card['name']}: an embedded diffusion model of this book",
+        "",
+        f"- Architecture: diffusers `UNet2DModel`, {card['parameters']:,} parameters, "
+        f"`{card['train_config']['unet']['block_out_channels']}` channels, blocks "
+        f"`{card['train_config']['unet']['down_block_types']}`; weights in fp16 "
+        f"({card['weights_bytes'] / 1e6:.1f} MB), sha256 `{card['weights_sha256']}`.",
+        f"- Task: epsilon prediction, Stable Diffusion schedule (scaled linear, beta 0.00085 to "
+        f"0.012, 1000 steps); class-conditional on the source photo "
+        f"({', '.join(card['classes'])}), null class {card['null_class']} for classifier-free "
+        f"guidance.",
+        f"- Data: `{card['data']}` (32x32 RGB crops in [-1, 1] of the five training photographs).",
+        f"- Training: {card['steps']:,} steps at batch {card['train_config']['batch_size']}, "
+        f"AdamW lr {card['train_config']['lr']}, min-SNR gamma {card['train_config']['snr_gamma']}, "
+        f"EMA; {card['train_seconds'] / 60:.1f} min in all ({seg}).",
+        f"- Reproduce: `{card['command']}` (resumes from `runs/train/{card['name']}/checkpoint.pt` "
+        f"when present), then `python -m lib train --model {card['name']} --publish`.",
+        f"- Final training loss (mean of the last 50 steps, min-SNR weighted): "
+        f"{card['loss_curve'][-1][1]:.4f}." if card["loss_curve"] else "",
+        "",
+    ]
+    if q:
+        vt, vr, dd = q["samples_vs_test"], q["samples_vs_train"], q["train_vs_test"]
+
+        def row(label, c):
+            return (f"| {label} | {c['slope_abs_diff']:.3f} | {_fmt(c['mean_rel_diff'], 2)} | "
+                    f"{_fmt(c['std_rel_diff'], 2)} | {c['cov_rel_frobenius']:.3f} | "
+                    f"{'yes' if c['meets_bar'] else 'no'} |")
+
+        lines += [
+            f"## Quality ({q['n']} samples by {q['ddim_steps']}-step DDIM, null class, seed {q['seed']})",
+            "",
+            f"Bar: spectrum slope within {QUALITY_BAR['slope_abs_diff']}, per-channel mean and "
+            f"std within {QUALITY_BAR['channel_rel_diff']:.0%} (mean difference relative to the "
+            f"reference std), covariance relative Frobenius distance at most "
+            f"{QUALITY_BAR['cov_rel_frobenius']}.",
+            "",
+            "| images | spectrum slope | channel mean (R, G, B) | channel std (R, G, B) |",
+            "|---|---|---|---|",
+        ] + [f"| {k} | {q[k]['slope']:.3f} | {_fmt(q[k]['mean'])} | {_fmt(q[k]['std'])} |"
+             for k in ("samples", "train", "test")] + [
+            "",
+            "| comparison | slope diff | mean diff / std | std rel. diff | cov rel. Frobenius | meets bar |",
+            "|---|---|---|---|---|---|",
+            row("samples vs test crops (the bar)", vt),
+            row("samples vs train crops", vr),
+            row("train crops vs test crops (data only)", dd),
+            "",
+            "The last row needs no model: the held-out photographs differ from the training ones "
+            "by this much, so it bounds what any model of the training photos can score against "
+            "the test crops.",
+            "",
+            "Held-out epsilon-MSE per band of t (per pixel; 1.0 is predicting zero):",
+            "",
+            "| t band | " + " | ".join(q["eps_mse_test"]) + " |",
+            "|---|" + "---|" * len(q["eps_mse_test"]),
+            "| test crops | " + " | ".join(f"{v:.4f}" for v in q["eps_mse_test"].values()) + " |",
+            "| train crops | " + " | ".join(f"{v:.4f}" for v in q["eps_mse_train"].values()) + " |",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def publish(name: str, *, out: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
+            force: bool = False) -> Path:
+    """Copy a training folder's evaluated ``model/`` to ``dest`` (default: the committed
+    ``data/models/<name>``), refusing to replace an existing model unless ``force``."""
+    src = (Path(out) if out is not None else TRAIN_ROOT / name) / "model"
+    card = src / "card.json"
+    if not card.exists() or "quality" not in json.loads(card.read_text()):
+        raise FileNotFoundError(f"{src} has no evaluated model; run train, then evaluate")
+    dst = Path(dest) if dest is not None else REPO / "data" / "models" / name
+    if dst.exists() and not force:
+        raise FileExistsError(f"{dst} exists; pass --force to replace the committed model")
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    return dst

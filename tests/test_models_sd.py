@@ -1,0 +1,184 @@
+"""The Stable Diffusion path, offline: tiny SD / SDXL pipelines built from configs with random
+weights and a hand-made CLIP vocabulary, run through the same ``lib`` functions the chapters use,
+and checked against diffusers' own pipelines on the same inputs."""
+
+import json
+import os
+import string
+import subprocess
+import sys
+
+import pytest
+import torch
+from diffusers import (AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline,
+                       UNet2DConditionModel)
+from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection,
+                          CLIPTokenizer)
+
+import lib.models as models
+from lib.models import HubUnavailable, StableDiffusionModel, load_model
+from lib.sampling import ddim_inverse_scheduler, ddim_sample, ddim_scheduler
+
+HIDDEN = 32
+
+
+def _tokenizer(tmp_path):
+    """A CLIP BPE tokenizer over single characters: every word is spelled out letter by letter."""
+    chars = string.ascii_lowercase + string.digits + ",.!'"
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16,
+                         pad_token="!")
+
+
+def _text_config(tok, projection_dim=HIDDEN):
+    return CLIPTextConfig(vocab_size=len(tok), hidden_size=HIDDEN, intermediate_size=37,
+                          num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=16,
+                          projection_dim=projection_dim, bos_token_id=0, eos_token_id=1,
+                          pad_token_id=tok.pad_token_id)
+
+
+def _vae():
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+                         down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8,
+                         sample_size=16, scaling_factor=0.5)
+
+
+def _unet(**kw):
+    return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(32, 64), norm_num_groups=16,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                attention_head_dim=8, **kw)
+
+
+def _scheduler(prediction_type):
+    sched = ddim_scheduler()
+    return type(sched).from_config(sched.config, prediction_type=prediction_type)
+
+
+def _sd_pipeline(tmp_path, prediction_type="epsilon"):
+    torch.manual_seed(0)
+    tok = _tokenizer(tmp_path)
+    pipe = StableDiffusionPipeline(
+        vae=_vae(), text_encoder=CLIPTextModel(_text_config(tok)), tokenizer=tok,
+        unet=_unet(cross_attention_dim=HIDDEN), scheduler=_scheduler(prediction_type),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return pipe.to(torch.float32)
+
+
+def _sdxl_pipeline(tmp_path):
+    torch.manual_seed(1)
+    tok = _tokenizer(tmp_path)
+    time_dim, proj = 8, 24
+    unet = _unet(cross_attention_dim=2 * HIDDEN, addition_embed_type="text_time",
+                 addition_time_embed_dim=time_dim,
+                 projection_class_embeddings_input_dim=proj + 6 * time_dim)
+    return StableDiffusionXLPipeline(
+        vae=_vae(), text_encoder=CLIPTextModel(_text_config(tok)),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(tok, proj)), tokenizer=tok,
+        tokenizer_2=tok, unet=unet, scheduler=_scheduler("epsilon")).to(torch.float32)
+
+
+def _saved(pipe, folder):
+    pipe.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sd")
+    return _saved(_sd_pipeline(tmp), tmp / "pipe")
+
+
+def test_prompts_guidance_and_latent_shapes(sd_folder):
+    model = load_model("sd-1.5", repo=sd_folder, device="cpu")
+    assert isinstance(model, StableDiffusionModel)
+    assert model.sample_shape == (4, 8, 8) and model.prediction_type == "epsilon"
+    cond = model.cond(["a red cat", "a boat"])
+    assert cond["encoder_hidden_states"].shape == (2, 16, HIDDEN)
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    eps_c, eps_u = model.eps(z, 500, cond), model.eps(z, 500)
+    assert not torch.allclose(eps_c, eps_u, atol=1e-4)  # the prompt changes the prediction
+    assert torch.allclose(model.eps(z, 500, model.cond("")), eps_u, atol=1e-6)  # None = ""
+    g = model.eps(z, 500, cond, guidance_scale=7.5)
+    assert torch.allclose(g, eps_u + 7.5 * (eps_c - eps_u), atol=1e-5)  # Eq. (2)
+    with pytest.raises(ValueError, match="one prompt or one per sample"):
+        model.eps(torch.randn(3, 4, 8, 8), 500, cond)
+    with pytest.raises(ValueError, match="latents of shape"):
+        model.eps(torch.randn(2, 3, 8, 8), 500)
+
+
+def test_vae_encode_decode_shapes_and_scaling(sd_folder):
+    model = load_model("sd-1.5", repo=sd_folder, device="cpu")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    z0 = model.encode(x)
+    assert z0.shape == (2, 4, 8, 8)
+    expected = model.vae.encode(x).latent_dist.mean * 0.5
+    assert torch.allclose(z0, expected, atol=1e-6)
+    img = model.decode(z0)
+    assert img.shape == (2, 3, 16, 16) and img.min() >= -1 and img.max() <= 1
+    assert torch.allclose(img, model.vae.decode(z0 / 0.5).sample.clamp(-1, 1), atol=1e-6)
+    with pytest.raises(ValueError, match="multiples of 2"):
+        model.encode(torch.zeros(1, 3, 15, 15))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddim_sample_matches_the_diffusers_pipeline(tmp_path, prediction_type):
+    """Our loop over model.eps (guidance, v -> eps) equals StableDiffusionPipeline with DDIM."""
+    pipe = _sd_pipeline(tmp_path, prediction_type)
+    model = load_model("sd-2.1-base", repo=_saved(pipe, tmp_path / "p"), device="cpu")
+    assert model.prediction_type == prediction_type
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    ours = ddim_sample(model, noise, 6, model.cond("a cat"), guidance_scale=4.0)
+    theirs = pipe("a cat", height=16, width=16, num_inference_steps=6, guidance_scale=4.0,
+                  latents=noise.clone(), output_type="latent", eta=0.0).images
+    assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
+
+
+def test_sdxl_two_encoders_and_added_conditioning_match_the_pipeline(tmp_path):
+    pipe = _sdxl_pipeline(tmp_path)
+    model = load_model("sdxl-turbo", repo=_saved(pipe, tmp_path / "xl"), device="cpu")
+    assert model.is_sdxl and len(model.text_encoders) == 2
+    cond = model.cond("a boat")
+    assert cond["encoder_hidden_states"].shape == (1, 16, 2 * HIDDEN)
+    assert cond["text_embeds"].shape == (1, 24)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4))
+    ours = ddim_sample(model, noise, 4, cond, guidance_scale=3.0)
+    theirs = pipe("a boat", height=16, width=16, num_inference_steps=4, guidance_scale=3.0,
+                  latents=noise.clone(), output_type="latent", eta=0.0).images
+    assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
+
+
+def test_ddim_inverse_scheduler_config_is_the_sampler_config():
+    assert dict(ddim_inverse_scheduler().config)["timestep_spacing"] == "leading"
+
+
+def test_offline_hub_model_fails_at_once_naming_the_cpu_profile(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # nothing cached here
+    with pytest.raises(HubUnavailable, match="'cpu' profile.*tiny-a, tiny-b"):
+        load_model("sd-2.1-base", repo="nobody/not-cached")
+
+
+def test_a_cached_copy_is_used_with_no_network(sd_folder, tmp_path):
+    """A model in the Hugging Face cache layout loads while the Hub is unreachable."""
+    snap = tmp_path / "models--test--tiny-sd" / "snapshots" / ("0" * 40)
+    (tmp_path / "models--test--tiny-sd" / "refs").mkdir(parents=True)
+    (tmp_path / "models--test--tiny-sd" / "refs" / "main").write_text("0" * 40)
+    snap.parent.mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(sd_folder, snap)
+    code = ("import lib.models as m\n"
+            "m._hub_reachable = lambda timeout=3.0: (_ for _ in ()).throw(AssertionError('network'))\n"
+            "model = m.load_model('sd-1.5', repo='test/tiny-sd', device='cpu')\n"
+            "print(model.sample_shape)\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(4, 8, 8)" in out.stdout

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+import torch
+
+from lib.models import UNetModel
+from lib.train import TrainConfig, build_unet, evaluate, export, publish, train
+
+TINY = TrainConfig(
+    name="test-tiny", seed=3, steps=6, batch_size=4, warmup=2, n_crops=64, size=16,
+    unet=dict(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
+              down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+              up_block_types=("AttnUpBlock2D", "UpBlock2D")))
+
+
+def _weights(folder):
+    return torch.load(folder / "checkpoint.pt", weights_only=False)["unet"]
+
+
+def test_training_resumed_from_a_checkpoint_equals_one_uninterrupted_run(tmp_path):
+    train(TINY, out=tmp_path / "one", bf16=False, progress=False)
+    train(TINY, steps=3, out=tmp_path / "two", bf16=False, progress=False)
+    state = train(TINY, out=tmp_path / "two", bf16=False, progress=False)  # resumes at step 3
+    assert state["step"] == 6 and [s["steps"] for s in state["segments"]] == [3, 3]
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fresh = build_unet(TINY).state_dict()
+    assert any(not torch.equal(a[k], fresh[k]) for k in a)  # the weights did move
+
+
+def test_a_checkpoint_of_another_config_is_refused(tmp_path):
+    train(TINY, steps=1, out=tmp_path, bf16=False, progress=False)
+    other = TrainConfig(**{**TINY.to_dict(), "seed": 4})
+    with pytest.raises(ValueError, match="another config"):
+        train(other, out=tmp_path, bf16=False, progress=False)
+
+
+def test_export_evaluate_publish_and_load(tmp_path):
+    train(TINY, out=tmp_path, bf16=False, progress=False, checkpoint_every=2)
+    folder = export(TINY, out=tmp_path)
+    card = json.loads((folder / "card.json").read_text())
+    assert card["steps"] == 6 and card["null_class"] == len(card["classes"]) == 5
+    assert len(card["weights_sha256"]) == 64
+    model = UNetModel.from_folder(folder)
+    assert model.unet.dtype == torch.float32 and model.sample_shape == (3, 16, 16)
+    assert next(iter(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["unet"].values())).dtype \
+        == torch.float32
+    card = evaluate(folder, n=32, steps=2, progress=False)
+    q = card["quality"]
+    assert set(q["samples_vs_test"]["passes"]) == {"slope", "mean", "std", "cov"}
+    assert set(q["eps_mse_test"]) == {"0-100", "100-300", "300-500", "500-700", "700-900", "900-1000"}
+    readme = (folder / "README.md").read_text()
+    assert "train crops vs test crops" in readme and card["weights_sha256"] in readme
+    dest = publish("test-tiny", out=tmp_path, dest=tmp_path / "published")
+    assert (dest / "diffusion_pytorch_model.safetensors").exists()
+    with pytest.raises(FileExistsError, match="--force"):
+        publish("test-tiny", out=tmp_path, dest=dest)
+    publish("test-tiny", out=tmp_path, dest=dest, force=True)
+
+
+def test_class_conditioning_and_guidance(tmp_path):
+    train(TINY, steps=2, out=tmp_path, bf16=False, progress=False)
+    model = UNetModel.from_folder(export(TINY, out=tmp_path))
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    c = model.cond(["cat", "china"])
+    assert c.tolist() == [model.classes.index("cat"), model.classes.index("china")]
+    e_u, e_c = model.eps(x, 700), model.eps(x, 700, c)
+    assert torch.allclose(model.eps(x, 700, c, guidance_scale=3.0), e_u + 3 * (e_c - e_u), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown class 'dog'"):
+        model.cond(["dog"])
+    with pytest.raises(ValueError, match="shape"):
+        model.eps(torch.randn(2, 3, 32, 32), 10)
