@@ -186,7 +186,8 @@ class UNetModel(DiffusionModel):
         folder = Path(folder)
         card = json.loads((folder / "card.json").read_text())
         device, dtype = torch.device(device or "cpu"), dtype or torch.float32
-        unet = UNet2DModel.from_pretrained(folder, torch_dtype=dtype).to(device).eval()
+        unet = UNet2DModel.from_pretrained(folder, torch_dtype=dtype, low_cpu_mem_usage=False)
+        unet = unet.to(device).eval()
         return cls(unet, card["classes"], card["null_class"], name=name or card["name"],
                    device=device, dtype=dtype)
 

@@ -140,7 +140,13 @@ def _get_config(name: str) -> TrainConfig:
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu} CPU, {torch.get_num_threads()} threads"
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -209,6 +215,9 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
 
     start_step, t_start = state["step"], time.time()
     seg_start = state["seconds"]
+    segment = {"hardware": _hardware(dev), "steps": 0, "seconds": 0.0, "bf16": use_bf16,
+               "torch": torch.__version__}
+    state["segments"].append(segment)  # this run's share, kept current at every save
     unet.train()
     bar = tqdm(total=steps, initial=start_step, desc=f"train {config.name}", disable=not progress,
                mininterval=5)
@@ -246,6 +255,7 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
                 window = []
             bar.update(1)
             state["seconds"] = seg_start + time.time() - t_start
+            segment.update(steps=state["step"] - start_step, seconds=round(time.time() - t_start, 1))
             if state["step"] % checkpoint_every == 0:
                 save()
             if max_minutes is not None and time.time() - t_start > 60 * max_minutes:
@@ -253,10 +263,9 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     finally:
         bar.close()
         if state["step"] > start_step:
-            state["segments"].append({"hardware": _hardware(dev), "steps": state["step"] - start_step,
-                                      "seconds": round(time.time() - t_start, 1),
-                                      "bf16": use_bf16, "torch": torch.__version__})
             save()
+        else:
+            state["segments"].remove(segment)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return {k: v for k, v in state.items()}

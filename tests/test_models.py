@@ -46,3 +46,33 @@ def test_registry():
         load_model("sd-7")
     with pytest.raises(ValueError, match="mean must have"):
         GaussianModel(np.zeros(5), np.eye(5), (3, 2, 2))
+
+
+def test_registry_lists_every_model_and_checks_repo():
+    assert available_models() == ["tiny-a", "tiny-b", "gaussian", "sd-1.5", "sd-2.1-base",
+                                  "sd-turbo", "sdxl-turbo"]
+    with pytest.raises(ValueError, match="repo= applies"):
+        load_model("gaussian", repo="some/model")
+
+
+@pytest.mark.parametrize("name", ["tiny-a", "tiny-b"])
+def test_embedded_models_load_and_predict_noise(name):
+    """The committed weights load (fp16 on disk, float32 in memory) and predict eps of the
+    input's shape; the sha256 in the model card is the file's."""
+    import hashlib
+
+    from lib.train import model_dir
+
+    model = load_model(name)
+    card = (model_dir(name) / "card.json").read_text()
+    weights = (model_dir(name) / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert hashlib.sha256(weights).hexdigest() in card
+    assert len(weights) <= 16 * 2**20
+    assert sum(p.numel() for p in model.unet.parameters()) <= 8_000_000
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    eps = model.eps(x, 900)
+    assert eps.shape == (4, 3, 32, 32) and eps.dtype == torch.float32 and torch.isfinite(eps).all()
+    # at t = 900 the input is mostly noise: a trained model's prediction correlates with it
+    assert torch.nn.functional.cosine_similarity(eps.flatten(), x.flatten(), dim=0) > 0.5
+    with pytest.raises(ValueError, match="NaN"):
+        model.eps(torch.full((1, 3, 32, 32), float("nan")), 10)
