@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+
+from lib.fixed_point import fixed_point_noise
+from lib.models import GaussianModel
+
+
+def _gaussian(eigvals, seed=0):
+    """A Gaussian model on (3, 2, 2) samples (D = 12) with the given covariance spectrum."""
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    cov = U @ np.diag(eigvals) @ U.T
+    mu = 0.1 * rng.standard_normal(12)
+    return GaussianModel(mu, cov, (3, 2, 2)), cov, mu
+
+
+def _closed_form(model, cov, mu, z0, t):
+    abar = float(model.alphas_cumprod[t])
+    a, s = np.sqrt(abar), np.sqrt(1 - abar)
+    x = z0.reshape(len(z0), -1).numpy() - mu
+    return (s / a) * np.linalg.solve(cov, x.T).T  # eps* = (s / a) Sigma^-1 (z0 - mu)
+
+
+def _z0(n=3, seed=1):
+    return torch.randn(n, 3, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def test_picard_reaches_the_closed_form_where_it_contracts():
+    model, cov, mu = _gaussian(np.linspace(0.5, 2.0, 12))
+    z0 = _z0()
+    res = fixed_point_noise(model, z0, 300, 300, init="zero", tol=1e-10)
+    expected = _closed_form(model, cov, mu, z0, 300)
+    assert np.allclose(res.noise.reshape(3, -1).numpy(), expected, rtol=1e-7, atol=1e-8)
+    assert res.converged.all() and not res.diverged.any() and res.iterations < 300
+    assert res.recon_error.max() < 1e-8  # one step of Eq. (3) lands on z0
+    assert (np.diff(res.residuals, axis=0) <= 1e-12).all()  # Picard decreases monotonically here
+
+
+def test_picard_contraction_per_eigendirection():
+    eigvals = np.array([300.0, 1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5])
+    model, cov, mu = _gaussian(eigvals)
+    z0, t = _z0(1), 980
+    star = _closed_form(model, cov, mu, z0, t)[0]
+    e0 = torch.randn(1, 3, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    e1 = fixed_point_noise(model, z0, t, 1, init=e0).noise.reshape(-1).numpy()
+    U = model.eigvecs.numpy()  # columns: eigenvectors, eigenvalues ascending
+    lam = model.eigvals.numpy()
+    ratio = (U.T @ (e1 - star)) / (U.T @ (e0.reshape(-1).numpy() - star))
+    abar = float(model.alphas_cumprod[t])
+    expected = (1 - abar) / (abar * lam + 1 - abar)
+    assert np.allclose(ratio, expected, rtol=1e-6)
+    assert expected.min() < 0.4 and expected.max() > 0.9999  # slow exactly in the small directions
+
+
+def test_anderson_reaches_the_closed_form_at_t_098T_where_picard_crawls():
+    """At t = 0.98T Picard contracts by at least 0.98 per step in every direction; Anderson
+    (memory >= D, so in effect GMRES on a linear map) reaches the fixed point."""
+    eigvals = np.geomspace(1e-3, 2.0, 12)
+    model, cov, mu = _gaussian(eigvals)
+    z0, t = _z0(), 980
+    expected = _closed_form(model, cov, mu, z0, t)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    pic = fixed_point_noise(model, z0, t, 100, init="random", generator=gen())
+    and_ = fixed_point_noise(model, z0, t, 100, init="random", method="anderson", memory=12,
+                             generator=gen())
+
+    def err(r):
+        return np.abs(r.noise.reshape(3, -1).numpy() - expected).max() / np.abs(expected).max()
+
+    assert err(and_) < 1e-6
+    assert err(pic) > 0.1  # after 100 iterations Picard is still far ...
+    assert (np.diff(pic.residuals, axis=0) < 0).all()  # ... though its residual fell at every step
+    assert not pic.diverged.any() and not and_.diverged.any()
+
+
+def test_inputs_and_divergence_are_reported():
+    model, _, _ = _gaussian(np.linspace(0.5, 2.0, 12))
+    z0 = _z0()
+    with pytest.raises(ValueError, match="unknown method"):
+        fixed_point_noise(model, z0, 980, 3, method="newton")
+    with pytest.raises(ValueError, match="unknown init"):
+        fixed_point_noise(model, z0, 980, 3, init="ones")
+    with pytest.raises(ValueError, match="shape of z0"):
+        fixed_point_noise(model, z0, 980, 3, init=torch.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        fixed_point_noise(model, z0 * float("nan"), 980, 3)
+
+    class Expanding(GaussianModel):  # f(eps) = 2 eps + c: the iteration runs away
+        def _predict(self, x_t, t, cond):
+            return 2 * x_t / (1 - self.alphas_cumprod[t].view(-1, 1, 1, 1)).sqrt() + 1
+
+    bad = Expanding(np.zeros(12), np.eye(12), (3, 2, 2))
+    res = fixed_point_noise(bad, z0, 980, 30, init="zero")
+    assert res.diverged.all() and "diverged 3/3" in res.summary()
