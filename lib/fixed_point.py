@@ -39,7 +39,8 @@ class FixedPointResult:
         recon_error: one-step reconstruction error ``||z_{0|t} - z0|| / ||z0||`` of the last
             iterate, Eq. (3) from ``z_t = a z0 + s eps`` ``(B,)``.
         converged: samples whose residual reached ``tol`` (all False when ``tol`` is None).
-        diverged: samples whose residual ended more than 10x above its minimum, or non-finite.
+        diverged: samples whose residual ended non-finite, above its initial value, or more
+            than 10x above its minimum (a minimum above the 1e-8 round-off level).
         t, method, iterations: the timestep, the method and the number of iterations run.
     """
 
@@ -152,6 +153,8 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     res = np.stack(residuals)  # (iterations + 1, B)
     recon = (s / a * _norm(g) / _norm(z0).clamp_min(1e-12)).cpu().numpy()  # z_{0|t} - z0 = s/a (eps - f)
     finite = np.isfinite(res[-1])
-    diverged = ~finite | (res[-1] > 10 * np.nanmin(res, axis=0))
+    low = np.nanmin(res, axis=0)
+    # rising: ended above the start, or 10x above its minimum (unless that is round-off level)
+    diverged = ~finite | (res[-1] > res[0]) | ((res[-1] > 10 * low) & (low > 1e-8))
     converged = finite & (res[-1] < tol) if tol is not None else np.zeros(B, dtype=bool)
     return FixedPointResult(eps, res, recon, converged, diverged, t, method, len(res) - 1)
