@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="build from the committed book/*.ipynb, executing nothing")
     sub.add_parser("assets", help="fetch the scripts the book serves itself (npm registry)")
     tr = sub.add_parser("train", help="train, export and evaluate an embedded model")
-    tr.add_argument("--model", required=True, help="tiny-a or tiny-b")
+    tr.add_argument("--model", required=True, choices=["tiny-a", "tiny-b"])
     tr.add_argument("--steps", type=int, help="total optimizer steps (default: the model's config)")
     tr.add_argument("--max-minutes", type=float, help="stop after this long (a checkpoint is saved)")
     tr.add_argument("--out", help="training folder (default runs/train/MODEL)")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except ChapterFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, KeyError, FileExistsError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args) -> None:
     import torch
 
-    from lib.train import CONFIGS, evaluate, export, publish, train
+    from lib.train import evaluate, export, publish, train
 
-    if args.model not in CONFIGS:
-        raise KeyError(f"unknown embedded model {args.model!r}; trainable: {sorted(CONFIGS)}")
+    if args.force and not args.publish:
+        raise ValueError("--force only applies with --publish")
     if args.threads:
         torch.set_num_threads(args.threads)
     state = train(args.model, steps=args.steps, out=args.out, device=args.device,

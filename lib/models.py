@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import socket
 import warnings
 from pathlib import Path
@@ -31,7 +30,20 @@ import torch
 from lib.schedule import sd_alphas_cumprod
 
 __all__ = ["DiffusionModel", "GaussianModel", "UNetModel", "StableDiffusionModel", "HUB_IDS",
-           "available_models", "load_model", "HubUnavailable"]
+           "available_models", "load_model", "HubUnavailable", "model_dir", "EMBEDDED"]
+
+#: The repository checkout this package runs from (None when installed from a wheel).
+CHECKOUT = (Path(__file__).resolve().parent.parent
+            if (Path(__file__).resolve().parent.parent / "pyproject.toml").exists() else None)
+#: The committed embedded models: ``data/models`` in a checkout; a wheel carries the same
+#: folder as the package data ``lib/embedded/models`` (see pyproject.toml).
+DATA_MODELS = (CHECKOUT / "data" / "models" if CHECKOUT is not None
+               else Path(__file__).resolve().parent / "embedded" / "models")
+
+
+def model_dir(name: str) -> Path:
+    """The folder of a committed embedded model (``config.json``, weights, ``card.json``)."""
+    return DATA_MODELS / name
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -375,6 +387,14 @@ def load_stable_diffusion(name: str, device=None, dtype=None, repo: str | None =
                           ) -> StableDiffusionModel:
     """A Stable Diffusion model from a Hub id (cached copy first) or a local folder.
 
+    Args:
+        name: a key of :data:`HUB_IDS` (also the model's name).
+        device, dtype: default cuda / float16 when a GPU is there, else cpu / float32.
+        repo: another Hub id or a local diffusers folder instead of ``HUB_IDS[name]``.
+
+    Returns:
+        the :class:`StableDiffusionModel`.
+
     Raises:
         HubUnavailable: no cached copy and the Hub cannot be reached (at once, not after
             minutes of retries).
@@ -418,8 +438,6 @@ EMBEDDED = ("tiny-a", "tiny-b")
 
 
 def _load_embedded(name: str, device, dtype) -> UNetModel:
-    from lib.train import model_dir
-
     folder = model_dir(name)
     if not (folder / "card.json").exists():
         raise FileNotFoundError(f"{folder} holds no model; train it with "

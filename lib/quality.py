@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from lib.schedule import forward_noise
 from lib.whitening import covariance
 
 __all__ = ["power_spectrum", "spectrum_slope", "channel_stats", "covariance_distance",
-           "eps_mse_by_band", "SampleStats", "sample_stats", "compare_stats", "QUALITY_BAR"]
+           "eps_mse_by_band", "SampleStats", "sample_stats", "Comparison", "compare_stats",
+           "paired_distance", "QUALITY_BAR", "T_BANDS"]
 
 #: The bar each embedded model's samples must meet against the reference crops.
 QUALITY_BAR = dict(slope_abs_diff=0.15, channel_rel_diff=0.10, cov_rel_frobenius=0.25)
@@ -93,7 +93,14 @@ class SampleStats:
 
 
 def sample_stats(images) -> SampleStats:
-    """Spectrum slope and per-channel mean / std of ``images`` ``(N, C, S, S)``."""
+    """Spectrum slope and per-channel mean / std of a set of images.
+
+    Args:
+        images: ``(N, C, S, S)`` array or tensor.
+
+    Returns:
+        a :class:`SampleStats`.
+    """
     mean, std = channel_stats(images)
     return SampleStats(len(images), spectrum_slope(images), mean.tolist(), std.tolist())
 
@@ -174,8 +181,27 @@ def eps_mse_by_band(model, images, *, bands=T_BANDS, per_band: int = 4, batch_si
                 z0 = x0[start:start + batch_size]
                 t = torch.randint(lo, hi, (len(z0),), generator=generator)
                 eps = torch.randn(z0.shape, generator=generator)
-                eps_hat = model.eps(forward_noise(z0, eps, t).to(model.device, model.dtype), t)
+                abar = model.alphas_cumprod[t].float().view(-1, 1, 1, 1)  # the model's schedule
+                z_t = abar.sqrt() * z0 + (1 - abar).sqrt() * eps  # Eq. (1)
+                eps_hat = model.eps(z_t.to(model.device, model.dtype), t)
                 total += float((eps_hat.float().cpu() - eps).pow(2).mean(dim=(1, 2, 3)).sum())
                 count += len(z0)
         out[f"{lo}-{hi}"] = total / count
     return out
+
+
+def paired_distance(a, b) -> tuple[float, float]:
+    """RMS pixel distance between two sets of images, paired and with the pairing shifted.
+
+    ``a[i]`` and ``b[i]`` come from the same noise; shifting ``b`` by one pairs every image with
+    one from a different noise, the baseline the paired distance is compared with.
+
+    Returns:
+        ``(paired, shifted)`` RMS distances over all pixels.
+    """
+    a, b = _images(a, "a"), _images(b, "b")
+    if a.shape != b.shape or len(a) < 2:
+        raise ValueError(f"need two sets of the same shape with at least 2 images, got {a.shape} "
+                         f"and {b.shape}")
+    return (float(np.sqrt(((a - b) ** 2).mean())),
+            float(np.sqrt(((a - np.roll(b, 1, axis=0)) ** 2).mean())))

@@ -5,13 +5,15 @@ A diffusers ``UNet2DModel`` learns epsilon prediction on ``photo_crops(split="tr
 source photograph; a null class (index ``len(classes)``) replaces the label with probability
 ``label_dropout`` so that classifier-free guidance (Eq. 2) works. The loss is the epsilon MSE
 with min-SNR-gamma weighting (Hang et al. 2023, via ``diffusers.training_utils.compute_snr``),
-the weights are averaged by ``diffusers.training_utils.EMAModel``, and on a GPU the forward
-pass runs under bf16 autocast (on a CPU too when ``bf16=True``, the default, which is about
-1.5x faster on CPUs with AVX512-BF16).
+the weights are averaged by ``diffusers.training_utils.EMAModel``, and the forward pass runs
+under bf16 autocast wherever bf16 is native (a GPU with bf16; a CPU with AVX512-BF16 or AMX,
+where it is about 1.5x faster than float32 on this project's 2-core machine).
 
-Everything random comes from one ``torch.Generator`` seeded by the config, and the checkpoint
-stores its state, so a training run stopped and resumed any number of times follows the same
-batches as one uninterrupted run. The learning rate is constant after a warmup, so a model can
+Everything random comes from one ``torch.Generator`` seeded by the config (the initial weights
+from the same seed), and the checkpoint stores its state, so a training run stopped (Ctrl-C or
+``kill -TERM`` finish the current step and save) and resumed any number of times follows the
+same batches as one uninterrupted run. Bit-for-bit equal weights also need the same hardware,
+thread count and precision. The learning rate is constant after a warmup, so a model can
 be trained further later without changing the schedule of the steps already taken.
 
 Layout of a training folder (default ``runs/train/<name>/``)::
@@ -34,7 +36,7 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +45,13 @@ from tqdm.auto import tqdm
 
 from lib.schedule import SD_SCHEDULE, sd_scheduler
 
-__all__ = ["TrainConfig", "CONFIGS", "build_unet", "train", "export", "evaluate", "publish",
-           "DATA_MODELS", "model_dir"]
+from lib.models import CHECKOUT, model_dir
 
-REPO = Path(__file__).resolve().parent.parent
-#: Where the committed models live: ``data/models`` in a checkout; an installed wheel carries
-#: the same folder as the package data ``lib/embedded/models`` (see pyproject.toml).
-DATA_MODELS = (REPO / "data" / "models" if (REPO / "data" / "models").is_dir()
-               else Path(__file__).resolve().parent / "embedded" / "models")
-TRAIN_ROOT = REPO / "runs" / "train"
+__all__ = ["TrainConfig", "CONFIGS", "build_unet", "train", "export", "evaluate", "publish",
+           "bf16_supported"]
+
+#: Training folders: ``runs/train`` of the checkout (of the working directory when installed).
+TRAIN_ROOT = (CHECKOUT or Path.cwd()) / "runs" / "train"
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,15 @@ def _classes() -> list[str]:
 
 
 def build_unet(config: TrainConfig):
-    """A ``UNet2DModel`` for ``config`` (one class per training photo + null), initialised
-    from ``config.seed`` (the global torch RNG is left as it was)."""
+    """A freshly initialised ``UNet2DModel`` for a training config.
+
+    Args:
+        config: its ``unet`` keywords, ``size`` and ``seed`` are used; one class embedding per
+            training photo plus the null class.
+
+    Returns:
+        the model, initialised from ``config.seed`` (the global torch RNG is left as it was).
+    """
     from diffusers import UNet2DModel
 
     with torch.random.fork_rng(devices=[]):
@@ -126,15 +133,25 @@ def build_unet(config: TrainConfig):
                            num_class_embeds=len(_classes()) + 1, **config.unet)
 
 
-def model_dir(name: str) -> Path:
-    """The committed folder of an embedded model."""
-    return DATA_MODELS / name
-
-
 def _get_config(name: str) -> TrainConfig:
     if name not in CONFIGS:
         raise KeyError(f"unknown embedded model {name!r}; trainable: {sorted(CONFIGS)}")
     return CONFIGS[name]
+
+
+def _resumable(config: dict) -> dict:
+    """The config fields a checkpoint must share to be resumed (``steps`` may grow)."""
+    return {k: v for k, v in config.items() if k != "steps"}
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is native here (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _hardware(device: torch.device) -> str:
@@ -151,7 +168,10 @@ def _hardware(device: torch.device) -> str:
 
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -190,7 +210,7 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     state = {"step": 0, "seconds": 0.0, "losses": [], "segments": []}
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["config"] != config.to_dict():
+        if _resumable(ckpt["config"]) != _resumable(config.to_dict()):
             raise ValueError(f"{ckpt_path} was made with another config; move it away or pass "
                              f"another --out")
         unet.load_state_dict(ckpt["unet"])
@@ -206,7 +226,7 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     null = len(_classes())
     sched = sd_scheduler()
     T = SD_SCHEDULE["num_train_timesteps"]
-    use_bf16 = bf16 and (dev.type == "cpu" or torch.cuda.is_bf16_supported())
+    use_bf16 = bf16 and bf16_supported(dev)
 
     def save() -> None:
         _save_atomic({"config": config.to_dict(), "unet": unet.state_dict(),
@@ -222,9 +242,11 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     bar = tqdm(total=steps, initial=start_step, desc=f"train {config.name}", disable=not progress,
                mininterval=5)
     window = []
-    previous = None
-    if threading.current_thread() is threading.main_thread():  # kill -TERM: save, then stop
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+    stop = []  # Ctrl-C or kill -TERM: finish the current step, save, return
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
     try:
         while state["step"] < steps:
             idx = torch.randint(0, len(x_pool), (config.batch_size,), generator=gen)
@@ -234,7 +256,7 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
             noise = torch.randn(x0.shape, generator=gen)
             x_t = sched.add_noise(x0, noise, t)  # Eq. (1)
             for g in optim.param_groups:
-                g["lr"] = config.lr * min(1.0, (state["step"] + 1) / config.warmup)
+                g["lr"] = config.lr * min(1.0, (state["step"] + 1) / max(config.warmup, 1))
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 eps_hat = unet(x_t.to(dev), t.to(dev), class_labels=y.to(dev)).sample
             per_sample = (eps_hat.float() - noise.to(dev)).pow(2).mean(dim=(1, 2, 3))
@@ -258,7 +280,7 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
             segment.update(steps=state["step"] - start_step, seconds=round(time.time() - t_start, 1))
             if state["step"] % checkpoint_every == 0:
                 save()
-            if max_minutes is not None and time.time() - t_start > 60 * max_minutes:
+            if stop or (max_minutes is not None and time.time() - t_start > 60 * max_minutes):
                 break
     finally:
         bar.close()
@@ -266,13 +288,9 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
             save()
         else:
             state["segments"].remove(segment)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return {k: v for k, v in state.items()}
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _sha256(path: Path) -> str:
@@ -321,7 +339,7 @@ def export(config: TrainConfig | str, *, out: str | os.PathLike | None = None) -
         "schedule": SD_SCHEDULE,
         "prediction_type": "epsilon",
         "data": f"photo_crops({config.n_crops}, {config.size}, split='train', seed={config.crop_seed})",
-        "command": f"python -m lib train --model {name} --steps {state['step']}",
+        "command": f"python -m lib train --model {name} --steps {state['step']} --publish --force",
     }
     (target / "card.json").write_text(json.dumps(card, indent=1))
     return target
@@ -334,7 +352,17 @@ def evaluate(model_folder: str | os.PathLike, *, n: int = 1000, steps: int = 50,
     ``n`` samples by ``steps``-step DDIM from the null class (unconditional) are compared with
     ``n`` crops of the held-out test photos (the bar of :data:`lib.quality.QUALITY_BAR`) and with
     ``n`` crops of the training photos. The data's own train-vs-test distance is recorded too:
-    it is what a perfect model of the training photos would score against the test photos.
+    it is roughly what a perfect model of the training photos would score against the test
+    photos.
+
+    Args:
+        model_folder: a folder written by :func:`export`.
+        n: number of samples and of reference crops.
+        steps: DDIM steps per sample.
+        seed: seeds the noises, the reference crops and the eps-MSE noise.
+
+    Returns:
+        the updated card (the JSON-ready dict written to ``card.json``).
     """
     from lib.data import photo_crops
     from lib.models import UNetModel
@@ -376,8 +404,10 @@ def model_card_markdown(card: dict) -> str:
     from lib.quality import QUALITY_BAR
 
     q = card.get("quality")
-    seg = "; ".join(f"{s['steps']} steps in {s['seconds'] / 60:.1f} min on {s['hardware']}"
+    seg = "; ".join(f"{s['steps']:,} steps in {s['seconds'] / 60:.1f} min on {s['hardware']}"
                     f"{' (bf16 autocast)' if s['bf16'] else ''}" for s in card["segments"])
+    seg = f" ({seg})" if seg else ""
+    cfg = card["train_config"]
     lines = [
         f"# {card['name']}: an embedded diffusion model of this book",
         "",
@@ -389,12 +419,13 @@ def model_card_markdown(card: dict) -> str:
         f"0.012, 1000 steps); class-conditional on the source photo "
         f"({', '.join(card['classes'])}), null class {card['null_class']} for classifier-free "
         f"guidance.",
-        f"- Data: `{card['data']}` (32x32 RGB crops in [-1, 1] of the five training photographs).",
-        f"- Training: {card['steps']:,} steps at batch {card['train_config']['batch_size']}, "
-        f"AdamW lr {card['train_config']['lr']}, min-SNR gamma {card['train_config']['snr_gamma']}, "
-        f"EMA; {card['train_seconds'] / 60:.1f} min in all ({seg}).",
+        f"- Data: `{card['data']}` ({cfg['size']}x{cfg['size']} RGB crops in [-1, 1] of the "
+        f"{len(card['classes'])} training photographs).",
+        f"- Training: {card['steps']:,} steps at batch {cfg['batch_size']}, AdamW lr {cfg['lr']}, "
+        f"min-SNR gamma {cfg['snr_gamma']}, EMA; {card['train_seconds'] / 60:.1f} min in all{seg}.",
         f"- Reproduce: `{card['command']}` (resumes from `runs/train/{card['name']}/checkpoint.pt` "
-        f"when present), then `python -m lib train --model {card['name']} --publish`.",
+        f"when present). The same batches are drawn on any machine; bit-for-bit equal weights "
+        f"also need the same hardware, thread count and precision.",
         f"- Final training loss (mean of the last 50 steps, min-SNR weighted): "
         f"{card['loss_curve'][-1][1]:.4f}." if card["loss_curve"] else "",
         "",
@@ -422,13 +453,15 @@ def model_card_markdown(card: dict) -> str:
             "",
             "| comparison | slope diff | mean diff / std | std rel. diff | cov rel. Frobenius | meets bar |",
             "|---|---|---|---|---|---|",
-            row("samples vs test crops (the bar)", vt),
-            row("samples vs train crops", vr),
-            row("train crops vs test crops (data only)", dd),
+            row("samples vs test crops (the issue's bar)", vt),
+            row("samples vs training-photo crops", vr),
+            row("training-photo crops vs test crops (no model)", dd),
             "",
-            "The last row needs no model: the held-out photographs differ from the training ones "
-            "by this much, so it bounds what any model of the training photos can score against "
-            "the test crops.",
+            "The test crops come from photographs the model never saw, and the last row, which "
+            "involves no model, shows that they differ from the training photographs by more "
+            "than the bar allows: a perfect model of the training photographs would score "
+            "roughly that row against the test crops. The second row is the measure of how well "
+            "the model learned what it was shown.",
             "",
             "Held-out epsilon-MSE per band of t (per pixel; 1.0 is predicting zero):",
             "",
@@ -443,13 +476,24 @@ def model_card_markdown(card: dict) -> str:
 
 def publish(name: str, *, out: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,
             force: bool = False) -> Path:
-    """Copy a training folder's evaluated ``model/`` to ``dest`` (default: the committed
-    ``data/models/<name>``), refusing to replace an existing model unless ``force``."""
+    """Copy a training folder's evaluated ``model/`` to ``dest``.
+
+    Args:
+        name: the model's name.
+        out: the training folder (default ``runs/train/<name>``).
+        dest: where to copy (default: the checkout's ``data/models/<name>``, the committed model).
+        force: replace an existing model there (refused otherwise).
+
+    Returns:
+        the folder written.
+    """
     src = (Path(out) if out is not None else TRAIN_ROOT / name) / "model"
     card = src / "card.json"
     if not card.exists() or "quality" not in json.loads(card.read_text()):
         raise FileNotFoundError(f"{src} has no evaluated model; run train, then evaluate")
-    dst = Path(dest) if dest is not None else REPO / "data" / "models" / name
+    if dest is None and CHECKOUT is None:
+        raise FileNotFoundError("not in a checkout of the book: pass dest= for the published model")
+    dst = Path(dest) if dest is not None else CHECKOUT / "data" / "models" / name
     if dst.exists() and not force:
         raise FileExistsError(f"{dst} exists; pass --force to replace the committed model")
     if dst.exists():

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from lib.quality import channel_stats, compare_stats, covariance_distance, power_spectrum, spectrum_slope
+import torch
+
+from lib.models import DiffusionModel
+from lib.quality import (channel_stats, compare_stats, covariance_distance, eps_mse_by_band,
+                         paired_distance, power_spectrum, spectrum_slope)
+from lib.schedule import sd_alphas_cumprod
 
 
 def _power_law_images(n, size, exponent, seed=0):
@@ -50,3 +55,34 @@ def test_compare_stats_flags_each_statistic():
     assert not noisy.passes["slope"]
     with pytest.raises(ValueError, match="NaN"):
         compare_stats(np.full_like(x, np.nan), x)
+
+
+class _Zero(DiffusionModel):
+    def _predict(self, x_t, t, cond):
+        return torch.zeros_like(x_t)
+
+
+class _Oracle(DiffusionModel):
+    """Knows that every image is the constant 0.3, so it can recover the exact noise."""
+
+    def _predict(self, x_t, t, cond):
+        abar = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(x_t.dtype)
+        return (x_t - abar.sqrt() * 0.3) / (1 - abar).sqrt()
+
+
+def test_eps_mse_by_band_known_answers():
+    images = np.full((40, 3, 4, 4), 0.3)
+    gen = torch.Generator().manual_seed(0)
+    zero = eps_mse_by_band(_Zero(sd_alphas_cumprod(), (3, 4, 4)), images, generator=gen)
+    oracle = eps_mse_by_band(_Oracle(sd_alphas_cumprod(), (3, 4, 4)), images, generator=gen)
+    assert list(zero) == ["0-100", "100-300", "300-500", "500-700", "700-900", "900-1000"]
+    assert all(v == pytest.approx(1.0, abs=0.05) for v in zero.values())  # E eps^2 = 1
+    assert all(v < 1e-8 for v in oracle.values())
+
+
+def test_paired_distance():
+    a = np.random.default_rng(0).standard_normal((10, 3, 4, 4))
+    paired, shifted = paired_distance(a, a + 0.1)
+    assert paired == pytest.approx(0.1) and shifted == pytest.approx(np.sqrt(2 + 0.01), rel=0.15)
+    with pytest.raises(ValueError, match="same shape"):
+        paired_distance(a, a[:5])

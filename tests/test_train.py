@@ -13,8 +13,8 @@ TINY = TrainConfig(
               up_block_types=("AttnUpBlock2D", "UpBlock2D")))
 
 
-def _weights(folder):
-    return torch.load(folder / "checkpoint.pt", weights_only=False)["unet"]
+def _checkpoint(folder):
+    return torch.load(folder / "checkpoint.pt", weights_only=False)
 
 
 def test_training_resumed_from_a_checkpoint_equals_one_uninterrupted_run(tmp_path):
@@ -22,8 +22,12 @@ def test_training_resumed_from_a_checkpoint_equals_one_uninterrupted_run(tmp_pat
     train(TINY, steps=3, out=tmp_path / "two", bf16=False, progress=False)
     state = train(TINY, out=tmp_path / "two", bf16=False, progress=False)  # resumes at step 3
     assert state["step"] == 6 and [s["steps"] for s in state["segments"]] == [3, 3]
-    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    one, two = _checkpoint(tmp_path / "one"), _checkpoint(tmp_path / "two")
+    a, b = one["unet"], two["unet"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    ema_a, ema_b = one["ema"]["shadow_params"], two["ema"]["shadow_params"]
+    assert all(torch.equal(x, y) for x, y in zip(ema_a, ema_b))  # the exported weights
+    assert one["state"]["losses"] == two["state"]["losses"]
     fresh = build_unet(TINY).state_dict()
     assert any(not torch.equal(a[k], fresh[k]) for k in a)  # the weights did move
 
@@ -33,6 +37,8 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path):
     other = TrainConfig(**{**TINY.to_dict(), "seed": 4})
     with pytest.raises(ValueError, match="another config"):
         train(other, out=tmp_path, bf16=False, progress=False)
+    longer = TrainConfig(**{**TINY.to_dict(), "steps": 9})  # training further is allowed
+    assert train(longer, steps=2, out=tmp_path, bf16=False, progress=False)["step"] == 2
 
 
 def test_export_evaluate_publish_and_load(tmp_path):
@@ -50,7 +56,7 @@ def test_export_evaluate_publish_and_load(tmp_path):
     assert set(q["samples_vs_test"]["passes"]) == {"slope", "mean", "std", "cov"}
     assert set(q["eps_mse_test"]) == {"0-100", "100-300", "300-500", "500-700", "700-900", "900-1000"}
     readme = (folder / "README.md").read_text()
-    assert "train crops vs test crops" in readme and card["weights_sha256"] in readme
+    assert "training-photo crops vs test crops (no model)" in readme and card["weights_sha256"] in readme
     dest = publish("test-tiny", out=tmp_path, dest=tmp_path / "published")
     assert (dest / "diffusion_pytorch_model.safetensors").exists()
     with pytest.raises(FileExistsError, match="--force"):
@@ -65,6 +71,7 @@ def test_class_conditioning_and_guidance(tmp_path):
     c = model.cond(["cat", "china"])
     assert c.tolist() == [model.classes.index("cat"), model.classes.index("china")]
     e_u, e_c = model.eps(x, 700), model.eps(x, 700, c)
+    assert not torch.allclose(e_u, e_c, atol=1e-6)  # the label reaches the network
     assert torch.allclose(model.eps(x, 700, c, guidance_scale=3.0), e_u + 3 * (e_c - e_u), atol=1e-5)
     with pytest.raises(ValueError, match="unknown class 'dog'"):
         model.cond(["dog"])
