@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["FixedPointResult", "fixed_point_noise", "METHODS", "INITS"]
+__all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_pairs", "METHODS", "INITS"]
 
 METHODS = ("picard", "anderson")
 INITS = ("random", "zero")
@@ -158,3 +158,53 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     diverged = ~finite | (res[-1] > res[0]) | ((res[-1] > 10 * low) & (low > 1e-8))
     converged = finite & (res[-1] < tol) if tol is not None else np.zeros(B, dtype=bool)
     return FixedPointResult(eps, res, recon, converged, diverged, t, method, len(res) - 1)
+
+
+@dataclass
+class FixedPointPairs:
+    """Image / fixed-point-noise pairs for the linear analysis of Sec. 4.
+
+    Attributes:
+        X: images ``(N, D)``; Z: their fixed-point noises ``(N, D)`` (float64, not centred).
+        residuals: final relative residual per pair ``(N,)``.
+        recon_error: one-step reconstruction error per pair ``(N,)``.
+        diverged: pairs whose iteration diverged ``(N,)``.
+    """
+
+    X: np.ndarray
+    Z: np.ndarray
+    residuals: np.ndarray
+    recon_error: np.ndarray
+    diverged: np.ndarray
+
+
+def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "anderson",
+                      init="zero", batch_size: int = 256, cond=None, guidance_scale=None,
+                      memory: int = 5, generator: torch.Generator | None = None,
+                      progress: bool = True) -> FixedPointPairs:
+    """Solve Eq. (6) for many images in batches (the paper's N noise/image pairs, Sec. 4.1).
+
+    Args:
+        model: a :class:`lib.models.DiffusionModel`.
+        images: ``(N, C, H, W)`` in the model's space.
+        t, iters, method, init, cond, guidance_scale, memory, generator: as for
+            :func:`fixed_point_noise`, applied batch by batch.
+        batch_size: images per batch.
+
+    Returns:
+        a :class:`FixedPointPairs`.
+    """
+    images = torch.as_tensor(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    Zs, res, rec, div = [], [], [], []
+    for batch in tqdm(images.split(batch_size), desc=f"fixed points at t = {t}", disable=not progress):
+        r = fixed_point_noise(model, batch, t, iters, init=init, method=method, cond=cond,
+                              guidance_scale=guidance_scale, memory=memory, generator=generator)
+        Zs.append(r.noise.detach().cpu().double().reshape(len(batch), -1).numpy())
+        res.append(r.residuals[-1])
+        rec.append(r.recon_error)
+        div.append(r.diverged)
+    X = images.detach().cpu().double().reshape(len(images), -1).numpy()
+    return FixedPointPairs(X, np.concatenate(Zs), np.concatenate(res), np.concatenate(rec),
+                           np.concatenate(div))

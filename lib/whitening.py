@@ -35,6 +35,9 @@ __all__ = [
     "fit_linear_map",
     "linear_fit_metrics",
     "covariance",
+    "matrix_norms",
+    "EigenbasisView",
+    "eigenbasis_view",
 ]
 
 KINDS = ("zca", "zca-cor", "pca", "pca-cor", "cholesky")
@@ -374,3 +377,38 @@ def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
         s = 1.0 / np.sqrt(shifted)
         out.append(np.linalg.norm(s[:, None] * M * s[None, :] - np.eye(D)) / np.sqrt(D))
     return np.array(out)
+
+
+def matrix_norms(W) -> tuple[float, float]:
+    """Spectral (2-) norm and Frobenius norm of a matrix (the paper's norms table, Sec. 4.2)."""
+    W = _as_float64(W, "W")
+    if W.ndim != 2:
+        raise ValueError(f"W must be a matrix, got shape {W.shape}")
+    return float(np.linalg.norm(W, 2)), float(np.linalg.norm(W, "fro"))
+
+
+@dataclass
+class EigenbasisView:
+    """A linear map seen in the eigenbasis of a covariance ``Sigma = U diag(lam) U^T``.
+
+    Attributes:
+        lam: eigenvalues, descending ``(D,)``.
+        diag: the diagonal of ``U^T W U`` ``(D,)`` (for ZCA: ``lam^-1/2``).
+        diagonal_share: ``||diag||^2 / ||U^T W U||_F^2``, 1 for a map that acts on each
+            eigendirection separately (zero-phase, like ZCA), small for one that mixes them.
+    """
+
+    lam: np.ndarray
+    diag: np.ndarray
+    diagonal_share: float
+
+
+def eigenbasis_view(W, cov) -> EigenbasisView:
+    """Express ``W`` (``(D, D)``, acting as ``z = W x``) in the eigenbasis of ``cov``."""
+    W = _as_float64(W, "W")
+    lam, U = _sorted_eigh(_as_float64(cov, "cov"), "cov")
+    if W.shape != (len(lam), len(lam)):
+        raise ValueError(f"W must have shape {(len(lam), len(lam))}, got {W.shape}")
+    M = U.T @ W @ U
+    diag = np.diag(M).copy()
+    return EigenbasisView(lam, diag, float(np.sum(diag**2) / np.sum(M**2)))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib.fixed_point import fixed_point_noise
+from lib.fixed_point import fixed_point_noise, fixed_point_pairs
 from lib.models import GaussianModel
 
 
@@ -93,3 +93,22 @@ def test_inputs_and_divergence_are_reported():
     bad = Expanding(np.zeros(12), np.eye(12), (3, 2, 2))
     res = fixed_point_noise(bad, z0, 980, 30, init="zero")
     assert res.diverged.all() and "diverged 3/3" in res.summary()
+
+
+def test_pairs_give_the_gaussian_fixed_point_map_by_least_squares():
+    """For the Gaussian model Z = (s / a) Sigma^-1 (X - mu): Eq. (9) recovers W = (s / a) Sigma^-1,
+    which in Sigma's eigenbasis is diagonal with entries (s / a) / lambda."""
+    from lib.whitening import eigenbasis_view, fit_linear_map
+
+    eigvals = np.linspace(0.5, 2.0, 12)
+    model, cov, mu = _gaussian(eigvals)
+    X = torch.from_numpy(np.random.default_rng(3).multivariate_normal(mu, cov, 60)).reshape(60, 3, 2, 2)
+    pairs = fixed_point_pairs(model, X, 300, 400, method="picard", batch_size=25, progress=False)
+    assert pairs.X.shape == pairs.Z.shape == (60, 12) and not pairs.diverged.any()
+    W = fit_linear_map(pairs.X, pairs.Z)
+    abar = float(model.alphas_cumprod[300])
+    expected = np.sqrt((1 - abar) / abar) * np.linalg.inv(cov)
+    assert np.allclose(W, expected, atol=1e-6)
+    view = eigenbasis_view(W, cov)
+    assert view.diagonal_share == pytest.approx(1.0, abs=1e-9)
+    assert np.allclose(view.diag, np.sqrt((1 - abar) / abar) / view.lam, rtol=1e-5)

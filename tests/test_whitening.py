@@ -242,3 +242,20 @@ def test_whiteness_is_the_same_for_every_kind_and_matches_the_eps_sweep():
         assert sweep[0] == pytest.approx(errors[0], rel=1e-9)
     with pytest.raises(ValueError, match="eps"):
         heldout_whiteness_vs_eps(np.diag([1.0, 0.0]), np.eye(2), [0.0])
+
+
+def test_matrix_norms_and_eigenbasis_view_of_zca_and_pca():
+    from lib.whitening import eigenbasis_view, matrix_norms
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((8, 8))
+    cov = A @ A.T + 0.5 * np.eye(8)
+    lam = np.linalg.eigvalsh(cov)
+    zca, pca = whitening_matrix(cov, "zca"), whitening_matrix(cov, "pca")
+    two, fro = matrix_norms(zca)
+    assert two == pytest.approx(lam.min() ** -0.5) and fro == pytest.approx(np.sqrt(np.sum(1 / lam)))
+    view = eigenbasis_view(zca, cov)
+    assert view.diagonal_share == pytest.approx(1.0) and np.allclose(view.diag, view.lam ** -0.5)
+    assert eigenbasis_view(pca, cov).diagonal_share < 0.9  # PCA rotates: not zero-phase
+    with pytest.raises(ValueError, match="shape"):
+        eigenbasis_view(np.eye(3), cov)
