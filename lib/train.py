@@ -48,7 +48,7 @@ from lib.schedule import SD_SCHEDULE, sd_scheduler
 from lib.models import CHECKOUT, model_dir
 
 __all__ = ["TrainConfig", "CONFIGS", "build_unet", "train", "export", "evaluate", "publish",
-           "bf16_supported"]
+           "bf16_supported", "benchmark_forward"]
 
 #: Training folders: ``runs/train`` of the checkout (of the working directory when installed).
 TRAIN_ROOT = (CHECKOUT or Path.cwd()) / "runs" / "train"
@@ -321,7 +321,14 @@ def export(config: TrainConfig | str, *, out: str | os.PathLike | None = None) -
     target = out / "model"
     if target.exists():
         shutil.rmtree(target)  # derived from the checkpoint, which stays
-    unet.to(torch.float16).save_pretrained(target, safe_serialization=True)
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()  # a float32-module warning that does not apply to UNet2DModel
+    try:
+        unet.to(torch.float16).save_pretrained(target, safe_serialization=True)
+    finally:
+        dlogging.set_verbosity(level)
     weights = target / "diffusion_pytorch_model.safetensors"
     state = ckpt["state"]
     card = {
@@ -390,9 +397,27 @@ def evaluate(model_folder: str | os.PathLike, *, n: int = 1000, steps: int = 50,
     }
     card = json.loads((folder / "card.json").read_text())
     card["quality"] = quality
+    card["forward_seconds_batch64"] = benchmark_forward(model)
     (folder / "card.json").write_text(json.dumps(card, indent=1))
     (folder / "README.md").write_text(model_card_markdown(card))
     return card
+
+
+def benchmark_forward(model, batch: int = 64, repeats: int = 5) -> dict:
+    """Median wall time of one ``model.eps`` call on a batch of noise, with the machine.
+
+    Returns:
+        ``{"seconds", "batch", "hardware"}``.
+    """
+    x = torch.randn(batch, *model.sample_shape, generator=torch.Generator().manual_seed(0))
+    model.eps(x, 500)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.eps(x, 500)
+        times.append(time.perf_counter() - start)
+    return {"seconds": round(float(np.median(times)), 4), "batch": batch,
+            "hardware": _hardware(model.device)}
 
 
 def _fmt(xs, digits=3) -> str:
@@ -426,6 +451,10 @@ def model_card_markdown(card: dict) -> str:
         f"- Reproduce: `{card['command']}` (resumes from `runs/train/{card['name']}/checkpoint.pt` "
         f"when present). The same batches are drawn on any machine; bit-for-bit equal weights "
         f"also need the same hardware, thread count and precision.",
+        (f"- Speed: one forward pass on a batch of {card['forward_seconds_batch64']['batch']} takes "
+         f"{card['forward_seconds_batch64']['seconds']:.3f} s on "
+         f"{card['forward_seconds_batch64']['hardware']} (median of 5)."
+         if "forward_seconds_batch64" in card else ""),
         f"- Final training loss (mean of the last 50 steps, min-SNR weighted): "
         f"{card['loss_curve'][-1][1]:.4f}." if card["loss_curve"] else "",
         "",

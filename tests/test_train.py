@@ -57,6 +57,7 @@ def test_export_evaluate_publish_and_load(tmp_path):
     assert set(q["eps_mse_test"]) == {"0-100", "100-300", "300-500", "500-700", "700-900", "900-1000"}
     readme = (folder / "README.md").read_text()
     assert "training-photo crops vs test crops (no model)" in readme and card["weights_sha256"] in readme
+    assert card["forward_seconds_batch64"]["seconds"] > 0 and "Speed: one forward pass" in readme
     dest = publish("test-tiny", out=tmp_path, dest=tmp_path / "published")
     assert (dest / "diffusion_pytorch_model.safetensors").exists()
     with pytest.raises(FileExistsError, match="--force"):
