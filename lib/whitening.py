@@ -38,6 +38,8 @@ __all__ = [
     "matrix_norms",
     "EigenbasisView",
     "eigenbasis_view",
+    "MapComparison",
+    "compare_maps",
 ]
 
 KINDS = ("zca", "zca-cor", "pca", "pca-cor", "cholesky")
@@ -412,3 +414,55 @@ def eigenbasis_view(W, cov) -> EigenbasisView:
     M = U.T @ W @ U
     diag = np.diag(M).copy()
     return EigenbasisView(lam, diag, float(np.sum(diag**2) / np.sum(M**2)))
+
+
+@dataclass
+class MapComparison:
+    """How well one linear map predicts the fixed-point noises from the images (Fig. 5, norms).
+
+    Attributes:
+        method: ``diff`` (the least-squares ``W_Diff`` of Eq. 9) or a whitening kind.
+        in_sample: MSE / R^2 on the pairs the maps were fitted on (as the paper reports).
+        held_out: MSE / R^2 on held-out pairs (None when none were given).
+        norm2, fro: spectral and Frobenius norms of ``W``.
+        diff_norm2, diff_fro: the same norms of ``W - W_Diff`` (the paper's norms table).
+    """
+
+    method: str
+    in_sample: LinearFitMetrics
+    held_out: LinearFitMetrics | None
+    norm2: float
+    fro: float
+    diff_norm2: float
+    diff_fro: float
+
+
+def compare_maps(X, Z, X_test=None, Z_test=None, *, kinds=KINDS, eps: float = 0.0,
+                 ridge: float = 0.0) -> tuple[np.ndarray, list[MapComparison]]:
+    """Fit ``W_Diff`` (Eq. 9) and compare it with every whitening matrix of ``X`` (Sec. 4.2).
+
+    The whitening matrices come from the covariance of ``X`` alone; ``W_Diff`` from the pairs.
+
+    Args:
+        X, Z: fitting pairs, images and fixed-point noises ``(N, D)``.
+        X_test, Z_test: optional held-out pairs ``(M, D)``.
+        kinds: whitening kinds to compare.
+        eps: ridge on the covariance for the whitening matrices.
+        ridge: ridge for the least-squares fit of ``W_Diff``.
+
+    Returns:
+        ``W_Diff`` ``(D, D)`` and one :class:`MapComparison` per method, ``diff`` first.
+    """
+    X, Z = _paired(X, Z)
+    W_diff = fit_linear_map(X, Z, ridge=ridge)
+    maps = {"diff": W_diff, **{k: whitening_matrix(covariance(X), k, eps) for k in kinds}}
+    held = X_test is not None and Z_test is not None
+    if held:
+        X_test, Z_test = _paired(X_test, Z_test)
+    rows = []
+    for method, W in maps.items():
+        rows.append(MapComparison(
+            method, linear_fit_metrics(X, Z, W),
+            linear_fit_metrics(X_test, Z_test, W) if held else None,
+            *matrix_norms(W), *matrix_norms(W - W_diff)))
+    return W_diff, rows

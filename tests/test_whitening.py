@@ -259,3 +259,26 @@ def test_matrix_norms_and_eigenbasis_view_of_zca_and_pca():
     assert eigenbasis_view(pca, cov).diagonal_share < 0.9  # PCA rotates: not zero-phase
     with pytest.raises(ValueError, match="shape"):
         eigenbasis_view(np.eye(3), cov)
+
+
+def test_compare_maps_recovers_an_exact_zca_relation():
+    """Noises made by ZCA-whitening the images: W_Diff = W_ZCA, so ZCA fits perfectly (R2 = 1,
+    zero distance) and every other kind, whitening just as well, fits worse."""
+    from lib.whitening import compare_maps
+
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((6, 6))
+    X = rng.standard_normal((4000, 6)) @ A.T + 1.0
+    X_test = rng.standard_normal((1000, 6)) @ A.T + 1.0
+    W_zca = whitening_matrix(covariance(X), "zca")
+    Z, Z_test = (X - X.mean(0)) @ W_zca.T, (X_test - X.mean(0)) @ W_zca.T
+    W_diff, rows = compare_maps(X, Z, X_test, Z_test)
+    by = {r.method: r for r in rows}
+    assert [r.method for r in rows] == ["diff", *KINDS]
+    assert np.allclose(W_diff, W_zca, atol=1e-8)
+    assert by["zca"].in_sample.r2 == pytest.approx(1.0) and by["zca"].diff_fro < 1e-6
+    assert by["zca"].held_out.r2 > 0.99
+    for kind in ("pca", "pca-cor", "cholesky"):
+        assert by[kind].in_sample.r2 < 0.9 and by[kind].diff_fro > 0.1
+    assert by["zca"].fro == pytest.approx(by["pca"].fro)  # same norm: rotations of each other
+    assert compare_maps(X, Z)[1][0].held_out is None
