@@ -4,7 +4,9 @@ Eq. (6) asks for ``eps`` with ``eps_theta(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps
 noise the model would predict is the noise that was added, so one step of Eq. (3) from
 ``z_t = a z0 + s eps`` lands exactly on ``z0``. Eq. (7) finds it by fixed-point (Picard)
 iteration ``eps^{n+1} = f(eps^n)`` with ``f(eps) = eps_theta(a z0 + s eps; t)``; Anderson
-acceleration mixes the last few iterates to reach the same point in fewer model calls.
+acceleration mixes the last few iterates to reach the same point in fewer model calls (with a
+restart: where a step made a sample's residual grow, its history is dropped and the next step
+is a plain Picard step, which keeps Anderson from running away on a non-linear network).
 
 For the Gaussian-optimal model (``lib.models.GaussianModel``) everything is closed form:
 ``eps* = (s / a) Sigma^-1 (z0 - mu)``, and Picard contracts the error along each eigenvector of
@@ -130,14 +132,16 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         if method == "picard" or not dX:
             new = fx
         else:  # Anderson (type II): eps + g - (dX + dG) gamma, gamma = argmin ||g - dG gamma||
-            Xm, Gm = torch.stack(dX, -1), torch.stack(dG, -1)  # (B, D, m)
-            gv = g.reshape(B, -1, 1)
+            Xm, Gm = torch.stack(dX, -1).double(), torch.stack(dG, -1).double()  # (B, D, m)
+            gv = g.reshape(B, -1, 1).double()
             gram = Gm.transpose(1, 2) @ Gm
-            ridge = 1e-10 * gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)
+            # a tiny ridge; a sample whose history was dropped has gram = 0 and gets gamma = 0
+            ridge = (1e-10 * gram.diagonal(dim1=1, dim2=2).mean(-1)).clamp_min(1e-30)
             gram = gram + ridge.view(B, 1, 1) * torch.eye(gram.shape[-1], dtype=gram.dtype,
                                                           device=gram.device)
             gamma = torch.linalg.solve(gram, Gm.transpose(1, 2) @ gv)  # (B, m, 1)
-            new = (eps.reshape(B, -1, 1) + gv - (Xm + Gm) @ gamma).reshape(eps.shape)
+            step = gv - (Xm + Gm) @ gamma
+            new = eps + step.reshape(eps.shape).to(eps.dtype)
         f_new = f(new)
         g_new = f_new - new
         if method == "anderson":
@@ -146,6 +150,12 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
             if len(dX) > memory:
                 dX.pop(0)
                 dG.pop(0)
+            # safeguard: where the residual grew, forget the history (next step is Picard's)
+            worse = _norm(g_new) > _norm(g)
+            if worse.any():
+                for k in range(len(dX)):
+                    dX[k][worse] = 0
+                    dG[k][worse] = 0
         eps, fx, g = new, f_new, g_new
         residuals.append((_norm(g) / scale).cpu().numpy())
         if not torch.isfinite(eps).all():
