@@ -87,12 +87,16 @@ class DiffusionModel:
             raise ValueError(f"timesteps must lie in [0, {self.num_train_timesteps - 1}]")
         return t
 
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raise unless ``shape`` is a batch of samples this model takes."""
+        if len(shape) != 4 or tuple(shape[1:]) != self.sample_shape:
+            raise ValueError(f"{self.name} expects x_t of shape (B, {', '.join(map(str, self.sample_shape))}), "
+                             f"got {tuple(shape)}")
+
     def _check_input(self, x_t: torch.Tensor) -> torch.Tensor:
         if not torch.is_tensor(x_t):
             x_t = torch.as_tensor(np.asarray(x_t))
-        if x_t.ndim != 4 or tuple(x_t.shape[1:]) != self.sample_shape:
-            raise ValueError(f"{self.name} expects x_t of shape (B, {', '.join(map(str, self.sample_shape))}), "
-                             f"got {tuple(x_t.shape)}")
+        self._check_shape(tuple(x_t.shape))
         if not torch.isfinite(x_t).all():
             raise ValueError("x_t contains NaN or inf values")
         return x_t
@@ -317,16 +321,11 @@ class StableDiffusionModel(DiffusionModel):
                         encoder_hidden_states=states, **kwargs).sample
         return out.to(x_t.dtype)
 
-    def _check_input(self, x_t):
+    def _check_shape(self, shape):
         # latent models accept any spatial size (multiples of the UNet's downsampling)
-        if not torch.is_tensor(x_t):
-            x_t = torch.as_tensor(np.asarray(x_t))
-        if x_t.ndim != 4 or x_t.shape[1] != self.sample_shape[0]:
+        if len(shape) != 4 or shape[1] != self.sample_shape[0]:
             raise ValueError(f"{self.name} expects latents of shape (B, {self.sample_shape[0]}, h, w), "
-                             f"got {tuple(x_t.shape)}")
-        if not torch.isfinite(x_t).all():
-            raise ValueError("x_t contains NaN or inf values")
-        return x_t
+                             f"got {tuple(shape)}")
 
     @torch.no_grad()
     def encode(self, images):

@@ -133,7 +133,9 @@ def build_unet(config: TrainConfig):
                            num_class_embeds=len(_classes()) + 1, **config.unet)
 
 
-def _get_config(name: str) -> TrainConfig:
+def _get_config(name: TrainConfig | str) -> TrainConfig:
+    if isinstance(name, TrainConfig):
+        return name
     if name not in CONFIGS:
         raise KeyError(f"unknown embedded model {name!r}; trainable: {sorted(CONFIGS)}")
     return CONFIGS[name]
@@ -195,7 +197,7 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
 
     from lib.data import photo_crops
 
-    config = _get_config(config) if isinstance(config, str) else config
+    config = _get_config(config)
     steps = config.steps if steps is None else int(steps)
     out = Path(out) if out is not None else TRAIN_ROOT / config.name
     out.mkdir(parents=True, exist_ok=True)
@@ -218,6 +220,8 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
         ema.load_state_dict(ckpt["ema"])
         gen.set_state(ckpt["generator"])
         state = ckpt["state"]
+    if state["step"] >= steps:  # nothing to train: skip building the crop pool
+        return dict(state)
     ema.to(dev)
 
     x_pool, labels = photo_crops(config.n_crops, config.size, split="train", seed=config.crop_seed,
@@ -286,11 +290,9 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
         bar.close()
         if state["step"] > start_step:
             save()
-        else:
-            state["segments"].remove(segment)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return {k: v for k, v in state.items()}
+    return dict(state)
 
 
 def _sha256(path: Path) -> str:
@@ -310,7 +312,7 @@ def export(config: TrainConfig | str, *, out: str | os.PathLike | None = None) -
     """
     from diffusers.training_utils import EMAModel
 
-    config = _get_config(config) if isinstance(config, str) else config
+    config = _get_config(config)
     name = config.name
     out = Path(out) if out is not None else TRAIN_ROOT / name
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
