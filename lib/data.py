@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["PHOTOS", "photo_names", "load_photo", "photo_crops", "SPLITS"]
+__all__ = ["PHOTOS", "photo_names", "load_photo", "photo_crops", "SPLITS", "load_image_folder"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -240,3 +240,49 @@ def photo_crops(
     crops[flips] = crops[flips, :, :, ::-1]
     np.clip(crops, -1.0, 1.0, out=crops)
     return (crops, labels.astype(np.int64)) if return_labels else crops
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def load_image_folder(path, size: int, n: int | None = None) -> np.ndarray:
+    """Images from a folder (e.g. ImageNet's validation set), centre-cropped square and resized.
+
+    Files are read in sorted order (sub-folders included), so the same folder always gives the
+    same images.
+
+    Args:
+        path: a folder of image files (png, jpg, bmp, webp, tif).
+        size: side of the output images in pixels (8 to 2048).
+        n: read at most this many images (None: all).
+
+    Returns:
+        float32 images in [-1, 1].
+
+    Shapes:
+        ``(N, 3, size, size)``.
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist; give a folder of "
+                                "images, or leave IMAGE_FOLDER = None to use the bundled photos")
+    if not isinstance(size, (int, np.integer)) or not 8 <= size <= 2048:
+        raise ValueError(f"size must be an integer from 8 to 2048, got {size!r}")
+    if n is not None and n <= 0:
+        raise ValueError(f"n must be positive or None, got {n!r}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
+    out = np.empty((len(files), 3, size, size), dtype=np.float32)
+    for i, f in enumerate(files):
+        with Image.open(f) as im:
+            im = im.convert("RGB")
+            side = min(im.size)
+            left, top = (im.width - side) // 2, (im.height - side) // 2
+            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+            out[i] = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+    return out

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_pairs", "METHODS", "INITS"]
+__all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_sweep", "one_step_reconstruction",
+           "gaussian_picard_gain", "fixed_point_pairs", "METHODS", "INITS"]
 
 METHODS = ("picard", "anderson")
 INITS = ("random", "zero")
@@ -168,6 +169,68 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     diverged = ~finite | (res[-1] > res[0]) | ((res[-1] > 10 * low) & (low > 1e-8))
     converged = finite & (res[-1] < tol) if tol is not None else np.zeros(B, dtype=bool)
     return FixedPointResult(eps, res, recon, converged, diverged, t, method, len(res) - 1)
+
+
+def fixed_point_sweep(model, z0, ts, iters: int, **kwargs) -> dict[int, FixedPointResult]:
+    """Run :func:`fixed_point_noise` on the same images at several timesteps (the paper's Fig. 3).
+
+    Args:
+        model, z0, iters: as for :func:`fixed_point_noise`.
+        ts: the timesteps.
+        **kwargs: passed to :func:`fixed_point_noise`; a ``generator`` is re-seeded per ``t``
+            only if the caller does so, so pass an ``init`` tensor to start every ``t`` from the
+            same noise.
+
+    Returns:
+        ``{t: FixedPointResult}`` in the order of ``ts``.
+    """
+    return {int(t): fixed_point_noise(model, z0, int(t), iters, **kwargs) for t in ts}
+
+
+def one_step_reconstruction(model, z0, noise, t: int, cond=None, guidance_scale=None) -> torch.Tensor:
+    """``z_{0|t}`` of Eq. (3) from ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) noise``.
+
+    Equals ``z0`` exactly when ``noise`` solves Eq. (6).
+
+    Shapes:
+        z0, noise and the result ``(B, C, H, W)``.
+    """
+    z0, noise = torch.as_tensor(z0), torch.as_tensor(noise).to(torch.as_tensor(z0).dtype)
+    if z0.shape != noise.shape:
+        raise ValueError(f"z0 {tuple(z0.shape)} and noise {tuple(noise.shape)} differ in shape")
+    abar = model.alphas_cumprod[int(t)].to(z0.dtype)
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    z_t = a * z0 + s * noise
+    eps_hat = model.eps(z_t, int(t), cond, guidance_scale).to(z0.dtype)
+    return (z_t - s * eps_hat) / a  # Eq. (3)
+
+
+def gaussian_picard_gain(lam, abar: float, iters: int | None) -> np.ndarray:
+    """The map image -> fixed-point noise of the Gaussian model, per eigendirection of ``Sigma``.
+
+    Picard from ``eps^0 = 0`` gives ``eps^K = g_K(lambda) u^T (z0 - mu)`` along each eigenvector
+    ``u`` with ``g_K = (1 - c^K) (s / a) / lambda``, ``c = s^2 / (a^2 lambda + s^2)``. The limit
+    ``K -> inf`` is the exact fixed point ``(s / a) / lambda`` (a ``lambda^-1`` law, not ZCA's
+    ``lambda^-1/2``); for ``K a^2 lambda << s^2`` the gain is about ``K a / s``, flat in
+    ``lambda``.
+
+    Args:
+        lam: eigenvalues of ``Sigma`` (> 0).
+        abar: ``abar_t`` of the timestep.
+        iters: ``K``; None for the exact fixed point.
+
+    Returns:
+        the gains, shaped like ``lam``.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    if np.any(lam <= 0):
+        raise ValueError("eigenvalues must be positive")
+    a, s = np.sqrt(abar), np.sqrt(1 - abar)
+    exact = (s / a) / lam
+    if iters is None:
+        return exact
+    c = s**2 / (a**2 * lam + s**2)
+    return (1 - c ** int(iters)) * exact
 
 
 @dataclass

@@ -25,6 +25,10 @@ class Profile:
         n_test: held-out samples for evaluation.
         image_size: side of the image crops for the embedded models (pixels).
         description: one line for the reader.
+        n_pairs, n_pairs_test: image / fixed-point-noise pairs to fit the linear maps of Sec. 4
+            on, and held-out pairs to test them (chapter 4; N > D is needed).
+        fp_iters: iterations of Eq. (7) per pair.
+        sd_image_size: image side for the Hub models (latents are 8x smaller).
     """
 
     name: str
@@ -34,15 +38,21 @@ class Profile:
     n_test: int
     image_size: int
     description: str
+    n_pairs: int = 4_000
+    n_pairs_test: int = 500
+    fp_iters: int = 20
+    sd_image_size: int = 256
 
 
 PROFILES: dict[str, Profile] = {
     "cpu": Profile("cpu", "cpu", False, 20_000, 2_000, 32,
                    "embedded models on the CPU, sizes for a 2-core laptop or CI"),
     "gpu": Profile("gpu", "cuda", True, 50_000, 10_000, 32,
-                   "embedded models at the paper's scale (N = 50,000) on a CUDA GPU"),
+                   "embedded models at the paper's scale (N = 50,000) on a CUDA GPU",
+                   n_pairs=50_000, n_pairs_test=5_000, fp_iters=50),
     "sd": Profile("sd", "cuda", True, 50_000, 10_000, 32,
-                  "Stable Diffusion models from the Hugging Face Hub on a CUDA GPU (Colab)"),
+                  "Stable Diffusion models from the Hugging Face Hub on a CUDA GPU (Colab)",
+                  n_pairs=10_000, n_pairs_test=1_000),
 }
 
 

@@ -22,7 +22,7 @@ from lib.whitening import covariance
 
 __all__ = ["power_spectrum", "spectrum_slope", "channel_stats", "covariance_distance",
            "eps_mse_by_band", "SampleStats", "sample_stats", "Comparison", "compare_stats",
-           "paired_distance", "QUALITY_BAR", "T_BANDS"]
+           "paired_distance", "pearson", "QUALITY_BAR", "T_BANDS"]
 
 #: The bar each embedded model's samples must meet against the reference crops.
 QUALITY_BAR = dict(slope_abs_diff=0.15, channel_rel_diff=0.10, cov_rel_frobenius=0.25)
@@ -205,3 +205,19 @@ def paired_distance(a, b) -> tuple[float, float]:
                          f"and {b.shape}")
     return (float(np.sqrt(((a - b) ** 2).mean())),
             float(np.sqrt(((a - np.roll(b, 1, axis=0)) ** 2).mean())))
+
+
+def pearson(a, b) -> np.ndarray:
+    """Pearson correlation between paired images over their pixels, one number per pair.
+
+    Shapes:
+        a, b ``(N, C, S, S)``; returns ``(N,)``.
+    """
+    a, b = _images(a, "a"), _images(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a {a.shape} and b {b.shape} differ in shape")
+    a = a.reshape(len(a), -1)
+    b = b.reshape(len(b), -1)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    return (a * b).sum(1) / np.sqrt((a**2).sum(1) * (b**2).sum(1)).clip(1e-300)

@@ -94,3 +94,36 @@ def test_crops_of_chosen_photos():
         photo_crops(5, 8, photos=["nope"])
     with pytest.raises(ValueError, match="empty"):
         photo_crops(5, 8, photos=[])
+
+
+def test_load_image_folder_crops_resizes_and_orders(tmp_path):
+    from PIL import Image
+
+    from lib.data import load_image_folder
+
+    # a 40x20 image: left half black, right half white; its centre square is 10 black + 10 white
+    wide = np.zeros((20, 40, 3), dtype=np.uint8)
+    wide[:, 20:] = 255
+    Image.fromarray(wide).save(tmp_path / "b.png")
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(np.full((8, 8, 3), 255, dtype=np.uint8)).save(tmp_path / "sub" / "c.jpg")
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.bmp")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = load_image_folder(tmp_path, 8)
+    assert images.shape == (3, 3, 8, 8) and images.dtype == np.float32
+    assert np.all(images[0] == -1.0)  # a.bmp first (sorted), all black
+    assert images[1, :, :, :3].max() < -0.9 and images[1, :, :, 5:].min() > 0.9  # centre crop
+    assert images[2].min() > 0.95  # JPEG, white
+    assert load_image_folder(tmp_path, 8, n=1).shape == (1, 3, 8, 8)
+    with pytest.raises(FileNotFoundError, match="IMAGE_FOLDER"):
+        load_image_folder(tmp_path / "missing", 8)
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        load_image_folder(_empty(tmp_path), 8)
+    with pytest.raises(ValueError, match="size"):
+        load_image_folder(tmp_path, 3)
+
+
+def _empty(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    return d

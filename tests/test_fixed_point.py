@@ -112,3 +112,50 @@ def test_pairs_give_the_gaussian_fixed_point_map_by_least_squares():
     view = eigenbasis_view(W, cov)
     assert view.diagonal_share == pytest.approx(1.0, abs=1e-9)
     assert np.allclose(view.diag, np.sqrt((1 - abar) / abar) / view.lam, rtol=1e-5)
+
+
+def test_gaussian_picard_gain_is_what_the_iteration_does_from_zero():
+    """K Picard steps from eps = 0 on the Gaussian model act on each eigen-coordinate of
+    z0 - mu by the closed-form gain; K -> inf gives the exact (s/a) lambda^-1 law."""
+    from lib.fixed_point import gaussian_picard_gain
+
+    eigvals = np.array([300.0, 1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5])
+    model, cov, mu = _gaussian(eigvals)
+    z0, t, K = _z0(2), 980, 7
+    noise = fixed_point_noise(model, z0, t, K, init="zero").noise.reshape(2, -1).numpy()
+    U, lam = model.eigvecs.numpy(), model.eigvals.numpy()
+    coords = (z0.reshape(2, -1).numpy() - mu) @ U  # (B, D) eigen-coordinates of z0 - mu
+    abar = float(model.alphas_cumprod[t])
+    assert np.allclose(noise @ U, coords * gaussian_picard_gain(lam, abar, K), rtol=1e-8, atol=1e-12)
+    exact = gaussian_picard_gain(lam, abar, None)
+    star = _closed_form(model, cov, mu, z0, t)
+    assert np.linalg.norm((coords * exact) @ U.T - star) < 1e-6 * np.linalg.norm(star)
+    # few steps: flat gain K a / s in the small directions, far below the exact fixed point
+    assert gaussian_picard_gain(1e-5, abar, K) == pytest.approx(K * np.sqrt(abar / (1 - abar)), rel=1e-3)
+    with pytest.raises(ValueError, match="positive"):
+        gaussian_picard_gain([0.0, 1.0], abar, K)
+
+
+def test_one_step_reconstruction_is_exact_only_at_the_fixed_point():
+    from lib.fixed_point import one_step_reconstruction
+
+    model, cov, mu = _gaussian(np.linspace(0.5, 2.0, 12))
+    z0, t = _z0(3), 500
+    star = torch.as_tensor(_closed_form(model, cov, mu, z0, t)).reshape(z0.shape)
+    assert torch.allclose(one_step_reconstruction(model, z0, star, t), z0, atol=1e-10)
+    other = one_step_reconstruction(model, z0, torch.zeros_like(z0), t)
+    assert (other - z0).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="shape"):
+        one_step_reconstruction(model, z0, star[:1], t)
+
+
+def test_sweep_is_the_same_as_one_call_per_t():
+    from lib.fixed_point import fixed_point_sweep
+
+    model, _, _ = _gaussian(np.linspace(0.5, 2.0, 12))
+    z0 = _z0(2)
+    sweep = fixed_point_sweep(model, z0, [100, 900], 5, init="zero", method="anderson")
+    assert list(sweep) == [100, 900]
+    for t, res in sweep.items():
+        one = fixed_point_noise(model, z0, t, 5, init="zero", method="anderson")
+        assert torch.equal(res.noise, one.noise) and res.t == t

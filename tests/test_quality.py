@@ -86,3 +86,17 @@ def test_paired_distance():
     assert paired == pytest.approx(0.1) and shifted == pytest.approx(np.sqrt(2 + 0.01), rel=0.15)
     with pytest.raises(ValueError, match="same shape"):
         paired_distance(a, a[:5])
+
+
+def test_pearson_known_answers():
+    from lib.quality import pearson
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 3, 16, 16))
+    b = rng.standard_normal((3, 3, 16, 16))
+    assert np.allclose(pearson(a, 2 * a + 1), 1.0) and np.allclose(pearson(a, -a), -1.0)
+    assert np.all(np.abs(pearson(a, b)) < 4 / np.sqrt(a[0].size))  # independent: ~ N(0, 1/D)
+    mixed = pearson(a, a + b)  # corr(a, a + b) = 1 / sqrt(2) for equal variances
+    assert np.allclose(mixed, 2 ** -0.5, atol=0.08)
+    with pytest.raises(ValueError, match="shape"):
+        pearson(a, b[:2])

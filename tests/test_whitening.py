@@ -257,6 +257,12 @@ def test_matrix_norms_and_eigenbasis_view_of_zca_and_pca():
     view = eigenbasis_view(zca, cov)
     assert view.diagonal_share == pytest.approx(1.0) and np.allclose(view.diag, view.lam ** -0.5)
     assert eigenbasis_view(pca, cov).diagonal_share < 0.9  # PCA rotates: not zero-phase
+    from lib.whitening import covariance_eigh
+
+    again = eigenbasis_view(zca, eig=covariance_eigh(cov))
+    assert np.array_equal(again.diag, view.diag) and np.array_equal(again.lam, view.lam)
+    with pytest.raises(ValueError, match="exactly one"):
+        eigenbasis_view(zca)
     with pytest.raises(ValueError, match="shape"):
         eigenbasis_view(np.eye(3), cov)
 
@@ -282,3 +288,93 @@ def test_compare_maps_recovers_an_exact_zca_relation():
         assert by[kind].in_sample.r2 < 0.9 and by[kind].diff_fro > 0.1
     assert by["zca"].fro == pytest.approx(by["pca"].fro)  # same norm: rotations of each other
     assert compare_maps(X, Z)[1][0].held_out is None
+
+
+def test_matrix_norms_fast_path_matches_full_svd_on_a_large_matrix():
+    from lib.whitening import matrix_norms
+
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((700, 700)) + np.outer(np.ones(700), rng.standard_normal(700))
+    two, fro = matrix_norms(W)
+    assert two == pytest.approx(np.linalg.norm(W, 2), rel=1e-9)
+    assert fro == pytest.approx(np.linalg.norm(W), rel=1e-12)
+    assert matrix_norms(np.zeros((600, 600))) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        matrix_norms(np.full((3, 3), np.nan))
+
+
+def _planted(seed=1, n=4000, m=1000):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((6, 6))
+    X = rng.standard_normal((n, 6)) @ A.T + 1.0
+    X_test = rng.standard_normal((m, 6)) @ A.T + 1.0
+    return rng, X, X_test
+
+
+def test_compare_maps_with_precomputed_whitening_matrices():
+    from lib.whitening import compare_maps
+
+    rng, X, X_test = _planted()
+    Z, Z_test = rng.standard_normal((4000, 6)), rng.standard_normal((1000, 6))
+    cov = covariance(X)
+    maps = {k: whitening_matrix(cov, k) for k in KINDS}
+    W1, rows1 = compare_maps(X, Z, X_test, Z_test)
+    W2, rows2 = compare_maps(X, Z, X_test, Z_test, maps=maps)
+    assert np.array_equal(W1, W2) and rows1 == rows2
+    with pytest.raises(ValueError, match="diff"):
+        compare_maps(X, Z, maps={"diff": np.eye(6)})
+
+
+def test_ridge_cv_beats_plain_least_squares_when_pairs_are_few():
+    """N barely above D, noisy planted map: plain Eq. (9) overfits (in-sample R^2 high,
+    held-out low); the validated ridge does better held out. With many clean pairs it picks a
+    small ridge and recovers the map."""
+    from lib.whitening import compare_maps, fit_linear_map_ridge_cv
+
+    rng = np.random.default_rng(5)
+    D = 60
+    A = rng.standard_normal((D, D)) / np.sqrt(D)
+    W_true = np.diag(np.geomspace(1.0, 0.1, D))
+
+    def pairs(n, noise):
+        X = rng.standard_normal((n, D)) @ A.T
+        return X, X @ W_true.T + noise * rng.standard_normal((n, D))
+
+    X, Z = pairs(70, 0.5)
+    X_test, Z_test = pairs(2000, 0.5)
+    _, rows = compare_maps(X, Z, X_test, Z_test, extra={"diff-ridge": fit_linear_map_ridge_cv(X, Z).W})
+    by = {r.method: r for r in rows}
+    assert by["diff"].in_sample.r2 > by["diff"].held_out.r2 + 0.3
+    assert by["diff-ridge"].held_out.r2 > by["diff"].held_out.r2 + 0.1
+    X, Z = pairs(5000, 1e-3)
+    fit = fit_linear_map_ridge_cv(X, Z)
+    assert fit.ridge == fit.ridges.min() and np.allclose(fit.W, W_true, atol=1e-2)
+    assert fit.val_r2.argmax() == 0 and len(fit.val_r2) == 13
+    with pytest.raises(ValueError, match="positive"):
+        fit_linear_map_ridge_cv(X, Z, ridges=[0.0, 1.0])
+    with pytest.raises(ValueError, match="diff-"):
+        compare_maps(X, Z, extra={"ridge": fit.W})
+
+
+def test_hypothesis_verdict_on_planted_relations():
+    """ZCA-whitened noises pass all three points; PCA-whitened ones are linear and white but
+    not closest to ZCA; noises unrelated to the images fail linearity and whitening."""
+    from lib.whitening import compare_maps, hypothesis_verdict, whiteness_error
+
+    rng, X, X_test = _planted()
+
+    def verdict(kind):
+        if kind is None:
+            Z, Z_test = rng.standard_normal((4000, 6)), rng.standard_normal((1000, 6))
+        else:
+            W = whitening_matrix(covariance(X), kind)
+            Z, Z_test = (X - X.mean(0)) @ W.T, (X_test - X.mean(0)) @ W.T
+        W_diff, rows = compare_maps(X, Z, X_test, Z_test)
+        return {v.point: v.holds for v in hypothesis_verdict(rows, whiteness_error(X @ W_diff.T))}
+
+    assert verdict("zca") == {"linearity": True, "whitening": True, "closest to ZCA": True}
+    assert verdict("pca") == {"linearity": True, "whitening": True, "closest to ZCA": False}
+    unrelated = verdict(None)
+    assert not unrelated["linearity"] and not unrelated["whitening"]
+    with pytest.raises(ValueError, match="diff"):
+        hypothesis_verdict([], 0.0)
