@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["PHOTOS", "photo_names", "load_photo", "photo_crops", "SPLITS", "load_image_folder"]
+__all__ = ["PHOTOS", "photo_names", "load_photo", "photo_crops", "SPLITS", "load_image_folder", "image_batches"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -245,7 +245,7 @@ def photo_crops(
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def load_image_folder(path, size: int, n: int | None = None) -> np.ndarray:
+def load_image_folder(path, size: int, n: int | None = None, *, offset: int = 0) -> np.ndarray:
     """Images from a folder (e.g. ImageNet's validation set), centre-cropped square and resized.
 
     Files are read in sorted order (sub-folders included), so the same folder always gives the
@@ -255,6 +255,7 @@ def load_image_folder(path, size: int, n: int | None = None) -> np.ndarray:
         path: a folder of image files (png, jpg, bmp, webp, tif).
         size: side of the output images in pixels (8 to 2048).
         n: read at most this many images (None: all).
+        offset: skip this many files first (to read a large folder in chunks).
 
     Returns:
         float32 images in [-1, 1].
@@ -274,9 +275,14 @@ def load_image_folder(path, size: int, n: int | None = None) -> np.ndarray:
         raise ValueError(f"size must be an integer from 8 to 2048, got {size!r}")
     if n is not None and n <= 0:
         raise ValueError(f"n must be positive or None, got {n!r}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset!r}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
+    files = files[offset:offset + n if n is not None else None]
+    if not files:
+        raise ValueError(f"offset {offset} is past the last image of {str(folder)!r}")
     out = np.empty((len(files), 3, size, size), dtype=np.float32)
     for i, f in enumerate(files):
         with Image.open(f) as im:
@@ -286,3 +292,30 @@ def load_image_folder(path, size: int, n: int | None = None) -> np.ndarray:
             im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
             out[i] = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
     return out
+
+
+def image_batches(n: int, size: int, *, folder=None, offset: int = 0, split: str = "test",
+                  seed: int = 0, batch: int = 256):
+    """``n`` images in batches, so that large sets (e.g. 256-pixel images for the Hub models) are
+    never all in memory at once.
+
+    From ``folder`` (files ``offset`` to ``offset + n`` in sorted order, see
+    :func:`load_image_folder`), else crops of the bundled photos of ``split``, batch ``k``
+    drawn with seed ``seed + k``.
+
+    Yields:
+        float32 arrays in [-1, 1] of shape ``(b, 3, size, size)``, ``b <= batch``, ``n`` in all.
+    """
+    if not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if batch <= 0:
+        raise ValueError(f"batch must be positive, got {batch!r}")
+    for k, start in enumerate(range(0, n, batch)):
+        b = min(batch, n - start)
+        if folder is not None:
+            images = load_image_folder(folder, size, b, offset=offset + start)
+            if len(images) < b:
+                raise ValueError(f"{str(folder)!r} has fewer than {offset + n} images")
+            yield images
+        else:
+            yield photo_crops(b, size, split=split, seed=seed + k)

@@ -177,9 +177,9 @@ def fixed_point_sweep(model, z0, ts, iters: int, **kwargs) -> dict[int, FixedPoi
     Args:
         model, z0, iters: as for :func:`fixed_point_noise`.
         ts: the timesteps.
-        **kwargs: passed to :func:`fixed_point_noise`; a ``generator`` is re-seeded per ``t``
-            only if the caller does so, so pass an ``init`` tensor to start every ``t`` from the
-            same noise.
+        **kwargs: passed to :func:`fixed_point_noise`. A ``generator`` is shared by all ``t``
+            (each draws a different random start); pass an ``init`` tensor to start every ``t``
+            from the same noise.
 
     Returns:
         ``{t: FixedPointResult}`` in the order of ``ts``.
@@ -195,7 +195,8 @@ def one_step_reconstruction(model, z0, noise, t: int, cond=None, guidance_scale=
     Shapes:
         z0, noise and the result ``(B, C, H, W)``.
     """
-    z0, noise = torch.as_tensor(z0), torch.as_tensor(noise).to(torch.as_tensor(z0).dtype)
+    z0 = torch.as_tensor(z0)
+    noise = torch.as_tensor(noise).to(z0)
     if z0.shape != noise.shape:
         raise ValueError(f"z0 {tuple(z0.shape)} and noise {tuple(noise.shape)} differ in shape")
     abar = model.alphas_cumprod[int(t)].to(z0.dtype)

@@ -127,3 +127,22 @@ def _empty(tmp_path):
     d = tmp_path / "empty"
     d.mkdir()
     return d
+
+
+def test_image_batches_cover_n_images_from_a_folder_or_the_photos(tmp_path):
+    from PIL import Image
+
+    from lib.data import image_batches, load_image_folder
+
+    for i in range(5):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    chunks = list(image_batches(4, 8, folder=tmp_path, offset=1, batch=3))
+    assert [len(c) for c in chunks] == [3, 1]
+    assert np.array_equal(np.concatenate(chunks), load_image_folder(tmp_path, 8)[1:5])
+    with pytest.raises(ValueError, match="fewer than"):
+        list(image_batches(5, 8, folder=tmp_path, offset=1, batch=3))
+    crops = list(image_batches(5, 16, split="train", seed=7, batch=2))
+    assert [c.shape for c in crops] == [(2, 3, 16, 16), (2, 3, 16, 16), (1, 3, 16, 16)]
+    assert np.array_equal(crops[1], photo_crops(2, 16, split="train", seed=8))
+    with pytest.raises(ValueError, match="past the last"):
+        load_image_folder(tmp_path, 8, offset=5)

@@ -370,11 +370,28 @@ def test_hypothesis_verdict_on_planted_relations():
             W = whitening_matrix(covariance(X), kind)
             Z, Z_test = (X - X.mean(0)) @ W.T, (X_test - X.mean(0)) @ W.T
         W_diff, rows = compare_maps(X, Z, X_test, Z_test)
-        return {v.point: v.holds for v in hypothesis_verdict(rows, whiteness_error(X @ W_diff.T))}
+        return {v.point: v.holds for v in hypothesis_verdict(rows, X @ W_diff.T)}
 
     assert verdict("zca") == {"linearity": True, "whitening": True, "closest to ZCA": True}
     assert verdict("pca") == {"linearity": True, "whitening": True, "closest to ZCA": False}
     unrelated = verdict(None)
     assert not unrelated["linearity"] and not unrelated["whitening"]
     with pytest.raises(ValueError, match="diff"):
-        hypothesis_verdict([], 0.0)
+        hypothesis_verdict([], np.zeros((3, 2)))
+
+
+def test_whitening_verdict_allows_the_sampling_floor_but_not_a_shrunk_map():
+    """White samples with N barely above D score about sqrt(D/N) on whiteness error: they pass;
+    the same samples scaled by 0.4 (whiteness error below the zero map's 1) fail on variance."""
+    from lib.whitening import LinearFitMetrics, MapComparison, hypothesis_verdict, whiteness_error
+
+    rng = np.random.default_rng(2)
+    Z = rng.standard_normal((400, 300))  # sqrt(D/N) = 0.87
+    assert 0.75 < whiteness_error(Z) < 1.0
+    m = LinearFitMetrics(0.1, 0.9)
+    rows = [MapComparison(k, m, m, 1.0, 1.0, 0.0 if k == "diff" else 1.0, 0.0 if k == "diff" else 1.0)
+            for k in ("diff", *KINDS)]
+    by = lambda v: {x.point: x.holds for x in v}  # noqa: E731
+    assert by(hypothesis_verdict(rows, Z))["whitening"]
+    assert not by(hypothesis_verdict(rows, 0.4 * Z))["whitening"]
+    assert by(hypothesis_verdict(rows, Z))["closest to ZCA"]  # all kinds tie: ZCA counts as first
