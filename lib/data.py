@@ -245,6 +245,40 @@ def photo_crops(
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def _image_files(path) -> list:
+    """The image files of a folder (sub-folders included), in sorted order."""
+    from pathlib import Path
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist; give a folder of "
+                                "images, or leave IMAGE_FOLDER = None to use the bundled photos")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
+    return files
+
+
+def _check_size(size) -> None:
+    if not isinstance(size, (int, np.integer)) or not 8 <= size <= 2048:
+        raise ValueError(f"size must be an integer from 8 to 2048, got {size!r}")
+
+
+def _read_images(files, size: int) -> np.ndarray:
+    """Centre-crop each file square and resize it: float32 ``(len(files), 3, size, size)``."""
+    from PIL import Image
+
+    out = np.empty((len(files), 3, size, size), dtype=np.float32)
+    for i, f in enumerate(files):
+        with Image.open(f) as im:
+            im = im.convert("RGB")
+            side = min(im.size)
+            left, top = (im.width - side) // 2, (im.height - side) // 2
+            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+            out[i] = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+    return out
+
+
 def load_image_folder(path, size: int, n: int | None = None, *, offset: int = 0) -> np.ndarray:
     """Images from a folder (e.g. ImageNet's validation set), centre-cropped square and resized.
 
@@ -263,35 +297,16 @@ def load_image_folder(path, size: int, n: int | None = None, *, offset: int = 0)
     Shapes:
         ``(N, 3, size, size)``.
     """
-    from pathlib import Path
-
-    from PIL import Image
-
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist; give a folder of "
-                                "images, or leave IMAGE_FOLDER = None to use the bundled photos")
-    if not isinstance(size, (int, np.integer)) or not 8 <= size <= 2048:
-        raise ValueError(f"size must be an integer from 8 to 2048, got {size!r}")
+    files = _image_files(path)
+    _check_size(size)
     if n is not None and n <= 0:
         raise ValueError(f"n must be positive or None, got {n!r}")
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset!r}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
     files = files[offset:offset + n if n is not None else None]
     if not files:
-        raise ValueError(f"offset {offset} is past the last image of {str(folder)!r}")
-    out = np.empty((len(files), 3, size, size), dtype=np.float32)
-    for i, f in enumerate(files):
-        with Image.open(f) as im:
-            im = im.convert("RGB")
-            side = min(im.size)
-            left, top = (im.width - side) // 2, (im.height - side) // 2
-            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-            out[i] = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
-    return out
+        raise ValueError(f"offset {offset} is past the last image of {str(path)!r}")
+    return _read_images(files, size)
 
 
 def image_batches(n: int, size: int, *, folder=None, offset: int = 0, split: str = "test",
@@ -310,12 +325,14 @@ def image_batches(n: int, size: int, *, folder=None, offset: int = 0, split: str
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if batch <= 0:
         raise ValueError(f"batch must be positive, got {batch!r}")
+    if folder is not None:  # list the folder once, then read it slice by slice
+        _check_size(size)
+        files = _image_files(folder)[offset:offset + n]
+        if len(files) < n:
+            raise ValueError(f"{str(folder)!r} has fewer than {offset + n} images")
     for k, start in enumerate(range(0, n, batch)):
         b = min(batch, n - start)
         if folder is not None:
-            images = load_image_folder(folder, size, b, offset=offset + start)
-            if len(images) < b:
-                raise ValueError(f"{str(folder)!r} has fewer than {offset + n} images")
-            yield images
+            yield _read_images(files[start:start + b], size)
         else:
             yield photo_crops(b, size, split=split, seed=seed + k)
