@@ -13,16 +13,23 @@ from tqdm.auto import tqdm
 
 from lib.schedule import SD_SCHEDULE
 
-__all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit",
-           "ddim_scheduler", "ddim_inverse_scheduler"]
+__all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit", "sample_batched",
+           "decode_batched",
+           "ddim_scheduler", "ddim_inverse_scheduler", "SPACINGS"]
+
+#: Timestep grids: ``leading`` (Stable Diffusion 1.x/2.x: 981, 961, ..., 1 for 50 steps) and
+#: ``trailing`` (starts at 999: the few-step distilled models, SD-Turbo and SDXL-Turbo).
+SPACINGS = ("leading", "trailing")
 
 _DDIM_CONFIG = dict(**SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                     timestep_spacing="leading")
 
 
-def ddim_scheduler() -> DDIMScheduler:
+def ddim_scheduler(spacing: str = "leading") -> DDIMScheduler:
     """diffusers' DDIM scheduler with Stable Diffusion's configuration."""
-    return DDIMScheduler(**_DDIM_CONFIG)
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    return DDIMScheduler(**{**_DDIM_CONFIG, "timestep_spacing": spacing})
 
 
 def ddim_inverse_scheduler() -> DDIMInverseScheduler:
@@ -30,12 +37,13 @@ def ddim_inverse_scheduler() -> DDIMInverseScheduler:
     return DDIMInverseScheduler(**_DDIM_CONFIG)
 
 
-def ddim_timesteps(steps: int) -> list[int]:
-    """The decreasing timesteps of a ``steps``-step DDIM run (e.g. 981, 961, ..., 1 for 50)."""
+def ddim_timesteps(steps: int, spacing: str = "leading") -> list[int]:
+    """The decreasing timesteps of a ``steps``-step DDIM run (e.g. 981, 961, ..., 1 for 50;
+    with ``spacing="trailing"`` 999, 979, ..., 19)."""
     # with Stable Diffusion's steps_offset = 1, 1000 steps would ask for timestep 1000
     if not isinstance(steps, int) or not 1 <= steps < SD_SCHEDULE["num_train_timesteps"]:
         raise ValueError(f"steps must be an integer from 1 to 999, got {steps!r}")
-    sched = ddim_scheduler()
+    sched = ddim_scheduler(spacing)
     sched.set_timesteps(steps)
     return [int(t) for t in sched.timesteps]
 
@@ -67,7 +75,7 @@ def _check(z: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | None = None, *,
-                start_step: int = 0, progress: bool = False) -> torch.Tensor:
+                start_step: int = 0, spacing: str = "leading", progress: bool = False) -> torch.Tensor:
     """Deterministic DDIM from noise (or an intermediate state) to ``z_0``.
 
     Args:
@@ -77,13 +85,14 @@ def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | Non
         steps: number of DDIM steps of the full grid.
         cond, guidance_scale: passed to ``model.eps``.
         start_step: index in the timestep grid to start from (SDEdit starts part-way).
+        spacing: the timestep grid, one of :data:`SPACINGS`.
         progress: show a progress bar.
 
     Returns:
         ``z_0`` ``(B, C, H, W)`` in the model's space (``model.decode`` for images).
     """
     z = _check(noise, "noise")
-    ts = ddim_timesteps(steps)
+    ts = ddim_timesteps(steps, spacing)
     if not 0 <= start_step < len(ts):
         raise ValueError(f"start_step must lie in [0, {len(ts) - 1}], got {start_step}")
     delta = SD_SCHEDULE["num_train_timesteps"] // steps
@@ -147,3 +156,52 @@ def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
     z_t = abar.sqrt() * z0 + (1 - abar).sqrt() * noise  # Eq. (1)
     return ddim_sample(model, z_t, steps, cond, guidance_scale, start_step=start,
                        progress=progress)
+
+
+def sample_batched(model, noise, steps: int, labels=None, guidance_scale: float | None = None, *,
+                   batch_size: int = 64, spacing: str = "leading", progress: bool = True,
+                   desc: str = "sampling") -> torch.Tensor:
+    """:func:`ddim_sample` over many noises in batches, each with its own condition.
+
+    Args:
+        noise: ``(N, C, H, W)`` on any device (each batch moves to ``model.device``).
+        labels: ``None`` (unconditional) or one label per noise, passed batch by batch to
+            ``model.cond`` (class names or indices for the embedded models, prompts for
+            Stable Diffusion).
+        batch_size: noises per model call.
+
+    Returns:
+        ``z_0`` ``(N, C, H, W)`` in float32 on the CPU.
+    """
+    noise = _check(noise, "noise")
+    if labels is not None and len(labels) != len(noise):
+        raise ValueError(f"need one label per noise ({len(noise)}), got {len(labels)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    out = []
+    for i in tqdm(range(0, len(noise), batch_size), desc=desc, disable=not progress):
+        z = noise[i:i + batch_size].to(model.device, model.dtype)
+        cond = None if labels is None else model.cond(list(labels[i:i + batch_size]))
+        with torch.no_grad():
+            out.append(ddim_sample(model, z, steps, cond, guidance_scale, spacing=spacing).float().cpu())
+    return torch.cat(out)
+
+
+def decode_batched(model, z0, *, batch_size: int = 16, size: int | None = None,
+                   progress: bool = False) -> torch.Tensor:
+    """``model.decode`` in batches (the VAE for Stable Diffusion, identity for pixel models),
+    optionally shrunk to ``size x size`` by area averaging so that many images fit in memory.
+
+    Returns:
+        images ``(N, 3, S, S)`` in [-1, 1], float32 on the CPU.
+    """
+    import torch.nn.functional as F
+
+    z0 = _check(z0, "z0")
+    out = []
+    for i in tqdm(range(0, len(z0), batch_size), desc="decoding", disable=not progress):
+        x = model.decode(z0[i:i + batch_size].to(model.device)).float()
+        if size is not None and x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="area")
+        out.append(x.cpu())
+    return torch.cat(out)

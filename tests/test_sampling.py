@@ -5,7 +5,7 @@ import torch
 from lib.data import photo_crops
 from lib.models import DiffusionModel, GaussianModel
 from lib.sampling import (ddim_invert, ddim_inverse_scheduler, ddim_sample, ddim_scheduler,
-                          ddim_step, ddim_timesteps, sdedit)
+                          ddim_step, ddim_timesteps, decode_batched, sample_batched, sdedit)
 
 
 def gaussian_model(D_side=4, seed=0, lam_min=1e-3):
@@ -26,6 +26,46 @@ def test_timesteps_match_diffusers():
         ddim_timesteps(0)
     with pytest.raises(ValueError, match="999"):
         ddim_timesteps(1000)
+
+
+def test_trailing_spacing_matches_diffusers_loop():
+    assert ddim_timesteps(4, "trailing") == [999, 749, 499, 249]
+    with pytest.raises(ValueError, match="spacing"):
+        ddim_timesteps(4, "linear")
+    model = gaussian_model()
+    z = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sched = ddim_scheduler("trailing")
+    sched.set_timesteps(4)
+    sched.alphas_cumprod = sched.alphas_cumprod.double()
+    sched.final_alpha_cumprod = sched.final_alpha_cumprod.double()
+    zz = z.clone()
+    for t in sched.timesteps.tolist():
+        zz = sched.step(model.eps(zz, t), t, zz, eta=0.0).prev_sample
+    ours = ddim_sample(model, z, 4, spacing="trailing")
+    assert torch.allclose(ours, zz, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(ddim_sample(model, z, 4), zz, atol=1e-3)  # the grids differ
+
+
+def test_sample_batched_equals_one_call_and_passes_labels():
+    model = gaussian_model()
+    z = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    whole = ddim_sample(model, z, 10)
+    assert torch.allclose(sample_batched(model, z, 10, batch_size=2, progress=False), whole, atol=1e-6)
+    seen = []
+    model.cond = lambda labels: seen.append(labels)  # the Gaussian ignores cond; record the batches
+    sample_batched(model, z, 2, labels=list("abcde"), batch_size=2, progress=False)
+    assert seen == [["a", "b"], ["c", "d"], ["e"]]
+    with pytest.raises(ValueError, match="one label per noise"):
+        sample_batched(model, z, 2, labels=["a"], progress=False)
+
+
+def test_decode_batched_is_the_identity_for_pixel_models_and_shrinks_by_area():
+    model = gaussian_model()
+    z = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(decode_batched(model, z, batch_size=2), z)
+    small = decode_batched(model, z, batch_size=3, size=2)
+    assert small.shape == (5, 3, 2, 2)
+    assert torch.allclose(small[:, :, 0, 0], z[:, :, :2, :2].mean(dim=(2, 3)), atol=1e-6)
 
 
 @pytest.mark.parametrize("steps", [10, 50])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lib.models import UNetModel
-from lib.train import TrainConfig, build_unet, evaluate, export, publish, train
+from lib.train import TrainConfig, build_unet, evaluate, export, publish, slim_checkpoint, train
 
 TINY = TrainConfig(
     name="test-tiny", seed=3, steps=6, batch_size=4, warmup=2, n_crops=64, size=16,
@@ -32,6 +32,21 @@ def test_training_resumed_from_a_checkpoint_equals_one_uninterrupted_run(tmp_pat
     assert any(not torch.equal(a[k], fresh[k]) for k in a)  # the weights did move
 
 
+def test_a_slim_checkpoint_resumes_with_fresh_adam_and_a_new_warmup(tmp_path):
+    train(TINY, steps=3, out=tmp_path, bf16=False, progress=False)
+    full = (tmp_path / "checkpoint.pt").stat().st_size
+    slim_checkpoint(TINY, out=tmp_path)
+    ckpt = _checkpoint(tmp_path)
+    assert "optim" not in ckpt and (tmp_path / "checkpoint.pt").stat().st_size < 0.7 * full
+    before = ckpt["unet"]
+    state = train(TINY, steps=4, out=tmp_path, bf16=False, progress=False)
+    assert state["step"] == 4 and state["warmup_from"] == 3
+    assert state["segments"][-1]["optimizer"].startswith("restarted")
+    after = _checkpoint(tmp_path)
+    assert after["optim"]["param_groups"][0]["lr"] == TINY.lr / TINY.warmup  # step 1 of the new warmup
+    assert any(not torch.equal(before[k], after["unet"][k]) for k in before)
+
+
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):
     train(TINY, steps=1, out=tmp_path, bf16=False, progress=False)
     other = TrainConfig(**{**TINY.to_dict(), "seed": 4})
@@ -55,7 +70,11 @@ def test_export_evaluate_publish_and_load(tmp_path):
     q = card["quality"]
     assert set(q["samples_vs_test"]["passes"]) == {"slope", "mean", "std", "cov"}
     assert set(q["eps_mse_test"]) == {"0-100", "100-300", "300-500", "500-700", "700-900", "900-1000"}
+    # the sampler's floor: the Gaussian-optimal denoiser from the same noises, a known shortfall
+    assert q["gaussian"]["n"] == 32 and "gaussian_vs_train" in q
+    assert max(q["gaussian"]["std"]) < max(q["train"]["std"])  # abar_T > 0: too little variance
     readme = (folder / "README.md").read_text()
+    assert "the sampler's floor" in readme
     assert "training-photo crops vs test crops (no model)" in readme and card["weights_sha256"] in readme
     assert card["forward_seconds_batch64"]["seconds"] > 0 and "Speed: one forward pass" in readme
     dest = publish("test-tiny", out=tmp_path, dest=tmp_path / "published")

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from lib.correlation import (PROMPTS, offset_profile, pairing_stats, pixel_cross_correlation,
+                             progressive_averages, random_labels)
+from lib.quality import pearson
+
+
+def _noise(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_progressive_averages_are_running_means():
+    x = _noise(10, 3, 4, 4)
+    avg = progressive_averages(x, [1, 3, 10])
+    assert avg.shape == (3, 3, 4, 4)
+    assert torch.allclose(avg[0], x[0]) and torch.allclose(avg[1], x[:3].mean(0), atol=1e-6)
+    assert torch.allclose(avg[2], x.mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="counts"):
+        progressive_averages(x, [0, 11])
+
+
+def test_pairing_stats_known_correlation_and_significance():
+    N, sigma = 300, 2.0
+    noise = _noise(N, 3, 8, 8, seed=1)
+    images = 0.5 * (noise + sigma * _noise(N, 3, 8, 8, seed=2)) - 0.3  # r = 1 / sqrt(1 + sigma^2)
+    other = _noise(N, 3, 8, 8, seed=3)
+    s = pairing_stats(noise, images, independent=other, n_perm=200, generator=0)
+    expected = 1 / np.sqrt(1 + sigma**2)
+    assert abs(s.paired_r.mean() - expected) < 0.02
+    assert np.allclose(s.paired_r, pearson(noise, images))  # the Gram matrix's diagonal
+    assert abs(s.repaired_r.mean()) < 0.02 and abs(s.independent_r.mean()) < 0.02
+    assert s.p_value == pytest.approx(1 / 201) and s.z_score > 20
+    assert s.paired_l2.mean() < s.repaired_l2.mean()
+    direct = np.sqrt(((noise - images) ** 2).reshape(N, -1).mean(1).numpy())
+    assert np.allclose(s.paired_l2, direct)
+    assert s.summary()["r paired"] == round(float(s.paired_r.mean()), 3)
+
+
+def test_pairing_stats_under_the_null_is_not_significant():
+    N = 200
+    s = pairing_stats(_noise(N, 1, 8, 8, seed=4), _noise(N, 1, 8, 8, seed=5), n_perm=500, generator=1)
+    assert s.p_value > 0.01 and abs(s.z_score) < 3
+    assert np.isnan(s.independent_r).all() and s.summary()["r independent"] is None
+    # a derangement never pairs an image with its own noise
+    with pytest.raises(ValueError, match="pair up"):
+        pairing_stats(_noise(5, 1, 4, 4), _noise(4, 1, 4, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        pairing_stats(_noise(5, 1, 4, 4), torch.full((5, 1, 4, 4), float("nan")))
+
+
+def test_cross_correlation_of_an_identity_map_is_the_identity():
+    N, C, H, W = 2000, 3, 6, 6
+    noise = _noise(N, C, H, W, seed=6)
+    cross = pixel_cross_correlation(noise, 2 * noise + 1)
+    assert cross.shape == (H * W, H * W)
+    assert np.allclose(np.diag(cross), 1.0)
+    off = cross[~np.eye(H * W, dtype=bool)]
+    assert np.abs(off).max() < 5 / np.sqrt(N)
+    prof = offset_profile(cross, H, W)
+    assert prof.at(0, 0) == pytest.approx(1.0) and abs(prof.at(1, 0)) < 0.05
+    assert prof.radius[0] == 0 and prof.radial[0] == pytest.approx(1.0)
+
+
+def test_offset_profile_finds_a_shift():
+    N, C, H, W = 1000, 2, 5, 7
+    noise = _noise(N, C, H, W, seed=7)
+    image = torch.roll(noise, shifts=(1, 2), dims=(2, 3))  # image(y, x) = noise(y - 1, x - 2)
+    prof = offset_profile(pixel_cross_correlation(noise, image), H, W)
+    assert prof.mean.shape == (2 * H - 1, 2 * W - 1)
+    assert prof.at(1, 2) == pytest.approx(1.0)  # every noise pixel reappears one down, two right
+    assert prof.at(1 - H, 2 - W) == pytest.approx(1.0)  # the wrapped-around pairs
+    assert abs(prof.at(0, 0)) < 0.05 and abs(prof.at(-1, -2)) < 0.05
+    with pytest.raises(ValueError, match="cross must be"):
+        offset_profile(np.zeros((5, 5)), H, W)
+
+
+def test_random_labels_per_kind_of_model():
+    class Unet:
+        classes = ["a", "b", "c"]
+
+    class Sd:
+        tokenizers = ["tok"]
+
+    g = torch.Generator().manual_seed(0)
+    labels = random_labels(Unet(), 300, g)
+    assert len(labels) == 300 and set(labels) == {"a", "b", "c"}
+    assert labels == random_labels(Unet(), 300, torch.Generator().manual_seed(0))
+    prompts = random_labels(Sd(), 50, g)
+    assert set(prompts) <= set(PROMPTS) and len(set(prompts)) > 10
+    assert random_labels(object(), 5) is None
+    with pytest.raises(ValueError, match="positive"):
+        random_labels(Unet(), 0)
