@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     tr.add_argument("--no-bf16", action="store_true", help="train in float32 (slower)")
     tr.add_argument("--samples", type=int, default=1000, help="samples for the quality numbers")
+    tr.add_argument("--slim", action="store_true",
+                    help="then drop the optimizer's moments from the checkpoint (half the size, "
+                         "to move it between machines; training resumes with a new LR warmup)")
     tr.add_argument("--publish", action="store_true", help="copy the model to data/models/MODEL")
     tr.add_argument("--force", action="store_true", help="with --publish: replace the committed model")
     args = parser.parse_args(argv)
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args) -> None:
     import torch
 
-    from lib.train import evaluate, export, publish, train
+    from lib.train import evaluate, export, publish, slim_checkpoint, train
 
     if args.force and not args.publish:
         raise ValueError("--force only applies with --publish")
@@ -91,6 +94,8 @@ def _train(args) -> None:
                   bf16=not args.no_bf16, max_minutes=args.max_minutes)
     print(f"{args.model}: {state['step']} steps, {state['seconds'] / 60:.1f} min of training in all")
     folder = export(args.model, out=args.out)
+    if args.slim:
+        print(f"slim checkpoint: {slim_checkpoint(args.model, out=args.out)}")
     card = evaluate(folder, n=args.samples)
     vs = card["quality"]["samples_vs_test"]
     print(f"model card: {folder / 'README.md'} (meets the quality bar: {vs['meets_bar']})")

@@ -48,7 +48,7 @@ from lib.schedule import SD_SCHEDULE, sd_scheduler
 from lib.models import CHECKOUT, model_dir
 
 __all__ = ["TrainConfig", "CONFIGS", "build_unet", "train", "export", "evaluate", "publish",
-           "slim_checkpoint", "bf16_supported", "benchmark_forward"]
+           "slim_checkpoint", "reproduce_command", "bf16_supported", "benchmark_forward"]
 
 #: Training folders: ``runs/train`` of the checkout (of the working directory when installed).
 TRAIN_ROOT = (CHECKOUT or Path.cwd()) / "runs" / "train"
@@ -319,6 +319,20 @@ def slim_checkpoint(config: TrainConfig | str, *, out: str | os.PathLike | None 
     return path
 
 
+def reproduce_command(name: str, state: dict) -> str:
+    """The commands that retrace a training history, slim-checkpoint restarts included.
+
+    Plain resumes are exact and need no command of their own; a segment that began from a slim
+    checkpoint (fresh Adam moments, a new warmup) needs the previous run to end with ``--slim``.
+    """
+    ends = np.cumsum([seg["steps"] for seg in state["segments"]]) if state["segments"] else []
+    cmds = [f"python -m lib train --model {name} --steps {int(ends[i - 1])} --slim"
+            for i, seg in enumerate(state["segments"]) if i > 0
+            and str(seg.get("optimizer", "")).startswith("restarted")]
+    return " && ".join(cmds + [f"python -m lib train --model {name} --steps {state['step']} "
+                               f"--publish --force"])
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -372,7 +386,7 @@ def export(config: TrainConfig | str, *, out: str | os.PathLike | None = None) -
         "schedule": SD_SCHEDULE,
         "prediction_type": "epsilon",
         "data": f"photo_crops({config.n_crops}, {config.size}, split='train', seed={config.crop_seed})",
-        "command": f"python -m lib train --model {name} --steps {state['step']} --publish --force",
+        "command": reproduce_command(name, state),
     }
     (target / "card.json").write_text(json.dumps(card, indent=1))
     return target

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lib.models import UNetModel
-from lib.train import TrainConfig, build_unet, evaluate, export, publish, slim_checkpoint, train
+from lib.train import (TrainConfig, build_unet, evaluate, export, publish, reproduce_command,
+                       slim_checkpoint, train)
 
 TINY = TrainConfig(
     name="test-tiny", seed=3, steps=6, batch_size=4, warmup=2, n_crops=64, size=16,
@@ -45,6 +46,11 @@ def test_a_slim_checkpoint_resumes_with_fresh_adam_and_a_new_warmup(tmp_path):
     after = _checkpoint(tmp_path)
     assert after["optim"]["param_groups"][0]["lr"] == TINY.lr / TINY.warmup  # step 1 of the new warmup
     assert any(not torch.equal(before[k], after["unet"][k]) for k in before)
+    # the card's command retraces the restart
+    assert reproduce_command("m", state) == ("python -m lib train --model m --steps 3 --slim && "
+                                             "python -m lib train --model m --steps 4 --publish --force")
+    plain = {"step": 6, "segments": [{"steps": 3}, {"steps": 3}]}
+    assert reproduce_command("m", plain) == "python -m lib train --model m --steps 6 --publish --force"
 
 
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):
