@@ -96,8 +96,9 @@ class PairingStats:
             and with an independent noise (``nan`` if none was given); each ``(N,)``.
         paired_l2, repaired_l2, independent_l2: the same pairs' RMS pixel distances.
         p_value: permutation test of "mean paired r is no larger than under random re-pairing":
-            ``(1 + #{perm: mean r >= observed}) / (1 + n_perm)``.
-        null_mean, null_std: mean and spread of the mean r under re-pairing.
+            ``(1 + #{perm: mean r >= observed}) / (1 + n_perm)`` over uniform random
+            permutations (exact for exchangeable pairs under the null).
+        null_mean, null_std: mean and spread of the mean r under those permutations.
         n_perm: permutations drawn.
     """
 
@@ -160,7 +161,9 @@ def pairing_stats(noises, images, *, independent=None, n_perm: int = 1000,
     L2 = np.sqrt(np.clip(sq, 0, None) / D)  # (N, N) RMS distances
     rows = np.arange(N)
     perm = _derangement(N, rng)
-    null = np.array([G[rows, _derangement(N, rng)].mean() for _ in range(n_perm)])
+    # the null draws uniform permutations (the identity included), which makes the Monte Carlo
+    # p-value exact; the displayed re-pairing above is a derangement (no image keeps its noise)
+    null = np.array([G[rows, rng.permutation(N)].mean() for _ in range(n_perm)])
     observed = np.diag(G).mean()
     if independent is not None:
         C = _as_rows(independent, "independent")
@@ -181,8 +184,8 @@ def pixel_cross_correlation(noises, images) -> np.ndarray:
     """Correlation over samples between each noise pixel and each image pixel (Fig. 2c).
 
     Entry ``[i, j]`` is the Pearson correlation, across the N samples, of noise pixel ``i`` with
-    image pixel ``j`` of the same channel, averaged over channels. A per-pixel (local) relation
-    shows as a bright diagonal; independence as entries of size about ``1 / sqrt(N)``.
+    image pixel ``j`` of the same channel, averaged over the C channels. A per-pixel (local)
+    relation shows as a bright diagonal; independence as entries of size about ``1 / sqrt(N C)``.
 
     Shapes:
         noises, images ``(N, C, H, W)``; returns ``(H * W, H * W)`` (rows: noise pixels in
@@ -211,17 +214,24 @@ class OffsetProfile:
         dy, dx: offsets ``(2H - 1,)`` and ``(2W - 1,)`` from ``-(H - 1)`` to ``H - 1``.
         mean: ``(2H - 1, 2W - 1)``; ``mean[dy, dx]`` averages entry ``[(y, x), (y + dy, x + dx)]``
             over every pixel where both lie in the image.
-        radius, radial: the mean over offsets at each rounded Euclidean distance.
+        count: ``(2H - 1, 2W - 1)`` pixel pairs behind each entry of ``mean``.
+        radius, radial: the mean over all pixel pairs whose offset has that rounded Euclidean
+            length (weighted by ``count``, so offsets backed by few pairs weigh little).
     """
 
     dy: np.ndarray
     dx: np.ndarray
     mean: np.ndarray
+    count: np.ndarray
     radius: np.ndarray
     radial: np.ndarray
 
     def at(self, dy: int, dx: int) -> float:
-        return float(self.mean[dy + len(self.dy) // 2, dx + len(self.dx) // 2])
+        """The mean at offset ``(dy, dx)``; each must lie within +-(side - 1)."""
+        h, w = len(self.dy) // 2, len(self.dx) // 2
+        if not (-h <= dy <= h and -w <= dx <= w):
+            raise ValueError(f"offset ({dy}, {dx}) outside +-({h}, {w})")
+        return float(self.mean[dy + h, dx + w])
 
 
 def offset_profile(cross: np.ndarray, height: int, width: int) -> OffsetProfile:
@@ -241,5 +251,6 @@ def offset_profile(cross: np.ndarray, height: int, width: int) -> OffsetProfile:
     oy, ox = np.arange(-(height - 1), height), np.arange(-(width - 1), width)
     r = np.rint(np.hypot(*np.meshgrid(oy, ox, indexing="ij"))).astype(int).ravel()
     radius = np.unique(r)
-    radial = np.array([mean.ravel()[r == k].mean() for k in radius])
-    return OffsetProfile(dy=oy, dx=ox, mean=mean, radius=radius, radial=radial)
+    radial = np.bincount(r, weights=total)[radius] / np.bincount(r, weights=count)[radius]
+    return OffsetProfile(dy=oy, dx=ox, mean=mean, count=count.reshape(mean.shape), radius=radius,
+                         radial=radial)

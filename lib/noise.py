@@ -8,6 +8,7 @@ unusual in any one of these noises, yet they carry a chosen correlation.
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +28,14 @@ def _check_noise(z, name: str) -> torch.Tensor:
 
 
 def _check_factor(shape, factor: int) -> int:
-    if not isinstance(factor, int) or factor < 1:
+    try:
+        factor = operator.index(factor)  # ints of any kind (numpy, torch), not floats
+    except TypeError:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}") from None
+    if factor < 1:
         raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    if len(shape) < 2:
+        raise ValueError(f"need a noise with height and width, got shape {tuple(shape)}")
     H, W = shape[-2:]
     if H % factor or W % factor:
         raise ValueError(f"factor {factor} must divide the noise's height and width {H}x{W}; "
@@ -87,7 +94,11 @@ def lowfreq_constrained(seed_noise, factor: int, n: int, generator: torch.Genera
     if z.shape[0] != 1:
         raise ValueError(f"seed_noise must be one noise (C, H, W) or (1, C, H, W), got {tuple(z.shape)}")
     factor = _check_factor(z.shape, factor)
-    if not isinstance(n, int) or n < 1:
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise ValueError(f"n must be a positive integer, got {n!r}") from None
+    if n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     fresh = torch.randn((n, *z.shape[1:]), generator=generator, dtype=torch.float64)
     z64 = z.double().cpu()
@@ -106,10 +117,14 @@ def slerp(z, eps, alpha: float) -> torch.Tensor:
         z, eps: tensors of one shape.
         alpha: in [0, 1].
     """
-    if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:  # NaN fails too
+    try:
+        alpha = float(alpha)  # Python, numpy or one-element torch scalars
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
+    if not 0.0 <= alpha <= 1.0:  # NaN fails too
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
     z, eps = torch.as_tensor(z), torch.as_tensor(eps)
     if z.shape != eps.shape:
         raise ValueError(f"z {tuple(z.shape)} and eps {tuple(eps.shape)} must have one shape")
-    angle = math.pi * float(alpha) / 2
+    angle = math.pi * alpha / 2
     return math.sin(angle) * z + math.cos(angle) * eps  # Eq. (11)

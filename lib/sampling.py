@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from lib.schedule import SD_SCHEDULE
 
 __all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit", "sample_batched",
-           "decode_batched",
+           "decode_batched", "gaussian_ddim_gain",
            "ddim_scheduler", "ddim_inverse_scheduler", "SPACINGS"]
 
 #: Timestep grids: ``leading`` (Stable Diffusion 1.x/2.x: 981, 961, ..., 1 for 50 steps) and
@@ -201,7 +201,39 @@ def decode_batched(model, z0, *, batch_size: int = 16, size: int | None = None,
     out = []
     for i in tqdm(range(0, len(z0), batch_size), desc="decoding", disable=not progress):
         x = model.decode(z0[i:i + batch_size].to(model.device)).float()
-        if size is not None and x.shape[-1] != size:
+        if size is not None and tuple(x.shape[-2:]) != (size, size):
             x = F.interpolate(x, size=(size, size), mode="area")
-        out.append(x.cpu())
+        out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out)
+
+
+def gaussian_ddim_gain(lam, alphas_cumprod, steps: int, spacing: str = "leading"):
+    """The gain of a whole DDIM run in one eigendirection of a Gaussian model, in closed form.
+
+    For data ``N(mu, Sigma)`` with the exact denoiser, write ``z_t = a_t mu + v_t`` (``a_t =
+    sqrt(abar_t)``, ``s_t = sqrt(1 - abar_t)``). In an eigendirection of ``Sigma`` with eigenvalue
+    ``lam`` one DDIM step (Eqs. 3-4, sigma = 0) from ``t`` to ``p`` multiplies ``v`` by
+    ``(a_p a_t lam + s_p s_t) / (a_t^2 lam + s_t^2)``; the run multiplies it by the product ``g``.
+    From pure noise ``z_T = eps`` the result is ``z_0 = a_0 mu + g (eps - a_T mu)``: its variance
+    is ``g^2`` against the data's ``lam``, and ``g a_T mu`` of the mean is missing.
+
+    Args:
+        lam: eigenvalues (array).
+        alphas_cumprod: the schedule's ``abar`` (1000 values).
+        steps, spacing: the DDIM grid (:func:`ddim_timesteps`).
+
+    Returns:
+        ``(g, abar_start)``: the gains (array like ``lam``) and ``abar`` at the first grid step.
+    """
+    import numpy as np
+
+    lam = np.asarray(lam, dtype=np.float64)
+    abar = np.asarray(torch.as_tensor(alphas_cumprod, dtype=torch.float64))
+    ts = ddim_timesteps(steps, spacing)
+    delta = SD_SCHEDULE["num_train_timesteps"] // steps
+    g = np.ones_like(lam)
+    for t in ts:
+        ab_t, ab_p = abar[t], abar[max(t - delta, 0)]
+        a_t, s_t, a_p, s_p = np.sqrt(ab_t), np.sqrt(1 - ab_t), np.sqrt(ab_p), np.sqrt(1 - ab_p)
+        g = g * (a_p * a_t * lam + s_p * s_t) / (ab_t * lam + 1 - ab_t)
+    return g, float(abar[ts[0]])

@@ -402,14 +402,16 @@ def evaluate(model_folder: str | os.PathLike, *, n: int = 1000, steps: int = 50,
     it is roughly what a perfect model of the training photos would score against the test
     photos.
 
-    So is the *sampler's floor*: the Gaussian-optimal denoiser of the training crops (exact for
-    their mean and covariance) sampled from the same noises in the same way, against the same
-    training crops. The Stable Diffusion schedule leaves ``abar_T`` above zero (0.0058 at the
-    first DDIM step), so a sampler that starts from pure ``N(0, I)`` noise under-produces the
-    high-variance (low-frequency) directions even with a perfect denoiser: in direction ``lambda``
-    of the data covariance the DDIM map keeps the fraction ``(abar_0 lambda + 1 - abar_0) /
-    (lambda (abar_T lambda + 1 - abar_T))`` of the variance. A trained model cannot be expected to
-    beat this row on the statistics that it governs (channel std, covariance).
+    So is the *sampler's floor*: the Gaussian-optimal denoiser (exact for the mean and covariance
+    of 20,000 training crops) sampled from the same noises in the same way, against the same
+    reference crops of the training photos. The Stable Diffusion schedule leaves ``abar_T`` above
+    zero (0.0058 at the first step of 50-step DDIM), so a sampler that starts from pure
+    ``N(0, I)`` noise under-produces the high-variance (low-frequency) directions and pulls the
+    mean towards zero even with a denoiser that is exact for its data:
+    :func:`lib.sampling.gaussian_ddim_gain` gives, per eigendirection ``lambda`` of the data
+    covariance, the gain ``g`` of the whole run, so the variance kept is ``g^2 / lambda`` and
+    ``g a_T mu`` of the mean is missing. A trained model cannot be expected to beat this row on
+    the statistics that it governs (channel mean and std, covariance).
 
     Args:
         model_folder: a folder written by :func:`export`.
@@ -554,9 +556,10 @@ def model_card_markdown(card: dict) -> str:
             "The last row is the exact denoiser of a Gaussian with the training crops' mean and "
             "covariance, sampled from the same noises by the same DDIM. It misses the bar too: "
             "the Stable Diffusion schedule ends at abar_T > 0, so DDIM from pure N(0, I) noise "
-            "under-produces the high-variance (low-frequency) directions whatever the denoiser "
-            "(`lib.train.evaluate` gives the formula). Channel std, mean and covariance at or "
-            "near that row are the sampler's limit, not the training's.",
+            "under-produces the high-variance (low-frequency) directions and pulls the mean "
+            "towards zero, even with a denoiser exact for its data (`lib.sampling."
+            "gaussian_ddim_gain` gives the gain in closed form). Channel std, mean and covariance "
+            "at or near that row are the sampler's limit, not the training's.",
             "",
             "Held-out epsilon-MSE per band of t (per pixel; 1.0 is predicting zero):",
             "",

@@ -43,11 +43,24 @@ def test_pairing_stats_under_the_null_is_not_significant():
     s = pairing_stats(_noise(N, 1, 8, 8, seed=4), _noise(N, 1, 8, 8, seed=5), n_perm=500, generator=1)
     assert s.p_value > 0.01 and abs(s.z_score) < 3
     assert np.isnan(s.independent_r).all() and s.summary()["r independent"] is None
-    # a derangement never pairs an image with its own noise
     with pytest.raises(ValueError, match="pair up"):
         pairing_stats(_noise(5, 1, 4, 4), _noise(4, 1, 4, 4))
     with pytest.raises(ValueError, match="NaN"):
         pairing_stats(_noise(5, 1, 4, 4), torch.full((5, 1, 4, 4), float("nan")))
+
+
+def test_the_displayed_re_pairing_never_keeps_an_image_with_its_own_noise():
+    noise = _noise(50, 1, 4, 4, seed=8)
+    s = pairing_stats(noise, noise, n_perm=10, generator=2)  # image i equals noise i
+    assert np.allclose(s.paired_r, 1.0) and s.repaired_r.max() < 0.9
+
+
+def test_the_p_value_is_calibrated_under_the_null():
+    rejections = 0
+    for seed in range(200):
+        a, b = _noise(12, 1, 3, 3, seed=1000 + seed), _noise(12, 1, 3, 3, seed=5000 + seed)
+        rejections += pairing_stats(a, b, n_perm=99, generator=seed).p_value <= 0.05
+    assert 2 <= rejections <= 22  # 200 tests at level 0.05: 10 expected, sd 3.1
 
 
 def test_cross_correlation_of_an_identity_map_is_the_identity():
@@ -72,6 +85,15 @@ def test_offset_profile_finds_a_shift():
     assert prof.at(1, 2) == pytest.approx(1.0)  # every noise pixel reappears one down, two right
     assert prof.at(1 - H, 2 - W) == pytest.approx(1.0)  # the wrapped-around pairs
     assert abs(prof.at(0, 0)) < 0.05 and abs(prof.at(-1, -2)) < 0.05
+    # the ring at distance 2 holds (0, +-2), (+-2, 0), (+-1, +-2), (+-2, +-1); only (1, 2) correlates,
+    # and the radial mean weighs each offset by its number of pixel pairs
+    ring = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if round(np.hypot(dy, dx)) == 2]
+    count = {o: prof.count[o[0] + H - 1, o[1] + W - 1] for o in ring}
+    expected = count[(1, 2)] / sum(count.values())
+    assert prof.radial[list(prof.radius).index(2)] == pytest.approx(expected, abs=0.02)
+    assert prof.count[H - 1, W - 1] == H * W  # offset (0, 0): every pixel
+    with pytest.raises(ValueError, match="outside"):
+        prof.at(H, 0)
     with pytest.raises(ValueError, match="cross must be"):
         offset_profile(np.zeros((5, 5)), H, W)
 

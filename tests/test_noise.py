@@ -36,6 +36,9 @@ def test_over_random_seeds_every_pixel_is_standard_normal():
     z = torch.cat([lowfreq_constrained(s, 4, 1, generator=g) for s in seeds])  # (4000, 3, 8, 8)
     for pixel in (z[:, 0, 0, 0], z[:, 2, 5, 3]):
         assert stats.kstest(pixel.numpy(), "norm").pvalue > 1e-3
+    # the block means have variance 1/k^2, as for white noise (adding the seed's means without
+    # removing the fresh ones would double it)
+    assert float(block_mean(z, 4).var()) * 16 == pytest.approx(1.0, abs=0.08)
     flat = z.reshape(4000, -1).double()
     cov = torch.cov(flat.T)
     assert (cov - torch.eye(cov.shape[0], dtype=cov.dtype)).abs().max() < 0.1  # white: I - P + P
@@ -63,6 +66,11 @@ def test_bad_arguments():
         lowfreq_constrained(seed, 4, 0)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         block_mean(torch.randn(32, 32), 4)
+    with pytest.raises(ValueError, match="positive integer"):
+        lowfreq_constrained(seed, 4.0, 2)
+    with pytest.raises(ValueError, match="height and width"):
+        lowfreq_component(torch.randn(8), 4)
+    assert lowfreq_constrained(seed, np.int64(4), np.int64(2)).shape == (2, 3, 32, 32)
 
 
 def test_slerp_keeps_unit_variance_and_its_end_points():
@@ -80,3 +88,6 @@ def test_slerp_keeps_unit_variance_and_its_end_points():
         slerp(z, eps, float("nan"))
     with pytest.raises(ValueError, match="one shape"):
         slerp(z, eps[:10], 0.5)
+    with pytest.raises(ValueError, match="number in"):
+        slerp(z, eps, "half")
+    assert torch.allclose(slerp(z, eps, np.float32(0.5)), slerp(z, eps, torch.tensor(0.5)))

@@ -5,7 +5,8 @@ import torch
 from lib.data import photo_crops
 from lib.models import DiffusionModel, GaussianModel
 from lib.sampling import (ddim_invert, ddim_inverse_scheduler, ddim_sample, ddim_scheduler,
-                          ddim_step, ddim_timesteps, decode_batched, sample_batched, sdedit)
+                          ddim_step, ddim_timesteps, decode_batched, gaussian_ddim_gain, sample_batched,
+                          sdedit)
 
 
 def gaussian_model(D_side=4, seed=0, lam_min=1e-3):
@@ -61,11 +62,26 @@ def test_sample_batched_equals_one_call_and_passes_labels():
 
 def test_decode_batched_is_the_identity_for_pixel_models_and_shrinks_by_area():
     model = gaussian_model()
-    z = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    z = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(5)) * 2 - 1
     assert torch.equal(decode_batched(model, z, batch_size=2), z)
+    assert decode_batched(model, 3 * z).abs().max() <= 1  # clamped to the image range
     small = decode_batched(model, z, batch_size=3, size=2)
     assert small.shape == (5, 3, 2, 2)
     assert torch.allclose(small[:, :, 0, 0], z[:, :, :2, :2].mean(dim=(2, 3)), atol=1e-6)
+
+
+@pytest.mark.parametrize("steps,spacing", [(25, "leading"), (4, "trailing")])
+def test_gaussian_ddim_gain_is_the_whole_run_in_closed_form(steps, spacing):
+    model = gaussian_model()
+    eps = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    out = ddim_sample(model, eps, steps, spacing=spacing).reshape(4, -1)
+    lam, U = model.eigvals, model.eigvecs
+    g, abar_start = gaussian_ddim_gain(lam.numpy(), model.alphas_cumprod, steps, spacing)
+    g = torch.as_tensor(g)
+    a_T, a_0 = abar_start ** 0.5, model.alphas_cumprod[0].sqrt()
+    expected = a_0 * model.mean + ((eps.reshape(4, -1) - a_T * model.mean) @ U * g) @ U.T
+    assert torch.allclose(out, expected, rtol=1e-8, atol=1e-8)
+    assert abar_start == pytest.approx(float(model.alphas_cumprod[ddim_timesteps(steps, spacing)[0]]))
 
 
 @pytest.mark.parametrize("steps", [10, 50])
