@@ -1,0 +1,321 @@
+"""Model-free search for correlated noises by simulated annealing (paper Sec. 5, Alg. 1).
+
+Chapter 4 found that the first step of a diffusion model acts, roughly, as a de-whitening: from a
+noise ``z`` the model's first estimate of the image is close to ``W_ZCA^-1 z`` (plus the mean).
+So a noise whose de-whitened version looks like a target image ``x`` should make any model draw
+something like ``x``, and finding it needs no model at all: only ``W_ZCA``, fitted on data.
+
+:func:`anneal` runs Algorithm 1 for many chains at once. Every proposal is the spherical
+interpolation of Eq. (11), ``sin(pi alpha / 2) z + cos(pi alpha / 2) eps`` with fresh ``eps ~
+N(0, I)``, so a chain that accepted every proposal would stay exactly ``N(0, I)``; the
+Metropolis rule with a linearly falling temperature pulls it towards a low loss. The three
+losses of Sec. 5 (Eq. 10) are
+
+* ``baseline``: ``||z - x||^2``,
+* ``forward``: ``||W^-1 z + mu - x||^2`` (the de-whitened noise against the image),
+* ``backward``: ``||z - W (x - mu)||^2`` (the noise against the whitened image),
+
+each divided by ``D`` (a per-element mean, so that one temperature scale serves any resolution;
+the paper's sums are ``D`` times these). ``mu`` is the data mean the whitening was fitted with
+(the paper's images are centred; ours are not, so the mean is put back explicitly).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["LOSSES", "DeWhitening", "AnnealHistory", "AnnealResult", "anneal", "dewhitening"]
+
+#: The losses of Eq. (10).
+LOSSES = ("baseline", "forward", "backward")
+
+#: A de-whitening matrix whose condition number exceeds this is refused as non-invertible.
+MAX_CONDITION = 1e12
+
+
+@dataclass(frozen=True)
+class DeWhitening:
+    """A whitening ``W`` with its inverse (the de-whitening) and the data mean.
+
+    Attributes:
+        whiten: ``W`` ``(D, D)``; dewhiten: ``W^-1`` ``(D, D)``; mean: ``mu`` ``(D,)``
+        (all float64 numpy arrays).
+    """
+
+    whiten: np.ndarray
+    dewhiten: np.ndarray
+    mean: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return self.whiten.shape[0]
+
+
+def _square_matrix(M, name: str) -> np.ndarray:
+    M = np.asarray(M, dtype=np.float64)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"{name} must be a square (D, D) matrix, got shape {M.shape}")
+    if not np.isfinite(M).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    return M
+
+
+def _invert(M: np.ndarray, name: str) -> np.ndarray:
+    cond = np.linalg.cond(M)
+    if not np.isfinite(cond) or cond > MAX_CONDITION:
+        raise ValueError(
+            f"{name} is not invertible (condition number {cond:.3g}); fit the whitening with a "
+            "ridge (Whitener('zca', eps=1e-3)) or with more samples than dimensions")
+    return np.linalg.inv(M)
+
+
+def dewhitening(source, mean=None) -> DeWhitening:
+    """The matrices the forward and backward losses need, from a whitening.
+
+    Args:
+        source: a fitted :class:`lib.whitening.Whitener` (its ``matrix`` ``W`` and ``mean_``), a
+            :class:`DeWhitening` (returned as is), or a de-whitening matrix ``W^-1`` ``(D, D)``
+            (what the name ``dewhiten`` in :func:`anneal` refers to).
+        mean: ``mu`` ``(D,)`` for a bare matrix (default zeros); not allowed with a Whitener.
+
+    Raises:
+        ValueError: a non-square, non-finite or non-invertible matrix, a mean of the wrong
+            size, an unfitted Whitener.
+    """
+    if isinstance(source, DeWhitening):
+        return source
+    if hasattr(source, "matrix") and hasattr(source, "mean_"):  # a Whitener
+        if source.matrix is None:
+            raise ValueError("the Whitener is not fitted yet; call .fit(X) first")
+        if mean is not None:
+            raise ValueError("a Whitener carries its own mean; do not pass mean=")
+        W = _square_matrix(source.matrix, "the whitening matrix")
+        return DeWhitening(W, _invert(W, "the whitening matrix"), np.asarray(source.mean_, np.float64))
+    A = _square_matrix(source if not torch.is_tensor(source) else source.cpu().numpy(), "dewhiten")
+    mu = np.zeros(A.shape[0]) if mean is None else np.asarray(mean, dtype=np.float64).reshape(-1)
+    if mu.shape != (A.shape[0],) or not np.isfinite(mu).all():
+        raise ValueError(f"mean must be a finite vector of length D={A.shape[0]}, got shape {mu.shape}")
+    return DeWhitening(_invert(A, "dewhiten"), A, mu)
+
+
+@dataclass
+class AnnealHistory:
+    """What one run of :func:`anneal` went through.
+
+    Attributes:
+        temperature: ``T_k`` for ``k = 1..N`` ``(N,)``.
+        loss: the current loss of every chain, before the first step and after each
+            ``(N + 1, B, n_chains)``.
+        best_loss: the best loss so far, same shape.
+        acceptance: the fraction of chains that moved at each step ``(N,)``.
+        uphill_acceptance: the fraction of the worse proposals that were accepted ``(N,)``
+            (NaN where no proposal was worse).
+        snapshots: ``{k: best noise after step k}`` ``(B, n_chains, *shape)`` on the CPU, at the
+            iterations asked for with ``record_at``.
+    """
+
+    temperature: np.ndarray
+    loss: np.ndarray
+    best_loss: np.ndarray
+    acceptance: np.ndarray
+    uphill_acceptance: np.ndarray
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class AnnealResult:
+    """Result of :func:`anneal`.
+
+    Attributes:
+        best: the best noise of every chain ``(B, n_chains, *shape)``.
+        best_loss: its loss ``(B, n_chains)``.
+        current: the chains' final states, same shape as ``best``.
+        loss: the loss's name; history: an :class:`AnnealHistory`; seconds: wall time.
+    """
+
+    best: torch.Tensor
+    best_loss: torch.Tensor
+    current: torch.Tensor
+    loss: str
+    history: AnnealHistory
+    seconds: float
+
+    def flat(self) -> torch.Tensor:
+        """``best`` as ``(B * n_chains, *shape)``, target-major (chains of target 0 first)."""
+        return self.best.reshape(-1, *self.best.shape[2:])
+
+
+def _check_number(value, name: str, *, lo=None, hi=None) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be a finite number {rng}, got {value!r}")
+    return value
+
+
+def _check_count(value, name: str, lo: int = 1) -> int:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}") from None
+    if value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
+           t_init: float = 1e-3, t_final: float = 0.0, alpha: float = 0.9, n_chains: int = 1,
+           init=None, generator: torch.Generator | None = None, device=None,
+           record_at=(), progress: bool = False) -> AnnealResult:
+    """Simulated annealing for noises correlated with target images (Alg. 1), many chains at once.
+
+    Every chain runs Algorithm 1: at step ``k = 1..N`` the temperature is ``T_k = T_init +
+    (T_final - T_init) k / N``; the proposal is Eq. (11) with fresh ``eps ~ N(0, I)``; a better
+    proposal is accepted, a worse one with probability ``exp(-(L_new - L_cur) / T_k)`` (never at
+    ``T_k = 0``); the best noise seen is kept. All chains of all targets advance together: the
+    forward loss costs one ``(M, D) x (D, D)`` product per step for all ``M = B * n_chains``
+    chains (it uses ``W^-1 z_new = sin W^-1 z_cur + cos W^-1 eps``).
+
+    Args:
+        target: images (or latents) ``(B, C, H, W)`` to correlate with, in the space the
+            whitening was fitted in.
+        loss: one of :data:`LOSSES`.
+        dewhiten: what :func:`dewhitening` accepts (a fitted ZCA ``Whitener``, a
+            :class:`DeWhitening` or the matrix ``W^-1``); needed for ``forward`` and ``backward``.
+        n_iters: ``N``.
+        t_init, t_final: the temperatures at the start and the end (>= 0), on the scale of the
+            per-element losses.
+        alpha: the step of Eq. (11) in [0, 1] (1 keeps the noise, 0 draws a new one).
+        n_chains: independent chains per target (each with its own start and proposals).
+        init: starting noises ``(B, n_chains, C, H, W)`` (default: fresh ``N(0, I)``).
+        generator: a ``torch.Generator`` for the starts, the proposals and the acceptance draws;
+            the same generator state gives the same result.
+        device: where to compute (default: the target's device; pass ``"cuda"`` for a GPU).
+        record_at: iterations ``k`` (0..N) at which to keep a copy of the best noises.
+        progress: show a progress bar.
+
+    Returns:
+        an :class:`AnnealResult`.
+
+    Shapes:
+        target ``(B, C, H, W)``; ``best`` ``(B, n_chains, C, H, W)``.
+    """
+    import time
+
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    x = torch.as_tensor(target)
+    if x.ndim != 4:
+        raise ValueError(f"target must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("target contains NaN or inf values")
+    n_iters = _check_count(n_iters, "n_iters")
+    n_chains = _check_count(n_chains, "n_chains")
+    t_init = _check_number(t_init, "t_init", lo=0.0)
+    t_final = _check_number(t_final, "t_final", lo=0.0)
+    alpha = _check_number(alpha, "alpha", lo=0.0, hi=1.0)
+    record_at = sorted({_check_count(k, "record_at entries", 0) for k in record_at})
+    if record_at and record_at[-1] > n_iters:
+        raise ValueError(f"record_at entries must lie in [0, n_iters={n_iters}], got {record_at[-1]}")
+    device = torch.device(device) if device is not None else x.device
+    B, shape = x.shape[0], tuple(x.shape[1:])
+    D, M = int(np.prod(shape)), B * n_chains
+    dtype = torch.float32
+
+    X = x.reshape(B, D).to(device, dtype).repeat_interleave(n_chains, dim=0)  # (M, D), chain-major per target
+    A_T = None
+    if loss != "baseline":
+        if dewhiten is None:
+            raise ValueError(f"the {loss} loss needs dewhiten= (a fitted ZCA Whitener or W^-1)")
+        dw = dewhitening(dewhiten)
+        if dw.dim != D:
+            raise ValueError(f"the whitening is {dw.dim}-dimensional but a target has D={D} values "
+                             f"(shape {shape})")
+        mu = torch.as_tensor(dw.mean, dtype=dtype, device=device)
+        if loss == "forward":
+            A_T = torch.as_tensor(dw.dewhiten.T, dtype=dtype, device=device)  # rows: z @ W^-1.T
+            X = X - mu  # compare W^-1 z with x - mu
+        else:
+            X = (X - mu) @ torch.as_tensor(dw.whiten.T, dtype=dtype, device=device)  # W (x - mu)
+
+    def randn(*size):
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        return torch.randn(size, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+    def rand(*size):
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        return torch.rand(size, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+    if init is None:
+        z = randn(M, D)
+    else:
+        z0 = torch.as_tensor(init)
+        if tuple(z0.shape) != (B, n_chains, *shape):
+            raise ValueError(f"init must have shape {(B, n_chains, *shape)}, got {tuple(z0.shape)}")
+        if not torch.isfinite(z0).all():
+            raise ValueError("init contains NaN or inf values")
+        z = z0.reshape(M, D).to(device, dtype).clone()
+
+    def view(z_):  # what the loss compares with X
+        return z_ @ A_T if A_T is not None else z_
+
+    def loss_of(v):
+        return ((v - X) ** 2).mean(dim=1)
+
+    start = time.perf_counter()
+    s, c = math.sin(math.pi * alpha / 2), math.cos(math.pi * alpha / 2)  # Eq. (11)
+    v = view(z)
+    L = loss_of(v)
+    z_best, L_best = z.clone(), L.clone()
+    temps = t_init + (t_final - t_init) * np.arange(1, n_iters + 1) / n_iters
+    hist_loss = np.empty((n_iters + 1, M), np.float32)
+    hist_best = np.empty((n_iters + 1, M), np.float32)
+    acc = np.empty(n_iters, np.float64)
+    uphill = np.empty(n_iters, np.float64)
+    hist_loss[0] = hist_best[0] = L.cpu().numpy()
+    snapshots = {}
+    if 0 in record_at:
+        snapshots[0] = z_best.cpu().reshape(B, n_chains, *shape).clone()
+    for k in tqdm(range(1, n_iters + 1), desc=f"annealing ({loss})", disable=not progress):
+        T = float(temps[k - 1])
+        eps = randn(M, D)
+        z_new = s * z + c * eps  # Eq. (11)
+        v_new = s * v + c * view(eps)  # linear: one product per step
+        L_new = loss_of(v_new)
+        worse = L_new >= L
+        if T > 0:
+            p_up = torch.exp(-(L_new - L) / T)
+        else:
+            p_up = torch.zeros_like(L)
+        u = rand(M)
+        accept = (L_new < L) | (u < p_up)
+        accept &= ~(worse & (T == 0))  # at zero temperature nothing worse is ever taken
+        z = torch.where(accept[:, None], z_new, z)
+        v = torch.where(accept[:, None], v_new, v)
+        L = torch.where(accept, L_new, L)
+        better = L_new < L_best
+        z_best = torch.where(better[:, None], z_new, z_best)
+        L_best = torch.where(better, L_new, L_best)
+        hist_loss[k] = L.cpu().numpy()
+        hist_best[k] = L_best.cpu().numpy()
+        acc[k - 1] = float(accept.float().mean())
+        n_worse = int(worse.sum())
+        uphill[k - 1] = float((accept & worse).sum()) / n_worse if n_worse else float("nan")
+        if k in record_at:
+            snapshots[k] = z_best.cpu().reshape(B, n_chains, *shape).clone()
+    seconds = time.perf_counter() - start
+    history = AnnealHistory(temperature=temps, loss=hist_loss.reshape(-1, B, n_chains),
+                            best_loss=hist_best.reshape(-1, B, n_chains), acceptance=acc,
+                            uphill_acceptance=uphill, snapshots=snapshots)
+    return AnnealResult(best=z_best.reshape(B, n_chains, *shape),
+                        best_loss=L_best.reshape(B, n_chains), current=z.reshape(B, n_chains, *shape),
+                        loss=loss, history=history, seconds=seconds)
