@@ -22,7 +22,7 @@ from lib.whitening import covariance
 
 __all__ = ["power_spectrum", "spectrum_slope", "channel_stats", "covariance_distance",
            "eps_mse_by_band", "SampleStats", "sample_stats", "Comparison", "compare_stats",
-           "paired_distance", "pearson", "QUALITY_BAR", "T_BANDS"]
+           "paired_distance", "pearson", "Similarity", "similarity", "QUALITY_BAR", "T_BANDS"]
 
 #: The bar each embedded model's samples must meet against the reference crops.
 QUALITY_BAR = dict(slope_abs_diff=0.15, channel_rel_diff=0.10, cov_rel_frobenius=0.25)
@@ -221,3 +221,47 @@ def pearson(a, b) -> np.ndarray:
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
     return (a * b).sum(1) / np.sqrt((a**2).sum(1) * (b**2).sum(1)).clip(1e-300)
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """Per-pair similarity of two image sets in [-1, 1] (arrays of length N).
+
+    Attributes:
+        psnr: ``10 log10(2^2 / MSE)`` in dB (range 2; ``inf`` for identical images).
+        ssim: structural similarity (scikit-image, 7x7 windows, colour channels averaged).
+        pearson: Pearson correlation over all pixels (:func:`pearson`).
+    """
+
+    psnr: np.ndarray
+    ssim: np.ndarray
+    pearson: np.ndarray
+
+    def mean(self) -> dict:
+        """The three means (finite PSNRs only)."""
+        finite = self.psnr[np.isfinite(self.psnr)]
+        return dict(psnr=float(finite.mean()) if finite.size else float("inf"),
+                    ssim=float(self.ssim.mean()), pearson=float(self.pearson.mean()))
+
+
+def similarity(a, b) -> Similarity:
+    """PSNR, SSIM and Pearson between paired images (``a[i]`` with ``b[i]``).
+
+    Both sets are clipped to [-1, 1] first (the range of the data and of decoded images).
+
+    Shapes:
+        a, b ``(N, C, S, S)``.
+    """
+    from skimage.metrics import structural_similarity
+
+    a = np.clip(_images(a, "a"), -1, 1)
+    b = np.clip(_images(b, "b"), -1, 1)
+    if a.shape != b.shape:
+        raise ValueError(f"a {a.shape} and b {b.shape} differ in shape")
+    mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
+    with np.errstate(divide="ignore"):
+        psnr = 10 * np.log10(4.0 / mse)
+    win = min(7, a.shape[-1] - (1 - a.shape[-1] % 2))  # odd, at most the image side
+    ssim = np.array([structural_similarity(x, y, data_range=2.0, channel_axis=0, win_size=win)
+                     for x, y in zip(a, b)])
+    return Similarity(psnr=psnr, ssim=ssim, pearson=pearson(a, b))

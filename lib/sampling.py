@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 
 from lib.schedule import SD_SCHEDULE
 
-__all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit", "sample_batched",
+__all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit", "ddim_edit",
+           "sample_batched",
            "decode_batched", "gaussian_ddim_gain",
            "ddim_scheduler", "ddim_inverse_scheduler", "SPACINGS"]
 
@@ -103,19 +104,21 @@ def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | Non
 
 
 def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None = None, *,
-                end_step: int | None = None, progress: bool = False) -> torch.Tensor:
+                end_step: int | None = None, spacing: str = "leading",
+                progress: bool = False) -> torch.Tensor:
     """Deterministic DDIM inversion from ``z_0`` towards noise (diffusers' convention: the
     noise is predicted at the current state with the *next* timestep).
 
     Args:
         end_step: stop after this many inversion steps (default: all ``steps``), so that
             ``ddim_sample(..., start_step=steps - end_step)`` undoes it.
+        spacing: the timestep grid, one of :data:`SPACINGS` (as in :func:`ddim_sample`).
 
     Returns:
         the state at timestep ``ddim_timesteps(steps)[steps - end_step]`` ``(B, C, H, W)``.
     """
     z = _check(z0, "z0")
-    ts = ddim_timesteps(steps)[::-1]  # increasing
+    ts = ddim_timesteps(steps, spacing)[::-1]  # increasing
     end_step = steps if end_step is None else end_step
     if not 1 <= end_step <= steps:
         raise ValueError(f"end_step must lie in [1, {steps}], got {end_step}")
@@ -126,9 +129,21 @@ def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None =
     return z
 
 
+def _redo_start(strength: float, steps: int) -> int:
+    """The grid index an edit of ``strength`` starts from: the last ``round(strength * steps)``
+    (at least one) steps of the grid are redone."""
+    try:
+        strength = float(strength)
+    except (TypeError, ValueError):
+        raise ValueError(f"strength must be a number in (0, 1], got {strength!r}") from None
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must lie in (0, 1], got {strength}")
+    return steps - max(1, round(strength * steps))
+
+
 def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
            guidance_scale: float | None = None, *, generator: torch.Generator | None = None,
-           progress: bool = False) -> torch.Tensor:
+           spacing: str = "leading", progress: bool = False) -> torch.Tensor:
     """SDEdit: noise ``z0`` to an intermediate time with Eq. (1), then DDIM back to ``z_0``.
 
     Args:
@@ -141,11 +156,8 @@ def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
         the edited ``z_0`` ``(B, C, H, W)``.
     """
     z0 = _check(z0, "z0")
-    if not 0 < strength <= 1:
-        raise ValueError(f"strength must lie in (0, 1], got {strength}")
-    ts = ddim_timesteps(steps)
-    n_redo = max(1, round(strength * steps))
-    start = steps - n_redo
+    ts = ddim_timesteps(steps, spacing)
+    start = _redo_start(strength, steps)
     t_start = ts[start]
     if noise is None:
         noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
@@ -155,7 +167,30 @@ def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
     abar = model.alphas_cumprod[t_start].to(z0.dtype)
     z_t = abar.sqrt() * z0 + (1 - abar).sqrt() * noise  # Eq. (1)
     return ddim_sample(model, z_t, steps, cond, guidance_scale, start_step=start,
-                       progress=progress)
+                       spacing=spacing, progress=progress)
+
+
+def ddim_edit(model, z0, strength: float, steps: int = 50, source_cond=None, target_cond=None,
+              guidance_scale: float | None = None, *, spacing: str = "leading",
+              progress: bool = False) -> torch.Tensor:
+    """Editing by partial DDIM inversion (Sec. 6): invert ``z0`` under the source condition up
+    to the grid step SDEdit of the same ``strength`` would start from, then sample back under
+    the target condition. Deterministic: no noise is drawn.
+
+    Args:
+        strength: fraction of the DDIM grid to redo, in (0, 1] (as in :func:`sdedit`).
+        source_cond, target_cond: ``model.cond(...)`` of the image's description and of the
+            edit (``None``: unconditional).
+
+    Returns:
+        the edited ``z_0`` ``(B, C, H, W)``.
+    """
+    z0 = _check(z0, "z0")
+    start = _redo_start(strength, steps)
+    z_t = ddim_invert(model, z0, steps, source_cond, guidance_scale, end_step=steps - start,
+                      spacing=spacing, progress=progress)
+    return ddim_sample(model, z_t, steps, target_cond, guidance_scale, start_step=start,
+                       spacing=spacing, progress=progress)
 
 
 def sample_batched(model, noise, steps: int, labels=None, guidance_scale: float | None = None, *,

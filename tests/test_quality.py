@@ -100,3 +100,27 @@ def test_pearson_known_answers():
     assert np.allclose(mixed, 2 ** -0.5, atol=0.08)
     with pytest.raises(ValueError, match="shape"):
         pearson(a, b[:2])
+
+
+def test_similarity_known_answers():
+    from lib.quality import similarity
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-0.8, 0.8, size=(3, 3, 16, 16))
+    same = similarity(a, a)
+    assert np.isinf(same.psnr).all() and np.allclose(same.ssim, 1) and np.allclose(same.pearson, 1)
+    shifted = similarity(a, a + 0.1)  # MSE 0.01 on a range of 2: 10 log10(4 / 0.01)
+    assert np.allclose(shifted.psnr, 10 * np.log10(400))
+    assert np.allclose(shifted.pearson, 1)
+    assert (shifted.ssim < 1).all()
+    noisy = similarity(a, a + rng.normal(0, 0.3, a.shape))
+    noisier = similarity(a, a + rng.normal(0, 0.6, a.shape))
+    assert (noisy.ssim > noisier.ssim).all() and (noisy.psnr > noisier.psnr).all()
+    # symmetric, and out-of-range values are clipped to the images' range first
+    assert np.allclose(similarity(a, -a).ssim, similarity(-a, a).ssim)
+    assert np.allclose(similarity(a, np.clip(a * 5, -1, 1)).psnr, similarity(a, a * 5).psnr)
+    assert similarity(a[:, :, :5, :5], a[:, :, :5, :5] + 0.1).ssim.shape == (3,)  # small images
+    m = shifted.mean()
+    assert set(m) == {"psnr", "ssim", "pearson"} and np.isclose(m["psnr"], 10 * np.log10(400))
+    with pytest.raises(ValueError, match="differ"):
+        similarity(a, a[:2])

@@ -6,7 +6,7 @@ from lib.data import photo_crops
 from lib.models import DiffusionModel, GaussianModel
 from lib.sampling import (ddim_invert, ddim_inverse_scheduler, ddim_sample, ddim_scheduler,
                           ddim_step, ddim_timesteps, decode_batched, gaussian_ddim_gain, sample_batched,
-                          sdedit)
+                          ddim_edit, sdedit)
 
 
 def gaussian_model(D_side=4, seed=0, lam_min=1e-3):
@@ -176,6 +176,52 @@ def test_sdedit():
         sdedit(model, z0, 0.0)
     with pytest.raises(ValueError, match="shape"):
         sdedit(model, z0, 0.5, noise[:1])
+
+
+class ConstantEps(DiffusionModel):
+    """eps_hat = cond (or 0): DDIM moves along a straight line in (a, s), so inversion is exact."""
+
+    name = "constant"
+
+    def __init__(self):
+        super().__init__(ddim_scheduler().alphas_cumprod, (1, 2, 2))
+
+    def _predict(self, x_t, t, cond):
+        return torch.zeros_like(x_t) if cond is None else cond.expand_as(x_t).to(x_t.dtype)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+def test_ddim_edit_known_answers(spacing):
+    m = ConstantEps()
+    z0 = torch.randn(3, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    c = torch.full((1, 1, 1, 1), 0.4, dtype=torch.float64)
+    for strength in (0.25, 0.6, 1.0):
+        # same condition both ways: inversion is exact for this model, so the edit is the identity
+        same = ddim_edit(m, z0, strength, 8, c, c, spacing=spacing)
+        assert torch.allclose(same, z0, atol=1e-10)
+        # DDIM with a constant eps keeps (z - s c) / a; inverting with eps = c and sampling back
+        # with eps = 0 lands on z0 + c (a_0 s_t / a_t - s_0), where t is the grid step the edit
+        # starts from (the same as SDEdit's)
+        ts = ddim_timesteps(8, spacing)
+        t = ts[8 - max(1, round(strength * 8))]
+        abar = m.alphas_cumprod
+        a_t, s_t, a_0, s_0 = abar[t].sqrt(), (1 - abar[t]).sqrt(), abar[0].sqrt(), (1 - abar[0]).sqrt()
+        edited = ddim_edit(m, z0, strength, 8, c, None, spacing=spacing)
+        assert torch.allclose(edited, z0 + 0.4 * (a_0 * s_t / a_t - s_0), atol=1e-10)
+    with pytest.raises(ValueError, match="strength"):
+        ddim_edit(m, z0, 1.5, 8)
+
+
+def test_sdedit_trailing_starts_on_the_trailing_grid():
+    m = ConstantEps()
+    z0 = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    noise = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    # with eps_hat = 0 DDIM keeps z / a, so from z_t = s_t * noise the result is a_0 s_t / a_t *
+    # noise; strength 1 on the trailing grid must start at t = 999
+    out = sdedit(m, z0, 1.0, noise, steps=4, spacing="trailing")
+    abar = m.alphas_cumprod
+    expected = ((1 - abar[999]).sqrt() / abar[999].sqrt()) * abar[0].sqrt()
+    assert torch.allclose(out, expected * noise)
 
 
 class Affine(DiffusionModel):
