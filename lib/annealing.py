@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["LOSSES", "DeWhitening", "AnnealHistory", "AnnealResult", "anneal", "dewhitening"]
+__all__ = ["LOSSES", "DeWhitening", "AnnealHistory", "AnnealResult", "anneal", "anneal_loss",
+           "dewhitening"]
 
 #: The losses of Eq. (10).
 LOSSES = ("baseline", "forward", "backward")
@@ -102,6 +103,36 @@ def dewhitening(source, mean=None) -> DeWhitening:
     if mu.shape != (A.shape[0],) or not np.isfinite(mu).all():
         raise ValueError(f"mean must be a finite vector of length D={A.shape[0]}, got shape {mu.shape}")
     return DeWhitening(_invert(A, "dewhiten"), A, mu)
+
+
+def anneal_loss(z, target, loss: str = "forward", dewhiten=None) -> np.ndarray:
+    """The per-element loss of Eq. (10) of noises against targets, in float64.
+
+    Use it to score any noise on any of the three losses (e.g. the result of one loss on
+    another's yardstick).
+
+    Shapes:
+        z ``(N, C, H, W)``; target ``(N, C, H, W)`` or ``(1, C, H, W)``; returns ``(N,)``.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    z = torch.as_tensor(z).detach().cpu().double()
+    x = torch.as_tensor(target).detach().cpu().double()
+    if z.ndim != 4 or x.ndim != 4 or z.shape[1:] != x.shape[1:] or len(x) not in (1, len(z)):
+        raise ValueError(f"z {tuple(z.shape)} and target {tuple(x.shape)} must be (N, C, H, W) "
+                         "with one target or one per noise")
+    Z, X = z.reshape(len(z), -1), x.reshape(len(x), -1)
+    if loss == "baseline":
+        return ((Z - X) ** 2).mean(1).numpy()
+    if dewhiten is None:
+        raise ValueError(f"the {loss} loss needs dewhiten= (a fitted ZCA Whitener or W^-1)")
+    dw = dewhitening(dewhiten)
+    if dw.dim != Z.shape[1]:
+        raise ValueError(f"the whitening is {dw.dim}-dimensional, the noises have D={Z.shape[1]}")
+    mu = torch.from_numpy(dw.mean)
+    if loss == "forward":
+        return ((Z @ torch.from_numpy(dw.dewhiten).T + mu - X) ** 2).mean(1).numpy()
+    return ((Z - (X - mu) @ torch.from_numpy(dw.whiten).T) ** 2).mean(1).numpy()
 
 
 @dataclass

@@ -28,7 +28,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "FIGURE_DIR_ENV"]
+__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table",
+           "FIGURE_DIR_ENV"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -139,19 +140,25 @@ def image_grid(images, *, titles=None, cols: int | None = None, upscale: int = 1
 
 
 def image_slider(frames, labels, *, slider_prefix: str, titles=None, upscale: int = 1,
-                 height: int = 360, title: str | None = None, fmt: str = "png") -> go.Figure:
+                 height: int = 360, title: str | None = None, fmt: str = "png",
+                 cols: int | None = None) -> go.Figure:
     """Images that change with a slider; ``frames[k]`` is a list of images shown at step k.
 
-    The slider toggles trace visibility (no animation), so it works in the static page.
+    The slider toggles trace visibility (no animation), so it works in the static page. With
+    ``cols`` the images of a step fill a grid row by row (default: one row).
     """
     frames = [list(f) for f in frames]
     per = len(frames[0])
-    fig = make_subplots(rows=1, cols=per, subplot_titles=titles, horizontal_spacing=0.02)
+    cols = cols or per
+    rows = -(-per // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.06 if titles else 0.02)
     for k, frame in enumerate(frames):
         if len(frame) != per:
             raise ValueError("every slider step must show the same number of images")
         for j, image in enumerate(frame):
-            fig.add_trace(_image_trace(image, upscale, fmt, visible=(k == 0)), row=1, col=j + 1)
+            fig.add_trace(_image_trace(image, upscale, fmt, visible=(k == 0)),
+                          row=j // cols + 1, col=j % cols + 1)
     steps = []
     for k, label in enumerate(labels):
         visible = [False] * (per * len(frames))
@@ -162,3 +169,30 @@ def image_slider(frames, labels, *, slider_prefix: str, titles=None, upscale: in
                       height=height, title=title, margin=dict(l=10, r=10, t=60, b=10))
     _hide_axes(fig)
     return fig
+
+
+def format_table(header, rows, *, digits: int = 3) -> str:
+    """A plain-text table with right-aligned columns; floats rounded to ``digits`` decimals.
+
+    Args:
+        header: column names.
+        rows: sequences of the same length as ``header`` (str, int, float or None).
+    """
+    header = [str(h) for h in header]
+
+    def cell(v) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.{digits}f}"
+        return str(v)
+
+    body = [[cell(v) for v in row] for row in rows]
+    for row in body:
+        if len(row) != len(header):
+            raise ValueError(f"a row has {len(row)} cells for {len(header)} columns")
+    widths = [max(len(h), *(len(r[j]) for r in body)) if body else len(h) for j, h in enumerate(header)]
+    lines = [" | ".join(h.rjust(w) for h, w in zip(header, widths)),
+             "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(c.rjust(w) for c, w in zip(r, widths)) for r in body]
+    return "\n".join(lines)

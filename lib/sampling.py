@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from lib.schedule import SD_SCHEDULE
 
 __all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit", "ddim_edit",
-           "sample_batched",
+           "sample_batched", "encode_batched",
            "decode_batched", "gaussian_ddim_gain",
            "ddim_scheduler", "ddim_inverse_scheduler", "SPACINGS"]
 
@@ -219,6 +219,28 @@ def sample_batched(model, noise, steps: int, labels=None, guidance_scale: float 
         cond = None if labels is None else model.cond(list(labels[i:i + batch_size]))
         with torch.no_grad():
             out.append(ddim_sample(model, z, steps, cond, guidance_scale, spacing=spacing).float().cpu())
+    return torch.cat(out)
+
+
+def encode_batched(model, images, *, batch_size: int = 16, progress: bool = False) -> torch.Tensor:
+    """``model.encode`` in batches (the VAE for Stable Diffusion, identity for pixel models).
+
+    Args:
+        images: ``(N, 3, S, S)`` in [-1, 1], or an iterable of such batches (e.g.
+            :func:`lib.data.image_batches`, so that a large image folder never sits in memory).
+
+    Returns:
+        ``z_0`` ``(N, C, H, W)`` in float32 on the CPU.
+    """
+    if torch.is_tensor(images) or hasattr(images, "shape"):
+        images = [images]
+    out = []
+    for b in tqdm(images, desc="encoding", disable=not progress):
+        b = _check(torch.as_tensor(b), "images")
+        out += [model.encode(b[i:i + batch_size].to(model.device)).float().cpu()
+                for i in range(0, len(b), batch_size)]
+    if not out:
+        raise ValueError("no images to encode")
     return torch.cat(out)
 
 

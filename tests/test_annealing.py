@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy import stats
 
-from lib.annealing import LOSSES, DeWhitening, anneal, dewhitening
+from lib.annealing import LOSSES, DeWhitening, anneal, anneal_loss, dewhitening
 from lib.whitening import Whitener
 
 
@@ -71,6 +71,8 @@ def test_losses_match_their_definitions(small_data):
         else:
             expected = ((z - ((X - mu) @ W.T)[:, None]) ** 2).mean(-1)
         assert torch.allclose(r.best_loss.double(), expected, rtol=1e-4, atol=1e-5), loss
+        scored = anneal_loss(r.flat(), x.repeat_interleave(2, 0), loss, w)
+        assert np.allclose(scored, expected.reshape(-1).numpy(), rtol=1e-6), loss
         assert r.best.shape == (3, 2, 1, 4, 4)
         assert r.flat().shape == (6, 1, 4, 4)
         assert np.allclose(r.history.loss[0], r.history.best_loss[0])
@@ -177,3 +179,7 @@ def test_bad_arguments(small_data):
     with pytest.raises(ValueError, match="record_at"):
         anneal(x, loss="baseline", n_iters=10, record_at=(11,))
     assert isinstance(dewhitening(w), DeWhitening)
+    with pytest.raises(ValueError, match="one target"):
+        anneal_loss(torch.zeros(3, 1, 4, 4), torch.zeros(2, 1, 4, 4), "baseline")
+    with pytest.raises(ValueError, match="needs dewhiten"):
+        anneal_loss(torch.zeros(3, 1, 4, 4), torch.zeros(1, 1, 4, 4), "backward")

@@ -6,7 +6,7 @@ from lib.data import photo_crops
 from lib.models import DiffusionModel, GaussianModel
 from lib.sampling import (ddim_invert, ddim_inverse_scheduler, ddim_sample, ddim_scheduler,
                           ddim_step, ddim_timesteps, decode_batched, gaussian_ddim_gain, sample_batched,
-                          ddim_edit, sdedit)
+                          ddim_edit, encode_batched, sdedit)
 
 
 def gaussian_model(D_side=4, seed=0, lam_min=1e-3):
@@ -276,3 +276,21 @@ def test_invert_then_sample_round_trip_on_an_embedded_model():
     back = ddim_sample(model, ddim_invert(model, z0, 50), 50)
     err = float((back - z0).norm() / z0.norm())
     assert err < 0.1, err
+
+
+def test_encode_batched_tensor_and_batches():
+    class Halve(DiffusionModel):
+        def __init__(self):
+            super().__init__(torch.ones(1000), (3, 2, 2))
+
+        def encode(self, images):
+            return images / 2
+
+    m = Halve()
+    x = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(encode_batched(m, x, batch_size=2), x / 2)
+    assert torch.equal(encode_batched(m, iter([x[:3].numpy(), x[3:].numpy()])), x / 2)
+    with pytest.raises(ValueError, match="no images"):
+        encode_batched(m, iter([]))
+    with pytest.raises(ValueError, match="NaN"):
+        encode_batched(m, torch.full((1, 3, 4, 4), float("nan")))

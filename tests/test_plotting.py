@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from lib.plotting import format_table, image_slider
+
+
+def test_image_slider_grid_and_visibility():
+    frames = [[np.full((3, 4, 4), v) for v in (k / 10, -k / 10, 0.0, 0.5)] for k in range(3)]
+    fig = image_slider(frames, ["a", "b", "c"], slider_prefix="k = ", cols=2)
+    assert len(fig.data) == 12
+    # step k shows exactly its own four images
+    for k, step in enumerate(fig.layout.sliders[0].steps):
+        vis = step.args[0]["visible"]
+        assert vis == [k * 4 <= i < (k + 1) * 4 for i in range(12)]
+    # four images on a 2 x 2 grid: four distinct axes, two rows of domains
+    axes = {(t.xaxis, t.yaxis) for t in fig.data[:4]}
+    assert len(axes) == 4
+    assert [bool(t.visible) for t in fig.data[:4]] == [True] * 4 and not any(t.visible for t in fig.data[4:])
+    one_row = image_slider(frames, ["a", "b", "c"], slider_prefix="k = ")
+    assert {t.yaxis for t in one_row.data} == {"y", "y2", "y3", "y4"}
+    with pytest.raises(ValueError, match="same number"):
+        image_slider([frames[0], frames[1][:3]], ["a", "b"], slider_prefix="")
+
+
+def test_format_table():
+    text = format_table(["name", "r", "n"], [["forward", 0.12345, 8], ["baseline", -1.0, None]], digits=2)
+    lines = text.splitlines()
+    assert lines[0] == "    name |     r | n"
+    assert lines[2] == " forward |  0.12 | 8"
+    assert lines[3] == "baseline | -1.00 | -"
+    assert len({len(line) for line in lines}) == 1
+    assert "nan" in format_table(["x"], [[float("nan")]])
+    with pytest.raises(ValueError, match="columns"):
+        format_table(["a", "b"], [[1]])
