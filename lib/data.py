@@ -36,7 +36,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["PHOTOS", "photo_names", "load_photo", "photo_crops", "SPLITS", "load_image_folder", "image_batches"]
+__all__ = ["PHOTOS", "photo_names", "load_photo", "photo_square", "photo_crops", "SPLITS",
+           "load_image_folder", "image_batches"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -118,6 +119,25 @@ def photo_names(split: str = "all") -> list[str]:
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+
+
+def photo_square(name: str, size: int) -> np.ndarray:
+    """The central square of a bundled photograph, area-resized to ``size x size``.
+
+    Returns:
+        float32 ``(3, size, size)`` in [-1, 1].
+    """
+    import torch
+    import torch.nn.functional as F
+
+    _check_size(size)
+    image = load_photo(name)
+    H, W = image.shape[1:]
+    side = min(H, W)
+    top, left = (H - side) // 2, (W - side) // 2
+    square = torch.from_numpy(np.ascontiguousarray(image[:, top:top + side, left:left + side]))
+    mode = "area" if size <= side else "bilinear"
+    return F.interpolate(square[None], size=(size, size), mode=mode)[0].clamp(-1, 1).numpy()
 
 
 @functools.lru_cache(maxsize=None)

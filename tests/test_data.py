@@ -146,3 +146,18 @@ def test_image_batches_cover_n_images_from_a_folder_or_the_photos(tmp_path):
     assert np.array_equal(crops[1], photo_crops(2, 16, split="train", seed=8))
     with pytest.raises(ValueError, match="past the last"):
         load_image_folder(tmp_path, 8, offset=5)
+
+
+def test_photo_square():
+    from lib.data import load_photo, photo_square
+
+    full = load_photo("cat")  # (3, H, W), wider than tall
+    H, W = full.shape[1:]
+    sq = photo_square("cat", 16)
+    assert sq.shape == (3, 16, 16) and sq.dtype == np.float32
+    assert sq.min() >= -1 and sq.max() <= 1
+    # area resizing keeps the mean of the central square
+    left = (W - H) // 2
+    assert np.allclose(sq.mean(axis=(1, 2)), full[:, :, left:left + H].mean(axis=(1, 2)), atol=0.02)
+    with pytest.raises(ValueError):
+        photo_square("cat", 1)
