@@ -235,7 +235,7 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
         progress: show a progress bar.
 
     Returns:
-        an :class:`AnnealResult`.
+        an :class:`AnnealResult`, its tensors in float32 on the CPU (wherever it computed).
 
     Shapes:
         target ``(B, C, H, W)``; ``best`` ``(B, n_chains, C, H, W)``.
@@ -347,6 +347,7 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
     history = AnnealHistory(temperature=temps, loss=hist_loss.reshape(-1, B, n_chains),
                             best_loss=hist_best.reshape(-1, B, n_chains), acceptance=acc,
                             uphill_acceptance=uphill, snapshots=snapshots)
-    return AnnealResult(best=z_best.reshape(B, n_chains, *shape),
-                        best_loss=L_best.reshape(B, n_chains), current=z.reshape(B, n_chains, *shape),
+    return AnnealResult(best=z_best.reshape(B, n_chains, *shape).cpu(),
+                        best_loss=L_best.reshape(B, n_chains).cpu(),
+                        current=z.reshape(B, n_chains, *shape).cpu(),
                         loss=loss, history=history, seconds=seconds)

@@ -69,6 +69,7 @@ def class_errors(model, z0, labels, *, timesteps=CLASSIFIER_TIMESTEPS, n_noise: 
     # all (image, t, repeat) triples, each to be scored under every label
     idx = [(i, j, r) for i in range(N) for j in range(len(ts)) for r in range(int(n_noise))]
     err = np.zeros((N, len(labels)))
+    conds = {}
     for start in tqdm(range(0, len(idx), batch_size), desc="class errors", disable=not progress):
         chunk = idx[start:start + batch_size]
         ii = torch.tensor([c[0] for c in chunk])
@@ -78,7 +79,9 @@ def class_errors(model, z0, labels, *, timesteps=CLASSIFIER_TIMESTEPS, n_noise: 
         s = (1 - abar[t]).sqrt().to(model.device, model.dtype).view(-1, 1, 1, 1)
         x_t = a * z0[ii].to(model.device, model.dtype) + s * e  # Eq. (1)
         for k, label in enumerate(labels):
-            cond = model.cond([label] * len(chunk))
+            if (k, len(chunk)) not in conds:  # encode each label once per chunk size
+                conds[k, len(chunk)] = model.cond([label] * len(chunk))
+            cond = conds[k, len(chunk)]
             mse = ((model.eps(x_t, t, cond).float() - e.float()) ** 2).flatten(1).mean(1).cpu().numpy()
             np.add.at(err[:, k], ii.numpy(), mse)
     return err / (len(ts) * int(n_noise))
@@ -122,6 +125,7 @@ def class_preference(errors, labels, source, target) -> ClassPreference:
 @torch.no_grad()
 def edit_sweep(model, z0, strengths, *, source=None, target=None, annealed_noise=None,
                methods=EDIT_METHODS, steps: int = 25, guidance_scale: float | None = None,
+               invert_guidance_scale: float | None = None,
                spacing: str = "leading", generator: torch.Generator | None = None,
                batch_size: int = 64, progress: bool = True) -> dict[str, torch.Tensor]:
     """Edit images from ``source`` to ``target`` with each method at each strength.
@@ -135,6 +139,7 @@ def edit_sweep(model, z0, strengths, *, source=None, target=None, annealed_noise
         annealed_noise: the correlated noises for ``sdedit-annealed`` ``(N, C, H, W)``.
         methods: a subset of :data:`EDIT_METHODS`.
         steps, guidance_scale, spacing: the DDIM grid and classifier-free guidance.
+        invert_guidance_scale: guidance of DDIM inversion's inverting half (default ``None``).
         generator: for the fresh noise of plain SDEdit (one noise per image, the same at every
             strength, so that only the strength changes along a curve).
 
@@ -164,7 +169,8 @@ def edit_sweep(model, z0, strengths, *, source=None, target=None, annealed_noise
             cond_t = None if target is None else model.cond([target] * n)
             if m == "ddim-inversion":
                 cond_s = None if source is None else model.cond([source] * n)
-                r = ddim_edit(model, z, s, steps, cond_s, cond_t, guidance_scale, spacing=spacing)
+                r = ddim_edit(model, z, s, steps, cond_s, cond_t, guidance_scale,
+                              invert_guidance_scale=invert_guidance_scale, spacing=spacing)
             else:
                 noise = (fresh if m == "sdedit" else annealed_noise)[i:i + batch_size]
                 r = sdedit(model, z, s, noise.to(model.device, model.dtype), steps, cond_t,

@@ -7,6 +7,8 @@ check each step against ``DDIMScheduler.step`` / ``DDIMInverseScheduler.step``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 from tqdm.auto import tqdm
@@ -14,7 +16,7 @@ from tqdm.auto import tqdm
 from lib.schedule import SD_SCHEDULE
 
 __all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit", "ddim_edit",
-           "sample_batched", "encode_batched",
+           "redo_steps", "sample_batched", "encode_batched",
            "decode_batched", "gaussian_ddim_gain",
            "ddim_scheduler", "ddim_inverse_scheduler", "SPACINGS"]
 
@@ -129,16 +131,21 @@ def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None =
     return z
 
 
-def _redo_start(strength: float, steps: int) -> int:
-    """The grid index an edit of ``strength`` starts from: the last ``round(strength * steps)``
-    (at least one) steps of the grid are redone."""
+def redo_steps(strength: float, steps: int) -> int:
+    """How many of the ``steps`` grid steps an edit of ``strength`` redoes: ``strength * steps``
+    rounded half up, at least one (so the effective strength is ``redo_steps / steps``)."""
     try:
         strength = float(strength)
     except (TypeError, ValueError):
         raise ValueError(f"strength must be a number in (0, 1], got {strength!r}") from None
     if not 0 < strength <= 1:
         raise ValueError(f"strength must lie in (0, 1], got {strength}")
-    return steps - max(1, round(strength * steps))
+    return max(1, math.floor(strength * steps + 0.5))
+
+
+def _redo_start(strength: float, steps: int) -> int:
+    """The grid index an edit of ``strength`` starts from."""
+    return steps - redo_steps(strength, steps)
 
 
 def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
@@ -171,8 +178,8 @@ def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
 
 
 def ddim_edit(model, z0, strength: float, steps: int = 50, source_cond=None, target_cond=None,
-              guidance_scale: float | None = None, *, spacing: str = "leading",
-              progress: bool = False) -> torch.Tensor:
+              guidance_scale: float | None = None, *, invert_guidance_scale: float | None = None,
+              spacing: str = "leading", progress: bool = False) -> torch.Tensor:
     """Editing by partial DDIM inversion (Sec. 6): invert ``z0`` under the source condition up
     to the grid step SDEdit of the same ``strength`` would start from, then sample back under
     the target condition. Deterministic: no noise is drawn.
@@ -181,13 +188,16 @@ def ddim_edit(model, z0, strength: float, steps: int = 50, source_cond=None, tar
         strength: fraction of the DDIM grid to redo, in (0, 1] (as in :func:`sdedit`).
         source_cond, target_cond: ``model.cond(...)`` of the image's description and of the
             edit (``None``: unconditional).
+        guidance_scale: classifier-free guidance of the sampling half.
+        invert_guidance_scale: guidance of the inversion half (default ``None``: the source
+            condition's own prediction; inverting under strong guidance drifts).
 
     Returns:
         the edited ``z_0`` ``(B, C, H, W)``.
     """
     z0 = _check(z0, "z0")
     start = _redo_start(strength, steps)
-    z_t = ddim_invert(model, z0, steps, source_cond, guidance_scale, end_step=steps - start,
+    z_t = ddim_invert(model, z0, steps, source_cond, invert_guidance_scale, end_step=steps - start,
                       spacing=spacing, progress=progress)
     return ddim_sample(model, z_t, steps, target_cond, guidance_scale, start_step=start,
                        spacing=spacing, progress=progress)

@@ -79,6 +79,28 @@ def test_losses_match_their_definitions(small_data):
         assert np.allclose(r.history.best_loss[-1], r.best_loss.numpy())
 
 
+def test_non_symmetric_dewhitening_acts_on_rows_as_in_the_paper():
+    """With a non-symmetric W^-1 a transpose slip would show: the forward loss is ||A z + mu - x||^2
+    with A applied to the column z, the backward one ||z - A^-1 (x - mu)||^2."""
+    rng = np.random.default_rng(5)
+    A = np.eye(16) + 0.3 * rng.normal(size=(16, 16))
+    mu = rng.normal(size=16)
+    x = torch.as_tensor(rng.normal(size=(2, 16)), dtype=torch.float32).reshape(2, 1, 4, 4)
+    X = x.reshape(2, -1).double().numpy()
+    for loss in ("forward", "backward"):
+        r = anneal(x, loss=loss, dewhiten=dewhitening(A, mean=mu), n_iters=20, n_chains=2,
+                   generator=_gen(9))
+        z = r.best.reshape(2, 2, -1).double().numpy()
+        if loss == "forward":
+            expected = ((np.einsum("ij,bcj->bci", A, z) + mu - X[:, None]) ** 2).mean(-1)
+        else:
+            expected = ((z - np.linalg.solve(A, (X - mu).T).T[:, None]) ** 2).mean(-1)
+        assert np.allclose(r.best_loss.numpy(), expected, rtol=1e-4, atol=1e-5), loss
+        assert np.allclose(anneal_loss(r.flat(), x.repeat_interleave(2, 0), loss,
+                                       dewhitening(A, mean=mu)), expected.reshape(-1), rtol=1e-6)
+        assert r.best.device.type == "cpu" and r.current.device.type == "cpu"
+
+
 def test_every_accepted_chain_stays_standard_normal():
     """At a huge temperature every proposal is taken: from z = 0 the chain's variance is
     1 - sin^(2k), so after many steps it is N(0, 1) (a wrong interpolation would not be)."""

@@ -52,6 +52,22 @@ def test_class_errors_closed_form_and_prediction(points):
         class_errors(points, z0, [])
 
 
+def test_class_errors_share_the_noises_across_labels():
+    """A model that predicts eps_hat = 0 scores every label with mean ||eps||^2: the same number
+    for all labels only if every label sees the same noises (the paired comparison)."""
+
+    class Zero(PointMasses):
+        def _predict(self, x_t, t, cond):
+            return torch.zeros_like(x_t)
+
+    m = Zero(torch.zeros(3, 1, 4, 4))
+    err = class_errors(m, torch.randn(5, 1, 4, 4, dtype=torch.float64), m.classes, n_noise=2,
+                       batch_size=4, generator=torch.Generator().manual_seed(0))
+    assert np.allclose(err, err[:, :1], rtol=1e-12)
+    assert 0.3 < err.mean() < 3  # and it is the noise's power, about 1
+    assert not np.allclose(err[:, 0], err[0, 0])  # different images, different noises
+
+
 def test_class_preference():
     errors = np.array([[1.0, 2.0, 4.0], [3.0, 1.0, 2.0], [2.0, 2.0, 1.0], [1.0, 1.0, 0.5]])
     cp = class_preference(errors, ["a", "b", "c"], "a", "c")

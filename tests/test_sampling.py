@@ -6,7 +6,7 @@ from lib.data import photo_crops
 from lib.models import DiffusionModel, GaussianModel
 from lib.sampling import (ddim_invert, ddim_inverse_scheduler, ddim_sample, ddim_scheduler,
                           ddim_step, ddim_timesteps, decode_batched, gaussian_ddim_gain, sample_batched,
-                          ddim_edit, encode_batched, sdedit)
+                          ddim_edit, encode_batched, redo_steps, sdedit)
 
 
 def gaussian_model(D_side=4, seed=0, lam_min=1e-3):
@@ -210,6 +210,29 @@ def test_ddim_edit_known_answers(spacing):
         assert torch.allclose(edited, z0 + 0.4 * (a_0 * s_t / a_t - s_0), atol=1e-10)
     with pytest.raises(ValueError, match="strength"):
         ddim_edit(m, z0, 1.5, 8)
+
+
+def test_ddim_edit_start_on_a_grid_that_does_not_divide_1000():
+    """(Leading grid only: with ``trailing`` and 1000 % steps != 0 the grid's gaps differ from
+    1000 // steps, which diffusers' step rule, and so ours, assumes.)"""
+    spacing = "leading"
+    m = ConstantEps()
+    z0 = torch.randn(2, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    c = torch.full((1, 1, 1, 1), 0.4, dtype=torch.float64)
+    abar = m.alphas_cumprod
+    ts = ddim_timesteps(7, spacing)
+    for strength in (0.2, 0.5, 0.9):
+        t = ts[7 - redo_steps(strength, 7)]
+        a_t, s_t, a_0, s_0 = abar[t].sqrt(), (1 - abar[t]).sqrt(), abar[0].sqrt(), (1 - abar[0]).sqrt()
+        edited = ddim_edit(m, z0, strength, 7, c, None, spacing=spacing)
+        assert torch.allclose(edited, z0 + 0.4 * (a_0 * s_t / a_t - s_0), atol=1e-10)
+
+
+def test_redo_steps_rounds_half_up():
+    assert [redo_steps(s, 25) for s in (0.3, 0.5, 0.7, 0.9, 1.0)] == [8, 13, 18, 23, 25]
+    assert redo_steps(0.01, 25) == 1 and redo_steps(0.875, 4) == 4 and redo_steps(0.5, 3) == 2
+    with pytest.raises(ValueError, match="strength"):
+        redo_steps(0, 25)
 
 
 def test_sdedit_trailing_starts_on_the_trailing_grid():
