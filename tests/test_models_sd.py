@@ -189,3 +189,40 @@ def test_a_cached_copy_is_used_with_no_network(sd_folder, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(4, 8, 8)" in out.stdout
+
+
+def test_the_applications_path_on_a_latent_model(sd_folder):
+    """What chapters 5-6 do in the sd profile, on the tiny pipeline: ZCA of VAE latents, a
+    model-free search in latent space, prompts, guidance, a trailing grid, edits and the
+    diffusion classifier over prompts."""
+    import numpy as np
+
+    from lib.annealing import anneal, dewhitening
+    from lib.data import photo_crops
+    from lib.editing import EDIT_METHODS, class_errors, edit_sweep
+    from lib.sampling import decode_batched, encode_batched, sample_batched
+    from lib.whitening import Whitener
+
+    model = load_model("sd-1.5", repo=sd_folder, device="cpu")
+    X = encode_batched(model, iter([photo_crops(200, 16, seed=s) for s in (1, 2)]), batch_size=64)
+    assert X.shape == (400, 4, 8, 8)
+    dw = dewhitening(Whitener("zca", eps=1e-3).fit(X.reshape(400, -1).numpy()))
+    z0 = encode_batched(model, torch.as_tensor(photo_crops(3, 16, photos=["cat"], seed=3)))
+    search = anneal(z0, loss="forward", dewhiten=dw, n_iters=200, n_chains=2,
+                    generator=torch.Generator().manual_seed(0))
+    assert search.best_loss.mean() < 0.5 * search.history.loss[0].mean()
+    prompts = ["a photo of a cat", "a photo of a rabbit"]
+    out = sample_batched(model, search.flat(), 4, [prompts[0]] * 6, 7.5, spacing="trailing",
+                         progress=False, batch_size=4)
+    assert out.shape == (6, 4, 8, 8) and torch.isfinite(out).all()
+    assert decode_batched(model, out, size=8).shape == (6, 3, 8, 8)
+    edits = edit_sweep(model, z0, [0.5, 1.0], source=prompts[0], target=prompts[1],
+                       annealed_noise=search.best[:, 0], steps=4, guidance_scale=7.5,
+                       spacing="trailing", generator=torch.Generator().manual_seed(1), progress=False)
+    assert set(edits) == set(EDIT_METHODS)
+    assert all(e.shape == (2, 3, 4, 8, 8) and torch.isfinite(e).all() for e in edits.values())
+    err = class_errors(model, z0, prompts, batch_size=2, generator=torch.Generator().manual_seed(2))
+    assert err.shape == (3, 2) and np.isfinite(err).all() and (err > 0).all()
+    # the batch size does not change the scores (labels are encoded once per chunk size)
+    again = class_errors(model, z0, prompts, batch_size=5, generator=torch.Generator().manual_seed(2))
+    assert np.allclose(err, again, rtol=1e-5)
