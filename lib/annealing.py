@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lib.noise import slerp_weights
+
 __all__ = ["LOSSES", "DeWhitening", "AnnealHistory", "AnnealResult", "anneal", "anneal_loss",
            "dewhitening"]
 
@@ -105,6 +107,28 @@ def dewhitening(source, mean=None) -> DeWhitening:
     return DeWhitening(_invert(A, "dewhiten"), A, mu)
 
 
+def _comparison(X, loss: str, dewhiten, dtype, device):
+    """What a loss compares: ``(X', A^T)`` such that the loss of noises ``Z`` ``(M, D)`` is
+    ``mean((Z @ A^T - X')^2)`` per row (``A^T = None``: ``Z`` itself).
+
+    ``X`` ``(M, D)`` holds the targets. Forward: ``A = W^-1`` and ``X' = X - mu``; backward:
+    ``X' = (X - mu) W^T``; baseline: ``X' = X``.
+    """
+    X = X.to(device, dtype)
+    if loss == "baseline":
+        return X, None
+    if dewhiten is None:
+        raise ValueError(f"the {loss} loss needs dewhiten= (a fitted ZCA Whitener or W^-1)")
+    dw = dewhitening(dewhiten)
+    if dw.dim != X.shape[1]:
+        raise ValueError(f"the whitening is {dw.dim}-dimensional but the targets have "
+                         f"D={X.shape[1]} values")
+    mu = torch.as_tensor(dw.mean, dtype=dtype, device=device)
+    if loss == "forward":
+        return X - mu, torch.as_tensor(dw.dewhiten.T, dtype=dtype, device=device)  # rows: z @ W^-1.T
+    return (X - mu) @ torch.as_tensor(dw.whiten.T, dtype=dtype, device=device), None  # W (x - mu)
+
+
 def anneal_loss(z, target, loss: str = "forward", dewhiten=None) -> np.ndarray:
     """The per-element loss of Eq. (10) of noises against targets, in float64.
 
@@ -121,18 +145,9 @@ def anneal_loss(z, target, loss: str = "forward", dewhiten=None) -> np.ndarray:
     if z.ndim != 4 or x.ndim != 4 or z.shape[1:] != x.shape[1:] or len(x) not in (1, len(z)):
         raise ValueError(f"z {tuple(z.shape)} and target {tuple(x.shape)} must be (N, C, H, W) "
                          "with one target or one per noise")
-    Z, X = z.reshape(len(z), -1), x.reshape(len(x), -1)
-    if loss == "baseline":
-        return ((Z - X) ** 2).mean(1).numpy()
-    if dewhiten is None:
-        raise ValueError(f"the {loss} loss needs dewhiten= (a fitted ZCA Whitener or W^-1)")
-    dw = dewhitening(dewhiten)
-    if dw.dim != Z.shape[1]:
-        raise ValueError(f"the whitening is {dw.dim}-dimensional, the noises have D={Z.shape[1]}")
-    mu = torch.from_numpy(dw.mean)
-    if loss == "forward":
-        return ((Z @ torch.from_numpy(dw.dewhiten).T + mu - X) ** 2).mean(1).numpy()
-    return ((Z - (X - mu) @ torch.from_numpy(dw.whiten).T) ** 2).mean(1).numpy()
+    X, A_T = _comparison(x.reshape(len(x), -1), loss, dewhiten, torch.float64, "cpu")
+    Z = z.reshape(len(z), -1)
+    return (((Z if A_T is None else Z @ A_T) - X) ** 2).mean(1).numpy()
 
 
 @dataclass
@@ -182,14 +197,13 @@ class AnnealResult:
         return self.best.reshape(-1, *self.best.shape[2:])
 
 
-def _check_number(value, name: str, *, lo=None, hi=None) -> float:
+def _check_number(value, name: str, *, lo: float) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
-        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be a finite number {rng}, got {value!r}")
+    if not math.isfinite(value) or value < lo:
+        raise ValueError(f"{name} must be a finite number >= {lo}, got {value!r}")
     return value
 
 
@@ -253,7 +267,7 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
     n_chains = _check_count(n_chains, "n_chains")
     t_init = _check_number(t_init, "t_init", lo=0.0)
     t_final = _check_number(t_final, "t_final", lo=0.0)
-    alpha = _check_number(alpha, "alpha", lo=0.0, hi=1.0)
+    s, c = slerp_weights(alpha)  # Eq. (11); checks alpha
     record_at = sorted({_check_count(k, "record_at entries", 0) for k in record_at})
     if record_at and record_at[-1] > n_iters:
         raise ValueError(f"record_at entries must lie in [0, n_iters={n_iters}], got {record_at[-1]}")
@@ -262,32 +276,15 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
     D, M = int(np.prod(shape)), B * n_chains
     dtype = torch.float32
 
-    X = x.reshape(B, D).to(device, dtype).repeat_interleave(n_chains, dim=0)  # (M, D), chain-major per target
-    A_T = None
-    if loss != "baseline":
-        if dewhiten is None:
-            raise ValueError(f"the {loss} loss needs dewhiten= (a fitted ZCA Whitener or W^-1)")
-        dw = dewhitening(dewhiten)
-        if dw.dim != D:
-            raise ValueError(f"the whitening is {dw.dim}-dimensional but a target has D={D} values "
-                             f"(shape {shape})")
-        mu = torch.as_tensor(dw.mean, dtype=dtype, device=device)
-        if loss == "forward":
-            A_T = torch.as_tensor(dw.dewhiten.T, dtype=dtype, device=device)  # rows: z @ W^-1.T
-            X = X - mu  # compare W^-1 z with x - mu
-        else:
-            X = (X - mu) @ torch.as_tensor(dw.whiten.T, dtype=dtype, device=device)  # W (x - mu)
+    X, A_T = _comparison(x.reshape(B, D).repeat_interleave(n_chains, dim=0), loss, dewhiten,
+                         dtype, device)  # (M, D), chain-major per target
+    gen_device = generator.device if generator is not None else torch.device("cpu")
 
-    def randn(*size):
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        return torch.randn(size, generator=generator, device=gen_device, dtype=dtype).to(device)
-
-    def rand(*size):
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        return torch.rand(size, generator=generator, device=gen_device, dtype=dtype).to(device)
+    def draw(sample, *size):  # torch.randn / torch.rand from the generator, moved to the device
+        return sample(size, generator=generator, device=gen_device, dtype=dtype).to(device)
 
     if init is None:
-        z = randn(M, D)
+        z = draw(torch.randn, M, D)
     else:
         z0 = torch.as_tensor(init)
         if tuple(z0.shape) != (B, n_chains, *shape):
@@ -303,50 +300,48 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
         return ((v - X) ** 2).mean(dim=1)
 
     start = time.perf_counter()
-    s, c = math.sin(math.pi * alpha / 2), math.cos(math.pi * alpha / 2)  # Eq. (11)
     v = view(z)
     L = loss_of(v)
     z_best, L_best = z.clone(), L.clone()
     temps = t_init + (t_final - t_init) * np.arange(1, n_iters + 1) / n_iters
-    hist_loss = np.empty((n_iters + 1, M), np.float32)
-    hist_best = np.empty((n_iters + 1, M), np.float32)
-    acc = np.empty(n_iters, np.float64)
-    uphill = np.empty(n_iters, np.float64)
-    hist_loss[0] = hist_best[0] = L.cpu().numpy()
+    # the history stays on the device until the end: no host round trip per iteration
+    hist_loss = torch.empty((n_iters + 1, M), dtype=dtype, device=device)
+    hist_best = torch.empty((n_iters + 1, M), dtype=dtype, device=device)
+    n_accept, n_worse, n_uphill = (torch.empty(n_iters, dtype=torch.long, device=device)
+                                   for _ in range(3))
+    hist_loss[0] = hist_best[0] = L
     snapshots = {}
     if 0 in record_at:
         snapshots[0] = z_best.cpu().reshape(B, n_chains, *shape).clone()
     for k in tqdm(range(1, n_iters + 1), desc=f"annealing ({loss})", disable=not progress):
         T = float(temps[k - 1])
-        eps = randn(M, D)
+        eps = draw(torch.randn, M, D)
         z_new = s * z + c * eps  # Eq. (11)
         v_new = s * v + c * view(eps)  # linear: one product per step
         L_new = loss_of(v_new)
         worse = L_new >= L
-        if T > 0:
-            p_up = torch.exp(-(L_new - L) / T)
-        else:
-            p_up = torch.zeros_like(L)
-        u = rand(M)
-        accept = (L_new < L) | (u < p_up)
-        accept &= ~(worse & (T == 0))  # at zero temperature nothing worse is ever taken
+        # a worse proposal is taken with probability exp(-dL / T); at T = 0 never (u < 0 fails)
+        p_up = torch.exp(-(L_new - L) / T) if T > 0 else torch.zeros_like(L)
+        accept = (L_new < L) | (draw(torch.rand, M) < p_up)
         z = torch.where(accept[:, None], z_new, z)
         v = torch.where(accept[:, None], v_new, v)
         L = torch.where(accept, L_new, L)
         better = L_new < L_best
         z_best = torch.where(better[:, None], z_new, z_best)
         L_best = torch.where(better, L_new, L_best)
-        hist_loss[k] = L.cpu().numpy()
-        hist_best[k] = L_best.cpu().numpy()
-        acc[k - 1] = float(accept.float().mean())
-        n_worse = int(worse.sum())
-        uphill[k - 1] = float((accept & worse).sum()) / n_worse if n_worse else float("nan")
+        hist_loss[k], hist_best[k] = L, L_best
+        n_accept[k - 1], n_worse[k - 1], n_uphill[k - 1] = accept.sum(), worse.sum(), (accept & worse).sum()
         if k in record_at:
             snapshots[k] = z_best.cpu().reshape(B, n_chains, *shape).clone()
     seconds = time.perf_counter() - start
-    history = AnnealHistory(temperature=temps, loss=hist_loss.reshape(-1, B, n_chains),
-                            best_loss=hist_best.reshape(-1, B, n_chains), acceptance=acc,
-                            uphill_acceptance=uphill, snapshots=snapshots)
+    n_worse = n_worse.cpu().numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        uphill = np.where(n_worse > 0, n_uphill.cpu().numpy() / n_worse, np.nan)
+    history = AnnealHistory(temperature=temps,
+                            loss=hist_loss.cpu().numpy().reshape(-1, B, n_chains),
+                            best_loss=hist_best.cpu().numpy().reshape(-1, B, n_chains),
+                            acceptance=n_accept.cpu().numpy() / M, uphill_acceptance=uphill,
+                            snapshots=snapshots)
     return AnnealResult(best=z_best.reshape(B, n_chains, *shape).cpu(),
                         best_loss=L_best.reshape(B, n_chains).cpu(),
                         current=z.reshape(B, n_chains, *shape).cpu(),

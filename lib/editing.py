@@ -159,16 +159,19 @@ def edit_sweep(model, z0, strengths, *, source=None, target=None, annealed_noise
             raise ValueError(f"annealed_noise must have the shape of z0 {tuple(z0.shape)}, "
                              f"got {tuple(annealed_noise.shape)}")
     fresh = torch.randn(z0.shape, generator=generator)
+    starts = range(0, len(z0), batch_size)
+    # each batch's conditions are encoded once, not once per method and strength
+    cond_of = {label: [None if label is None else model.cond([label] * len(z0[i:i + batch_size]))
+                       for i in starts] for label in {source, target}}
     out = {m: [] for m in methods}
     jobs = [(m, s) for m in methods for s in strengths]
     for m, s in tqdm(jobs, desc="editing", disable=not progress):
         res = []
-        for i in range(0, len(z0), batch_size):
+        for b, i in enumerate(starts):
             z = z0[i:i + batch_size].to(model.device, model.dtype)
-            n = len(z)
-            cond_t = None if target is None else model.cond([target] * n)
+            cond_t = cond_of[target][b]
             if m == "ddim-inversion":
-                cond_s = None if source is None else model.cond([source] * n)
+                cond_s = cond_of[source][b]
                 r = ddim_edit(model, z, s, steps, cond_s, cond_t, guidance_scale,
                               invert_guidance_scale=invert_guidance_scale, spacing=spacing)
             else:

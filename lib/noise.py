@@ -13,7 +13,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
-__all__ = ["block_mean", "lowfreq_component", "lowfreq_constrained", "slerp"]
+__all__ = ["block_mean", "lowfreq_component", "lowfreq_constrained", "slerp", "slerp_weights"]
 
 
 def _check_noise(z, name: str) -> torch.Tensor:
@@ -106,6 +106,19 @@ def lowfreq_constrained(seed_noise, factor: int, n: int, generator: torch.Genera
     return out.to(z.dtype).to(z.device)
 
 
+def slerp_weights(alpha: float) -> tuple[float, float]:
+    """The two weights ``(sin(pi alpha / 2), cos(pi alpha / 2))`` of Eq. (11), for ``alpha`` in
+    [0, 1] (Python, numpy or one-element torch scalars)."""
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
+    if not 0.0 <= alpha <= 1.0:  # NaN fails too
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    angle = math.pi * alpha / 2
+    return math.sin(angle), math.cos(angle)
+
+
 def slerp(z, eps, alpha: float) -> torch.Tensor:
     """Spherical interpolation of Eq. (11): ``sin(pi alpha / 2) z + cos(pi alpha / 2) eps``.
 
@@ -117,14 +130,8 @@ def slerp(z, eps, alpha: float) -> torch.Tensor:
         z, eps: tensors of one shape.
         alpha: in [0, 1].
     """
-    try:
-        alpha = float(alpha)  # Python, numpy or one-element torch scalars
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
-    if not 0.0 <= alpha <= 1.0:  # NaN fails too
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    w_z, w_eps = slerp_weights(alpha)
     z, eps = torch.as_tensor(z), torch.as_tensor(eps)
     if z.shape != eps.shape:
         raise ValueError(f"z {tuple(z.shape)} and eps {tuple(eps.shape)} must have one shape")
-    angle = math.pi * alpha / 2
-    return math.sin(angle) * z + math.cos(angle) * eps  # Eq. (11)
+    return w_z * z + w_eps * eps  # Eq. (11)

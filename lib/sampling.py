@@ -195,7 +195,6 @@ def ddim_edit(model, z0, strength: float, steps: int = 50, source_cond=None, tar
     Returns:
         the edited ``z_0`` ``(B, C, H, W)``.
     """
-    z0 = _check(z0, "z0")
     start = _redo_start(strength, steps)
     z_t = ddim_invert(model, z0, steps, source_cond, invert_guidance_scale, end_step=steps - start,
                       spacing=spacing, progress=progress)
