@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lib.noise import slerp_weights
+from lib.numerics import rounding_jitter
 
 __all__ = ["LOSSES", "DeWhitening", "AnnealHistory", "AnnealResult", "anneal", "anneal_loss",
            "dewhitening"]
@@ -293,8 +294,8 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
             raise ValueError("init contains NaN or inf values")
         z = z0.reshape(M, D).to(device, dtype).clone()
 
-    def view(z_):  # what the loss compares with X
-        return z_ @ A_T if A_T is not None else z_
+    def view(z_):  # what the loss compares with X (jitter: identity unless testing)
+        return rounding_jitter(z_ @ A_T) if A_T is not None else z_
 
     def loss_of(v):
         return ((v - X) ** 2).mean(dim=1)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib.numerics import rounding_jitter
 from lib.schedule import sd_alphas_cumprod
 
 __all__ = ["DiffusionModel", "GaussianModel", "UNetModel", "StableDiffusionModel", "HUB_IDS",
@@ -136,7 +137,7 @@ class DiffusionModel:
             out_u = self._predict(x_t, t, None)
             out_c = self._predict(x_t, t, cond)
             out = out_u + guidance_scale * (out_c - out_u)  # Eq. (2)
-        return self._to_eps(out, x_t, t)
+        return rounding_jitter(self._to_eps(out, x_t, t))  # identity unless testing (lib.numerics)
 
     def cond(self, labels):
         """Conditioning for ``eps``; unconditional models return None."""
