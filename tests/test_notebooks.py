@@ -115,3 +115,50 @@ def test_nbval_fails_when_a_key_number_changes(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "20,001" in proc.stdout and "1 failed" in proc.stdout
+
+
+def _nbval(notebook: Path, cwd: Path, **env):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
+           str(notebook), "--rootdir", str(cwd)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd,
+                          env={**__import__("os").environ, **env})
+
+
+def test_nbval_checks_the_chapters_in_a_perturbed_floating_point_environment(tmp_path):
+    """conftest.py starts nbval's kernels in lib.numerics.ENV (rounding jitter, AVX2 kernels).
+
+    A notebook holds three checked outputs made in the plain environment, except the last:
+    a number printed to a precision the jitter cannot reach, the same number to its last bit,
+    and the kernel environment as the perturbed kernel sees it. Under the perturbation exactly
+    the last-bit number fails; with ``LIB_NBVAL_PERTURB=0`` exactly the environment line fails.
+    """
+    import shutil
+
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    setup = ("import os, torch\nfrom lib.numerics import rounding_jitter\n"
+             "x = rounding_jitter(torch.ones(1000)).double()")
+    cells = [(setup, ""),
+             ('print(f"robust {float(x.sum()):.2f}")', "robust 1000.00\n"),
+             ('print("last bit", repr(float(x.sum())))', "last bit 1000.0\n"),
+             ('print("kernels", os.environ.get("ONEDNN_MAX_CPU_ISA"), '
+              'torch.backends.cpu.get_cpu_capability())', "kernels AVX2 AVX2\n")]
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3",
+                                                           "display_name": "Python 3",
+                                                           "language": "python"}})
+    for k, (source, text) in enumerate(cells):
+        cell = nbformat.v4.new_code_cell(source, execution_count=k + 1)
+        if text:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        nb.cells.append(cell)
+    path = tmp_path / "check.ipynb"
+    nbformat.write(nb, path)
+
+    perturbed = _nbval(path, tmp_path)
+    assert perturbed.returncode == 1 and "1 failed, 3 passed" in perturbed.stdout, perturbed.stdout[-3000:]
+    assert "last bit 1000.0" in perturbed.stdout and "kernels AVX2 AVX2" not in perturbed.stdout
+    plain = _nbval(path, tmp_path, LIB_NBVAL_PERTURB="0")
+    assert plain.returncode == 1 and "1 failed, 3 passed" in plain.stdout, plain.stdout[-3000:]
+    assert "kernels AVX2 AVX2" in plain.stdout and "last bit 1000.0" not in plain.stdout
