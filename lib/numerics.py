@@ -23,11 +23,12 @@ that survives both is stable across x86 CPUs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
 
-__all__ = ["JITTER_ENV", "ENV", "jitter_ulps", "rounding_jitter"]
+__all__ = ["JITTER_ENV", "ENV", "jitter_ulps", "jittered", "rounding_jitter"]
 
 #: The environment variable that switches the jitter on: its size in units of the dtype's eps.
 JITTER_ENV = "LIB_ROUNDING_JITTER"
@@ -73,3 +74,23 @@ def rounding_jitter(x: torch.Tensor) -> torch.Tensor:
     n = torch.randn(x.shape, generator=gen, dtype=torch.float64)
     scale = 1 + ulps * torch.finfo(x.dtype).eps * n
     return (x.double().cpu() * scale).to(x.device, x.dtype)
+
+
+@contextlib.contextmanager
+def jittered(ulps: float = float(ENV[JITTER_ENV])):
+    """Switch the jitter on (``ulps`` > 0) or off (0) inside a ``with`` block, then restore it.
+
+    A chapter uses it to show how far a result moves when every noise prediction is off by
+    about a part in a million, as it is between two CPUs.
+    """
+    if not ulps >= 0 or ulps == float("inf"):
+        raise ValueError(f"ulps must be a finite number >= 0, got {ulps!r}")
+    before = os.environ.get(JITTER_ENV)
+    os.environ[JITTER_ENV] = repr(float(ulps))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(JITTER_ENV, None)
+        else:
+            os.environ[JITTER_ENV] = before

@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table",
+__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "significant",
            "FIGURE_DIR_ENV"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
@@ -196,3 +196,34 @@ def format_table(header, rows, *, digits: int = 3) -> str:
              "-+-".join("-" * w for w in widths)]
     lines += [" | ".join(c.rjust(w) for c, w in zip(r, widths)) for r in body]
     return "\n".join(lines)
+
+
+def significant(x: float, digits: int = 3, *, floor: float | None = None) -> str:
+    """``x`` rounded to ``digits`` significant digits, for a number printed in a checked output.
+
+    Printed numbers are compared by nbval on every machine, so they carry only the digits that
+    survive another CPU's rounding (``lib.numerics``). Large numbers are written out in full with
+    thousands separators (``24,200``, not ``2.42e+04``); small ones in scientific notation.
+
+    Args:
+        x: the number (NaN and infinities print as ``nan``, ``inf``, ``-inf``).
+        digits: significant digits (at least 1).
+        floor: magnitudes below it print as ``< floor``: a value at round-off level (an exact
+            fit's error, say) has no digits that mean anything.
+    """
+    if digits < 1:
+        raise ValueError(f"digits must be at least 1, got {digits}")
+    x = float(x)
+    if not np.isfinite(x):
+        return str(x)
+    if floor is not None and abs(x) < floor:
+        return f"< {floor:.0e}"
+    rounded = float(f"{x:.{digits}g}")
+    if rounded == 0:
+        return "0"
+    exponent = int(np.floor(np.log10(abs(rounded))))
+    if exponent >= digits - 1:  # an integer at this precision: written out in full
+        return f"{rounded:,.0f}"
+    if exponent >= -3:
+        return f"{rounded:.{digits - 1 - exponent}f}"
+    return f"{rounded:.{digits - 1}e}"

@@ -4,7 +4,9 @@ import torch
 
 from lib.annealing import anneal
 from lib.models import GaussianModel
-from lib.numerics import JITTER_ENV, jitter_ulps, rounding_jitter
+import os
+
+from lib.numerics import JITTER_ENV, jitter_ulps, jittered, rounding_jitter
 
 
 @pytest.fixture
@@ -81,3 +83,16 @@ def test_annealing_product_is_jittered_only_when_asked(jitter):
     diff = np.abs(c.history.loss[0] - a.history.loss[0]) / a.history.loss[0]
     assert 0 < diff.max() < 1e-4
 
+
+
+def test_jittered_block_restores_the_setting(jitter):
+    x = torch.ones(10)
+    with jittered(8):
+        assert jitter_ulps() == 8 and not torch.equal(rounding_jitter(x), x)
+    assert JITTER_ENV not in os.environ and rounding_jitter(x) is x
+    jitter(3)
+    with jittered(0):
+        assert rounding_jitter(x) is x
+    assert jitter_ulps() == 3
+    with pytest.raises(ValueError, match="ulps"), jittered(-1):
+        pass

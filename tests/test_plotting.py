@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lib.plotting import format_table, image_slider
+from lib.plotting import format_table, image_slider, significant
 
 
 def test_image_slider_grid_and_visibility():
@@ -32,3 +32,19 @@ def test_format_table():
     assert "nan" in format_table(["x"], [[float("nan")]])
     with pytest.raises(ValueError, match="columns"):
         format_table(["a", "b"], [[1]])
+
+
+@pytest.mark.parametrize("x, digits, floor, text", [
+    (2552.4, 3, None, "2,550"), (24_210.0, 3, None, "24,200"), (1.5334, 3, None, "1.53"),
+    (1.5336, 4, None, "1.534"), (-3.2, 3, None, "-3.20"), (0.012574, 3, None, "0.0126"),
+    (0.0012, 2, None, "0.0012"), (0.00099, 2, None, "9.9e-04"), (9.87e-5, 2, None, "9.9e-05"), (999.6, 3, None, "1,000"),
+    (4.1e-16, 4, 1e-9, "< 1e-09"), (1.108e-8, 4, 1e-9, "1.108e-08"), (0.0, 3, None, "0"),
+    (float("nan"), 3, None, "nan"), (float("-inf"), 3, 1e-9, "-inf"),
+])
+def test_significant_digits(x, digits, floor, text):
+    assert significant(x, digits, floor=floor) == text
+
+
+def test_significant_rejects_no_digits():
+    with pytest.raises(ValueError, match="digits"):
+        significant(1.0, 0)
