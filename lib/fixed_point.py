@@ -71,7 +71,8 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
 
 def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: str = "picard",
                       tol: float | None = None, cond=None, guidance_scale: float | None = None,
-                      memory: int = 5, generator: torch.Generator | None = None,
+                      memory: int = 5, relaxation: float = 1.0,
+                      generator: torch.Generator | None = None,
                       progress: bool = False) -> FixedPointResult:
     """Solve Eq. (6) for each image of a batch by the iteration of Eq. (7).
 
@@ -86,6 +87,8 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
             ``memory`` past iterates).
         tol: stop once every sample's relative residual is below this.
         cond, guidance_scale: passed to ``model.eps``.
+        relaxation: ``beta`` in (0, 1] of damped Picard, ``eps <- (1 - beta) eps + beta f(eps)``
+            (1: Eq. 7 as written); Picard only.
 
     Returns:
         a :class:`FixedPointResult`.
@@ -101,6 +104,11 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         raise ValueError(f"iters must be a non-negative integer, got {iters!r}")
     if memory < 1:
         raise ValueError(f"memory must be at least 1, got {memory}")
+    relaxation = float(relaxation)
+    if not 0 < relaxation <= 1:
+        raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
+    if relaxation != 1 and method != "picard":
+        raise ValueError("relaxation applies to method='picard' only")
     t = int(t)
     abar = model.alphas_cumprod[t].to(z0.dtype)
     a, s = abar.sqrt(), (1 - abar).sqrt()
@@ -131,7 +139,7 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         if tol is not None and (residuals[-1] < tol).all():
             break
         if method == "picard" or not dX:
-            new = fx
+            new = fx if relaxation == 1 else eps + relaxation * g  # (1 - beta) eps + beta f(eps)
         else:  # Anderson (type II): eps + g - (dX + dG) gamma, gamma = argmin ||g - dG gamma||
             Xm, Gm = torch.stack(dX, -1).double(), torch.stack(dG, -1).double()  # (B, D, m)
             gv = g.reshape(B, -1, 1).double()
@@ -206,19 +214,21 @@ def one_step_reconstruction(model, z0, noise, t: int, cond=None, guidance_scale=
     return (z_t - s * eps_hat) / a  # Eq. (3)
 
 
-def gaussian_picard_gain(lam, abar: float, iters: int | None) -> np.ndarray:
+def gaussian_picard_gain(lam, abar: float, iters: int | None, relaxation: float = 1.0) -> np.ndarray:
     """The map image -> fixed-point noise of the Gaussian model, per eigendirection of ``Sigma``.
 
     Picard from ``eps^0 = 0`` gives ``eps^K = g_K(lambda) u^T (z0 - mu)`` along each eigenvector
     ``u`` with ``g_K = (1 - c^K) (s / a) / lambda``, ``c = s^2 / (a^2 lambda + s^2)``. The limit
     ``K -> inf`` is the exact fixed point ``(s / a) / lambda`` (a ``lambda^-1`` law, not ZCA's
     ``lambda^-1/2``); for ``K a^2 lambda << s^2`` the gain is about ``K a / s``, flat in
-    ``lambda``.
+    ``lambda``. Damped Picard with relaxation ``beta`` contracts the error by
+    ``1 - beta (1 - c)`` per step instead of ``c``.
 
     Args:
         lam: eigenvalues of ``Sigma`` (> 0).
         abar: ``abar_t`` of the timestep.
         iters: ``K``; None for the exact fixed point.
+        relaxation: ``beta`` of damped Picard (1: plain Picard).
 
     Returns:
         the gains, shaped like ``lam``.
@@ -230,7 +240,9 @@ def gaussian_picard_gain(lam, abar: float, iters: int | None) -> np.ndarray:
     exact = (s / a) / lam
     if iters is None:
         return exact
-    c = s**2 / (a**2 * lam + s**2)
+    if not 0 < relaxation <= 1:
+        raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
+    c = 1 - relaxation * a**2 * lam / (a**2 * lam + s**2)  # 1 - beta (1 - s^2 / (a^2 lam + s^2))
     return (1 - c ** int(iters)) * exact
 
 

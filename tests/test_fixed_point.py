@@ -159,3 +159,23 @@ def test_sweep_is_the_same_as_one_call_per_t():
     for t, res in sweep.items():
         one = fixed_point_noise(model, z0, t, 5, init="zero", method="anderson")
         assert torch.equal(res.noise, one.noise) and res.t == t
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.8])
+def test_damped_picard_is_its_closed_form_on_the_gaussian_model(beta):
+    from lib.fixed_point import gaussian_picard_gain
+
+    eigvals = np.array([300.0, 1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5])
+    model, cov, mu = _gaussian(eigvals)
+    z0, t, K = _z0(2), 700, 9
+    noise = fixed_point_noise(model, z0, t, K, init="zero", relaxation=beta).noise.reshape(2, -1).numpy()
+    U, lam = model.eigvecs.numpy(), model.eigvals.numpy()
+    coords = (z0.reshape(2, -1).numpy() - mu) @ U
+    abar = float(model.alphas_cumprod[t])
+    gain = gaussian_picard_gain(lam, abar, K, relaxation=beta)
+    assert np.allclose(noise @ U, coords * gain, rtol=1e-8, atol=1e-12)
+    assert np.all(gain < gaussian_picard_gain(lam, abar, K))  # damping slows the contraction
+    with pytest.raises(ValueError, match="relaxation"):
+        fixed_point_noise(model, z0, t, K, relaxation=0.0)
+    with pytest.raises(ValueError, match="'picard' only"):
+        fixed_point_noise(model, z0, t, K, method="anderson", relaxation=0.5)

@@ -5,7 +5,8 @@ import torch
 from lib.data import photo_crops
 from lib.models import DiffusionModel, GaussianModel
 from lib.sampling import (ddim_invert, ddim_inverse_scheduler, ddim_sample, ddim_scheduler,
-                          ddim_step, ddim_timesteps, decode_batched, gaussian_ddim_gain, sample_batched,
+                          ddim_step, ddim_timesteps, decode_batched, gaussian_ddim_gain,
+                          gaussian_ddim_inversion_gain, sample_batched,
                           ddim_edit, encode_batched, redo_steps, sdedit)
 
 
@@ -317,3 +318,24 @@ def test_encode_batched_tensor_and_batches():
         encode_batched(m, iter([]))
     with pytest.raises(ValueError, match="NaN"):
         encode_batched(m, torch.full((1, 3, 4, 4), float("nan")))
+
+
+@pytest.mark.parametrize("steps,spacing", [(10, "leading"), (25, "leading"), (7, "trailing")])
+def test_gaussian_ddim_inversion_gain_is_the_whole_inversion_in_closed_form(steps, spacing):
+    """ddim_invert on the exact Gaussian denoiser is affine; its linear part along each
+    eigenvector of Sigma is the closed-form gain (differences of two inputs cancel the offset)."""
+    model = gaussian_model()
+    g = torch.Generator().manual_seed(7)
+    z0 = torch.randn(3, 3, 4, 4, generator=g, dtype=torch.float64)
+    dz = torch.randn(3, 3, 4, 4, generator=g, dtype=torch.float64)
+    diff = (ddim_invert(model, z0 + dz, steps, spacing=spacing)
+            - ddim_invert(model, z0, steps, spacing=spacing)).reshape(3, -1)
+    U = model.eigvecs
+    gain = torch.as_tensor(gaussian_ddim_inversion_gain(model.eigvals.numpy(), model.alphas_cumprod,
+                                                        steps, spacing))
+    expected = ((dz.reshape(3, -1) @ U) * gain) @ U.T
+    assert torch.allclose(diff, expected, rtol=1e-6, atol=1e-9)
+    # between the saturations the law is ZCA's lambda^-1/2 (the DDIM map's inverse)
+    lam = np.geomspace(0.1, 10, 9)
+    g_inv = gaussian_ddim_inversion_gain(lam, model.alphas_cumprod, 50)
+    assert np.all(np.abs(g_inv * np.sqrt(lam) - 1) < 0.15)
