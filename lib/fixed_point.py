@@ -24,10 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_sweep", "one_step_reconstruction",
-           "gaussian_picard_gain", "fixed_point_pairs", "METHODS", "INITS"]
+           "gaussian_picard_gain", "fixed_point_pairs", "METHODS", "INITS",
+           "SAFEGUARDS"]
 
 METHODS = ("picard", "anderson")
 INITS = ("random", "zero")
+SAFEGUARDS = ("increase", "blowup")
+#: Anderson's "blowup" safeguard restarts a sample whose residual exceeds this times its best.
+BLOWUP = 10.0
 
 
 @dataclass
@@ -71,7 +75,7 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
 
 def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: str = "picard",
                       tol: float | None = None, cond=None, guidance_scale: float | None = None,
-                      memory: int = 5, relaxation: float = 1.0,
+                      memory: int = 5, safeguard: str = "increase", relaxation: float = 1.0,
                       generator: torch.Generator | None = None,
                       progress: bool = False) -> FixedPointResult:
     """Solve Eq. (6) for each image of a batch by the iteration of Eq. (7).
@@ -87,6 +91,10 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
             ``memory`` past iterates).
         tol: stop once every sample's relative residual is below this.
         cond, guidance_scale: passed to ``model.eps``.
+        safeguard: when Anderson drops a sample's history (its next step is then Picard's):
+            ``"increase"`` wherever the residual grew at all (the original rule; on a
+            non-monotone problem it makes Anderson mostly Picard), ``"blowup"`` only where the
+            residual exceeds 10 times the smallest it has had (a real blow-up).
         relaxation: ``beta`` in (0, 1] of damped Picard, ``eps <- (1 - beta) eps + beta f(eps)``
             (1: Eq. 7 as written); Picard only.
 
@@ -104,6 +112,8 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         raise ValueError(f"iters must be a non-negative integer, got {iters!r}")
     if memory < 1:
         raise ValueError(f"memory must be at least 1, got {memory}")
+    if safeguard not in SAFEGUARDS:
+        raise ValueError(f"unknown safeguard {safeguard!r}; expected one of {SAFEGUARDS}")
     relaxation = float(relaxation)
     if not 0 < relaxation <= 1:
         raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
@@ -135,6 +145,7 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     scale = float(np.sqrt(z0[0].numel()))
     residuals = [(_norm(g) / scale).cpu().numpy()]
     dX, dG = [], []  # Anderson: differences of iterates and of residuals, each (B, D)
+    best = _norm(g)  # smallest residual norm so far, per sample
     for _ in tqdm(range(iters), desc=f"fixed point ({method})", disable=not progress, leave=False):
         if tol is not None and (residuals[-1] < tol).all():
             break
@@ -159,8 +170,13 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
             if len(dX) > memory:
                 dX.pop(0)
                 dG.pop(0)
-            # safeguard: where the residual grew, forget the history (next step is Picard's)
-            worse = _norm(g_new) > _norm(g)
+            # safeguard: where the residual grew (or blew up), forget the history (next step is
+            # Picard's)
+            if safeguard == "increase":
+                worse = _norm(g_new) > _norm(g)
+            else:
+                worse = _norm(g_new) > BLOWUP * best
+            best = torch.minimum(best, _norm(g_new))
             if worse.any():
                 for k in range(len(dX)):
                     dX[k][worse] = 0

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from lib.fixed_point import fixed_point_noise, fixed_point_pairs
-from lib.models import GaussianModel
+from lib.models import DiffusionModel, GaussianModel
+from lib.sampling import ddim_scheduler
 
 
 def _gaussian(eigvals, seed=0):
@@ -179,3 +180,51 @@ def test_damped_picard_is_its_closed_form_on_the_gaussian_model(beta):
         fixed_point_noise(model, z0, t, K, relaxation=0.0)
     with pytest.raises(ValueError, match="'picard' only"):
         fixed_point_noise(model, z0, t, K, method="anderson", relaxation=0.5)
+
+
+class _Linear(DiffusionModel):
+    """eps_hat(x_t) = A x_t / s_t at one t: Eq. (7) becomes eps <- A eps + (a / s) A z0."""
+
+    def __init__(self, A, t):
+        super().__init__(ddim_scheduler().alphas_cumprod, (3, 2, 2), dtype=torch.float64)
+        self.A = torch.as_tensor(A)
+        self.s = float((1 - self.alphas_cumprod[t]).sqrt())
+
+    def _predict(self, x_t, t, cond):
+        return (x_t.reshape(len(x_t), -1) @ self.A.T / self.s).reshape(x_t.shape)
+
+
+def test_blowup_safeguard_keeps_andersons_history_through_a_non_monotone_stretch():
+    """A non-normal contraction (spectral radius 0.6) whose residual first grows by 10^4:
+    Anderson with memory D is exact after about D + 1 steps on a linear problem if it keeps its
+    history; the "increase" rule drops it at every rise and is left doing Picard steps."""
+    rng = np.random.default_rng(0)
+    D = 12
+    J = np.diag(np.full(D, 0.6)) + np.diag(np.full(D - 1, 1.5), 1)
+    Q, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    model = _Linear(Q @ J @ Q.T, 500)
+    z0 = _z0(2)
+    kw = dict(init="zero", method="anderson", memory=D, tol=1e-9)
+    keep = fixed_point_noise(model, z0, 500, 30, safeguard="blowup", **kw)
+    drop = fixed_point_noise(model, z0, 500, 30, safeguard="increase", **kw)
+    assert (np.diff(keep.residuals[:, 0]) > 0).any()  # the planted rise
+    assert keep.converged.all() and keep.iterations <= D + 4
+    assert not drop.converged.any() and drop.residuals[-1].min() > 1.0
+    A = model.A.numpy()
+    b = np.sqrt(float(model.alphas_cumprod[500])) / model.s * z0.reshape(2, -1).numpy() @ A.T
+    exact = np.linalg.solve(np.eye(D) - A, b.T).T  # rows: eps = eps A^T + b
+    assert np.allclose(keep.noise.reshape(2, -1).numpy(), exact, atol=1e-8)
+    with pytest.raises(ValueError, match="safeguard"):
+        fixed_point_noise(model, z0, 500, 3, method="anderson", safeguard="never")
+
+
+@pytest.mark.parametrize("method, kw", [("picard", {}), ("picard", {"relaxation": 0.7}),
+                                        ("anderson", {"safeguard": "increase"}),
+                                        ("anderson", {"safeguard": "blowup"})])
+def test_every_solver_reaches_the_gaussian_fixed_point_at_t500(method, kw):
+    model, cov, mu = _gaussian(np.linspace(0.5, 2.0, 12))
+    z0 = _z0()
+    res = fixed_point_noise(model, z0, 500, 400, init="zero", method=method, tol=1e-7, **kw)
+    assert res.converged.all() and res.residuals[-1].max() < 1e-6
+    star = _closed_form(model, cov, mu, z0, 500)
+    assert np.allclose(res.noise.reshape(3, -1).numpy(), star, atol=1e-5)
