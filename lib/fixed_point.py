@@ -27,7 +27,7 @@ __all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_sweep", "one_st
            "gaussian_picard_gain", "fixed_point_pairs", "METHODS", "INITS",
            "SAFEGUARDS"]
 
-METHODS = ("picard", "anderson")
+METHODS = ("picard", "anderson", "minimize")
 INITS = ("random", "zero")
 SAFEGUARDS = ("increase", "blowup")
 #: Anderson's "blowup" safeguard restarts a sample whose residual exceeds this times its best.
@@ -49,6 +49,8 @@ class FixedPointResult:
         diverged: samples whose residual ended non-finite, above its initial value, or more
             than 10x above its minimum (a minimum above the 1e-8 round-off level).
         t, method, iterations: the timestep, the method and the number of iterations run.
+        evaluations: the cost spent up to each row of ``residuals``, in network forward passes
+            (a backward pass counts as two), ``(iterations + 1,)``.
     """
 
     noise: torch.Tensor
@@ -59,6 +61,7 @@ class FixedPointResult:
     t: int
     method: str
     iterations: int
+    evaluations: np.ndarray | None = None
 
     def summary(self) -> str:
         """One line for the reader: residuals, convergence, divergence."""
@@ -87,8 +90,10 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         iters: maximum number of iterations (model evaluations beyond the first).
         init: ``"random"`` (Gaussian noise from ``generator``), ``"zero"``, or a tensor
             ``(B, C, H, W)``.
-        method: ``"picard"`` (Eq. 7 as written) or ``"anderson"`` (Anderson acceleration with
-            ``memory`` past iterates).
+        method: ``"picard"`` (Eq. 7 as written), ``"anderson"`` (Anderson acceleration with
+            ``memory`` past iterates) or ``"minimize"`` (L-BFGS with a strong-Wolfe line search
+            on ``sum_b ||eps_theta(z_t(eps_b)) - eps_b||^2 / 2``, gradients by autograd through
+            the network; one line search for the whole batch; ``memory`` is its history).
         tol: stop once every sample's relative residual is below this.
         cond, guidance_scale: passed to ``model.eps``.
         safeguard: when Anderson drops a sample's history (its next step is then Picard's):
@@ -140,9 +145,15 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         return model.eps(a * z0 + s * e, t, cond, guidance_scale).to(z0.dtype)
 
     B = z0.shape[0]
+    scale = float(np.sqrt(z0[0].numel()))
+    if method == "minimize":
+        def f_grad(e: torch.Tensor) -> torch.Tensor:
+            return model.eps_differentiable(a * z0 + s * e, t, cond, guidance_scale).to(z0.dtype)
+
+        eps, g, residuals, cost = _minimize(f, f_grad, eps, iters, memory, tol, scale, progress)
+        return _result(z0, eps, g, residuals, cost, a, s, t, method, tol)
     fx = f(eps)
     g = fx - eps  # residual of Eq. (6)
-    scale = float(np.sqrt(z0[0].numel()))
     residuals = [(_norm(g) / scale).cpu().numpy()]
     dX, dG = [], []  # Anderson: differences of iterates and of residuals, each (B, D)
     best = _norm(g)  # smallest residual norm so far, per sample
@@ -185,14 +196,57 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         residuals.append((_norm(g) / scale).cpu().numpy())
         if not torch.isfinite(eps).all():
             break
+    return _result(z0, eps, g, residuals, np.arange(1, len(residuals) + 1, dtype=float), a, s, t,
+                   method, tol)
+
+
+def _result(z0, eps, g, residuals, cost, a, s, t, method, tol) -> FixedPointResult:
     res = np.stack(residuals)  # (iterations + 1, B)
     recon = (s / a * _norm(g) / _norm(z0).clamp_min(1e-12)).cpu().numpy()  # z_{0|t} - z0 = s/a (eps - f)
     finite = np.isfinite(res[-1])
     low = np.nanmin(res, axis=0)
     # rising: ended above the start, or 10x above its minimum (unless that is round-off level)
     diverged = ~finite | (res[-1] > res[0]) | ((res[-1] > 10 * low) & (low > 1e-8))
-    converged = finite & (res[-1] < tol) if tol is not None else np.zeros(B, dtype=bool)
-    return FixedPointResult(eps, res, recon, converged, diverged, t, method, len(res) - 1)
+    converged = finite & (res[-1] < tol) if tol is not None else np.zeros(len(res[0]), dtype=bool)
+    return FixedPointResult(eps, res, recon, converged, diverged, t, method, len(res) - 1,
+                            np.asarray(cost, dtype=float))
+
+
+def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress):
+    """L-BFGS on ``sum_b ||f(eps_b) - eps_b||^2 / 2``; residuals at each accepted iterate."""
+    e = eps.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([e], lr=1.0, max_iter=1, history_size=max(memory, 1),
+                            tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    spent, last = [0.0], {}
+
+    def closure():
+        r = f_grad(e) - e  # residual of Eq. (6), with the graph through the network
+        loss = 0.5 * (r.double() ** 2).sum()
+        (e.grad,) = torch.autograd.grad(loss, e)  # only d/d eps: no gradients for the weights
+        spent[0] += 3.0  # one forward and one backward pass (about two forwards)
+        last["e"], last["g"] = e.detach().clone(), r.detach()
+        return loss
+
+    with torch.no_grad():
+        g = f(e.detach()) - e.detach()
+    spent[0] += 1.0
+    residuals, cost = [(_norm(g) / scale).cpu().numpy()], [spent[0]]
+    for _ in tqdm(range(iters), desc="fixed point (minimize)", disable=not progress, leave=False):
+        if tol is not None and (residuals[-1] < tol).all():
+            break
+        opt.step(closure)
+        now = e.detach()
+        if "e" in last and torch.equal(last["e"], now):
+            g = last["g"]
+        else:  # the line search ended elsewhere than its last evaluation
+            with torch.no_grad():
+                g = f(now) - now
+            spent[0] += 1.0
+        residuals.append((_norm(g) / scale).cpu().numpy())
+        cost.append(spent[0])
+        if not torch.isfinite(now).all():
+            break
+    return e.detach(), g, residuals, cost
 
 
 def fixed_point_sweep(model, z0, ts, iters: int, **kwargs) -> dict[int, FixedPointResult]:

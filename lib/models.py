@@ -129,6 +129,10 @@ class DiffusionModel:
         Shapes:
             returns ``(B, C, H, W)``, same dtype and device as ``x_t``.
         """
+        return self.eps_differentiable(x_t, t, cond, guidance_scale)
+
+    def eps_differentiable(self, x_t, t, cond=None, guidance_scale: float | None = None) -> torch.Tensor:
+        """:meth:`eps` with autograd left on, for solvers that minimise Eq. (6) by gradient."""
         x_t = self._check_input(x_t)
         t = self._timesteps(t, x_t.shape[0])
         if guidance_scale is None or cond is None:

@@ -228,3 +228,27 @@ def test_every_solver_reaches_the_gaussian_fixed_point_at_t500(method, kw):
     assert res.converged.all() and res.residuals[-1].max() < 1e-6
     star = _closed_form(model, cov, mu, z0, 500)
     assert np.allclose(res.noise.reshape(3, -1).numpy(), star, atol=1e-5)
+
+
+def test_minimize_reaches_the_gaussian_fixed_point_and_counts_its_cost():
+    model, cov, mu = _gaussian(np.linspace(0.5, 2.0, 12))
+    z0 = _z0()
+    res = fixed_point_noise(model, z0, 500, 60, init="zero", method="minimize", memory=20, tol=1e-7)
+    assert res.converged.all() and res.residuals[-1].max() < 1e-6
+    assert np.allclose(res.noise.reshape(3, -1).numpy(), _closed_form(model, cov, mu, z0, 500), atol=1e-5)
+    assert res.evaluations[0] == 1 and np.all(np.diff(res.evaluations) >= 3)
+    assert len(res.evaluations) == len(res.residuals) == res.iterations + 1
+    picard = fixed_point_noise(model, z0, 500, 5, init="zero")
+    assert np.array_equal(picard.evaluations, np.arange(1, 7))
+
+
+def test_eps_differentiable_matches_eps_and_carries_gradients():
+    model, cov, mu = _gaussian(np.linspace(0.5, 2.0, 12))
+    x = _z0(2).requires_grad_(True)
+    out = model.eps_differentiable(x, 500)
+    assert torch.equal(out.detach(), model.eps(x.detach(), 500)) and not model.eps(x, 500).requires_grad
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    abar = float(model.alphas_cumprod[500])
+    s = np.sqrt(1 - abar)
+    jac = s * np.linalg.inv(abar * cov + (1 - abar) * np.eye(12))  # d eps / d x_t
+    assert np.allclose(grad.reshape(2, -1).numpy(), np.tile(jac.sum(0), (2, 1)), atol=1e-10)
