@@ -3,8 +3,8 @@
 nbval re-executes each committed chapter and compares the outputs it checks with the committed
 ones. Its kernels run in a deliberately perturbed floating-point environment
 (``lib.numerics.ENV``: rounding jitter in the noise predictions and the annealing product, and
-oneDNN's and ATen's AVX2 kernels instead of AVX-512), so a checked output that would change on
-another x86 CPU fails here, on any one machine, instead of on a reader's. ``LIB_NBVAL_PERTURB=0``
+ATen's AVX2 kernels instead of AVX-512), so a checked output that would change on another x86
+CPU fails here, on any one machine, instead of on a reader's. ``LIB_NBVAL_PERTURB=0``
 runs the kernels in the plain environment instead (to compare the two).
 """
 

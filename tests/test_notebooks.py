@@ -128,7 +128,7 @@ def _nbval(notebook: Path, cwd: Path, **env):
 
 
 def test_nbval_checks_the_chapters_in_a_perturbed_floating_point_environment(tmp_path):
-    """conftest.py starts nbval's kernels in lib.numerics.ENV (rounding jitter, AVX2 kernels).
+    """conftest.py starts nbval's kernels in lib.numerics.ENV (rounding jitter, ATen's AVX2).
 
     A notebook holds three checked outputs made in the plain environment, except the last:
     a number printed to a precision the jitter cannot reach, the same number to its last bit,
@@ -143,8 +143,8 @@ def test_nbval_checks_the_chapters_in_a_perturbed_floating_point_environment(tmp
     cells = [(setup, ""),
              ('print(f"robust {float(x.sum()):.2f}")', "robust 1000.00\n"),
              ('print("last bit", repr(float(x.sum())))', "last bit 1000.0\n"),
-             ('print("kernels", os.environ.get("ONEDNN_MAX_CPU_ISA"), '
-              'torch.backends.cpu.get_cpu_capability())', "kernels AVX2 AVX2\n")]
+             ('print("kernels", os.environ.get("LIB_ROUNDING_JITTER"), '
+              'torch.backends.cpu.get_cpu_capability())', "kernels 8 AVX2\n")]
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3",
                                                            "display_name": "Python 3",
                                                            "language": "python"}})
@@ -158,7 +158,7 @@ def test_nbval_checks_the_chapters_in_a_perturbed_floating_point_environment(tmp
 
     perturbed = _nbval(path, tmp_path)
     assert perturbed.returncode == 1 and "1 failed, 3 passed" in perturbed.stdout, perturbed.stdout[-3000:]
-    assert "last bit 1000.0" in perturbed.stdout and "kernels AVX2 AVX2" not in perturbed.stdout
+    assert "last bit 1000.0" in perturbed.stdout and "kernels 8 AVX2" not in perturbed.stdout
     plain = _nbval(path, tmp_path, LIB_NBVAL_PERTURB="0")
     assert plain.returncode == 1 and "1 failed, 3 passed" in plain.stdout, plain.stdout[-3000:]
-    assert "kernels AVX2 AVX2" in plain.stdout and "last bit 1000.0" not in plain.stdout
+    assert "kernels 8 AVX2" in plain.stdout and "last bit 1000.0" not in plain.stdout
