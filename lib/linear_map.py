@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EigenGains", "DecadeFit", "eigen_gains"]
+__all__ = ["EigenGains", "DecadeFit", "eigen_gains", "ShapeScores", "shape_scores"]
 
 
 @dataclass(frozen=True)
@@ -211,3 +211,45 @@ def eigen_gains(X, Z, eig, *, n_boot: int = 200, k: int | None = None, level: fl
     return EigenGains(lam=lam, gain=gain, low=low, high=high, boot=boot, offdiag_share=share,
                       offdiag_low=float(s_lo), offdiag_high=float(s_hi), k=k, n_pairs=N,
                       level=level)
+
+
+@dataclass(frozen=True)
+class ShapeScores:
+    """How well a map's *shape* predicts the noises, whatever its overall scale.
+
+    Attributes:
+        scale: the best factor ``c`` for ``Z ~ c X W^T`` (least squares).
+        r2_scaled: ``R^2`` of ``c X W^T`` (1 - MSE / Var(Z)); unlike the plain ``R^2`` it is not
+            capped below 1 by a map of the right shape and the wrong size.
+        pearson: correlation of all entries of ``X W^T`` with those of ``Z`` (scale-free, signed).
+    """
+
+    scale: float
+    r2_scaled: float
+    pearson: float
+
+
+def shape_scores(X, Z, W, *, mean_x=None, mean_z=None) -> ShapeScores:
+    """Scale-free scores of ``Z ~ X @ W.T`` (paper Sec. 4.2 with the scale factored out).
+
+    Args:
+        X: images ``(N, D)``; Z: noises ``(N, D)``; W: the map ``(D, D)``.
+        mean_x, mean_z: the means to centre with (default: the pairs' own; pass the fitting
+            pairs' means when scoring held-out pairs).
+    """
+    X, Z = _check_pairs(X, Z)
+    N, D = X.shape
+    W = np.asarray(W, dtype=np.float64)
+    if W.shape != (D, D):
+        raise ValueError(f"W must have shape {(D, D)}, got {W.shape}")
+    mx = X.mean(0) if mean_x is None else np.asarray(mean_x, dtype=np.float64).reshape(D)
+    mz = Z.mean(0) if mean_z is None else np.asarray(mean_z, dtype=np.float64).reshape(D)
+    Y, Zc = (X - mx) @ W.T, Z - mz  # (N, D) each
+    yy, yz, zz = float((Y * Y).sum()), float((Y * Zc).sum()), float((Zc * Zc).sum())
+    if yy == 0 or zz == 0:
+        raise ValueError("X W^T or Z is constant: the scores are undefined")
+    c = yz / yy
+    mse = float(((c * Y - Zc) ** 2).mean())
+    Yf, Zf = Y.ravel() - Y.mean(), Zc.ravel() - Zc.mean()
+    r = float(Yf @ Zf / np.sqrt((Yf @ Yf) * (Zf @ Zf)))
+    return ShapeScores(scale=c, r2_scaled=1.0 - mse / float(np.var(Zc)), pearson=r)

@@ -88,3 +88,25 @@ def test_works_with_far_fewer_pairs_than_dimensions():
     assert top[0].slope_low < -0.5 < top[0].slope_high
     assert top[0].slope_high < -0.25 and top[0].slope_low > -0.75
     assert top[0].level_low < 1 < top[0].level_high
+
+
+def test_shape_scores_known_answers():
+    from lib.linear_map import shape_scores
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((300, 10)) + 2.0
+    W = rng.standard_normal((10, 10))
+    Z = 3.0 * (X - X.mean(0)) @ W.T - 1.0
+    exact = shape_scores(X, Z, W)
+    assert exact.scale == pytest.approx(3.0) and exact.r2_scaled == pytest.approx(1.0)
+    assert exact.pearson == pytest.approx(1.0)
+    flipped = shape_scores(X, -Z, 5 * W)  # scale-free: 5 W fits -Z with c = -3/5
+    assert flipped.scale == pytest.approx(-0.6) and flipped.r2_scaled == pytest.approx(1.0)
+    assert flipped.pearson == pytest.approx(-1.0)
+    noisy = Z + 3.0 * rng.standard_normal(Z.shape) * Z.std()
+    s = shape_scores(X, noisy, W)
+    assert s.r2_scaled == pytest.approx(s.pearson ** 2, abs=0.02) and 0.05 < s.pearson < 0.5
+    unrelated = shape_scores(X, rng.standard_normal(Z.shape), W)
+    assert abs(unrelated.pearson) < 0.05 and unrelated.r2_scaled < 0.01
+    with pytest.raises(ValueError, match="W must have shape"):
+        shape_scores(X, Z, W[:, :3])
