@@ -1,0 +1,172 @@
+"""A disk cache for expensive results, keyed by their content: do each piece of work once.
+
+A result (fixed-point pairs, a sample set, an eigendecomposition) is stored under a key that is
+the sha256 of everything it depends on: a name and code version given by the caller, every
+argument (arrays and tensors by the sha256 of their bytes, dtype and shape), the models'
+fingerprints (:func:`fingerprint`: the weights' sha256), and the floating-point environment of
+:mod:`lib.numerics` (a result computed with rounding jitter is never served to a plain run, nor
+the other way round: the notebook checks must recompute, not replay). Change any of these and
+the key changes; bump ``version`` when the code that computes a result changes.
+
+The folder is ``LIB_CACHE_DIR`` (default ``runs/cache`` in the repository, which git ignores);
+``LIB_NO_CACHE=1`` computes everything afresh and stores nothing (``--no-cache``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from lib.numerics import ENV as _NUMERICS_ENV
+from lib.numerics import jitter_ulps
+
+__all__ = ["CACHE_DIR_ENV", "NO_CACHE_ENV", "cache_dir", "enabled", "fingerprint", "cache_key",
+           "cached"]
+
+CACHE_DIR_ENV = "LIB_CACHE_DIR"
+NO_CACHE_ENV = "LIB_NO_CACHE"
+_DEFAULT_DIR = Path(__file__).resolve().parent.parent / "runs" / "cache"
+
+
+def cache_dir() -> Path:
+    """The cache folder (``LIB_CACHE_DIR``, else ``runs/cache`` of the repository)."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or _DEFAULT_DIR)
+
+
+def enabled() -> bool:
+    """False when ``LIB_NO_CACHE`` is set to anything but ``0`` or empty."""
+    return os.environ.get(NO_CACHE_ENV, "").strip() in ("", "0")
+
+
+_fingerprints: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def fingerprint(model) -> str:
+    """A model's identity for cache keys: its class, name, dtype, schedule and weights' bytes.
+
+    Works for any :class:`lib.models.DiffusionModel`: torch modules among its attributes (UNet,
+    VAE, text encoder, also inside dicts) contribute their state dicts, tensors and arrays their
+    bytes. Computed once per model object (a loaded model's weights are not changed after).
+    """
+    try:
+        return _fingerprints[model]
+    except (KeyError, TypeError):
+        pass
+    h = hashlib.sha256()
+    h.update(f"{type(model).__module__}.{type(model).__qualname__}".encode())
+    _hash_attrs(h, vars(model))
+    digest = h.hexdigest()
+    try:
+        _fingerprints[model] = digest
+    except TypeError:  # not weak-referenceable: just not memoised
+        pass
+    return digest
+
+
+def _hash_attrs(h, attrs: dict) -> None:
+    for attr in sorted(attrs, key=str):
+        value = attrs[attr]
+        h.update(str(attr).encode())
+        if isinstance(value, torch.nn.Module):
+            for k, v in sorted(value.state_dict().items()):
+                h.update(k.encode())
+                _update(h, v)
+        elif isinstance(value, (torch.Tensor, np.ndarray)):
+            _update(h, value)
+        elif isinstance(value, dict):
+            _hash_attrs(h, value)
+        elif isinstance(value, (str, int, float, bool, tuple, list, torch.dtype, torch.device)) \
+                or value is None:
+            h.update(repr(value).encode())
+
+
+def _update(h, value) -> None:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        value = value.numpy()
+    a = np.ascontiguousarray(value)
+    h.update(f"{a.dtype}{a.shape}".encode())
+    h.update(a.tobytes())
+
+
+def _canonical(value) -> Any:
+    """A JSON-able stand-in for an argument; arrays by digest, models by fingerprint."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        h = hashlib.sha256()
+        _update(h, value)
+        return {"array": h.hexdigest()}
+    if hasattr(value, "eps") and hasattr(value, "alphas_cumprod"):  # a DiffusionModel
+        return {"model": fingerprint(value)}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return repr(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    raise TypeError(f"cannot key a cache entry on {type(value).__name__}; pass arrays, tensors, "
+                    "models, numbers, strings, or lists and dicts of them")
+
+
+def cache_key(name: str, version: str, **args) -> str:
+    """The sha256 key of a result: its name, code version, arguments and numerics."""
+    numerics = {"jitter": jitter_ulps(), **{k: os.environ.get(k) for k in _NUMERICS_ENV
+                                             if k != "LIB_ROUNDING_JITTER"}}
+    blob = json.dumps({"name": name, "version": version, "args": _canonical(args),
+                       "numerics": numerics}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def cached(name: str, version: str, compute: Callable[[], Any], *, log=None, **args) -> Any:
+    """``compute()``'s result, from the cache when the same work was done before.
+
+    Args:
+        name: what is computed (also the cache's subfolder), e.g. ``"fixed_point_pairs"``.
+        version: the computing code's version; bump it when that code changes.
+        compute: a function of no arguments that does the work.
+        log: called with one line saying whether the result was reused or computed.
+        **args: everything the result depends on (see :func:`cache_key`).
+
+    Returns:
+        the result (a fresh unpickled copy on a hit).
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name must be a plain folder name, got {name!r}")
+    if not enabled():
+        if log:
+            log(f"{name}: computed (cache off: {NO_CACHE_ENV})")
+        return compute()
+    key = cache_key(name, version, **args)
+    path = cache_dir() / name / f"{key}.pkl"
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                value = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            path.unlink(missing_ok=True)  # a broken entry (an interrupted write): recompute
+        else:
+            if log:
+                log(f"{name}: reused from the cache ({path.name[:12]})")
+            return value
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as f:
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(f.name, path)  # atomic: a reader never sees half an entry
+    if log:
+        log(f"{name}: computed and cached ({path.name[:12]})")
+    return value
