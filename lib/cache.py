@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from lib.numerics import ENV as _NUMERICS_ENV
-from lib.numerics import jitter_ulps
+from lib.numerics import JITTER_ENV, jitter_ulps
 
 __all__ = ["CACHE_DIR_ENV", "NO_CACHE_ENV", "cache_dir", "enabled", "fingerprint", "cache_key",
            "cached"]
@@ -125,7 +125,7 @@ def _canonical(value) -> Any:
 def cache_key(name: str, version: str, **args) -> str:
     """The sha256 key of a result: its name, code version, arguments and numerics."""
     numerics = {"jitter": jitter_ulps(), **{k: os.environ.get(k) for k in _NUMERICS_ENV
-                                             if k != "LIB_ROUNDING_JITTER"}}
+                                             if k != JITTER_ENV}}
     blob = json.dumps({"name": name, "version": version, "args": _canonical(args),
                        "numerics": numerics}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -215,7 +215,7 @@ def _result(z0, eps, g, residuals, cost, a, s, t, method, tol) -> FixedPointResu
 def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress):
     """L-BFGS on ``sum_b ||f(eps_b) - eps_b||^2 / 2``; residuals at each accepted iterate."""
     e = eps.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([e], lr=1.0, max_iter=1, history_size=max(memory, 1),
+    opt = torch.optim.LBFGS([e], lr=1.0, max_iter=1, history_size=memory,
                             tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     spent, last = [0.0], {}
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib.whitening import _as_float64, _as_matrix
+
 __all__ = ["EigenGains", "DecadeFit", "eigen_gains", "ShapeScores", "shape_scores"]
 
 
@@ -114,18 +116,19 @@ def _loglog_slope(lam: np.ndarray, g: np.ndarray) -> float:
     return float(x @ (y - y.mean()) / denom) if denom > 0 else float("nan")
 
 
-def _check_pairs(X, Z) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(X, dtype=np.float64)
-    Z = np.asarray(Z, dtype=np.float64)
-    X, Z = X.reshape(len(X), -1), Z.reshape(len(Z), -1)
+def _centred_pairs(X, Z, mean_x, mean_z) -> tuple[np.ndarray, np.ndarray]:
+    """``(X - mean_x, Z - mean_z)`` as float64 ``(N, D)``; the means default to the pairs' own."""
+    X, _ = _as_matrix(X, "X")
+    Z, _ = _as_matrix(Z, "Z")
     if X.shape != Z.shape:
         raise ValueError(f"X and Z must hold the same number of pairs of the same size, got "
                          f"{X.shape} and {Z.shape} (flattened)")
     if len(X) < 3:
         raise ValueError(f"need at least 3 pairs, got {len(X)}")
-    if not (np.isfinite(X).all() and np.isfinite(Z).all()):
-        raise ValueError("X or Z contains NaN or inf values")
-    return X, Z
+    D = X.shape[1]
+    mx = X.mean(0) if mean_x is None else _as_float64(mean_x, "mean_x").reshape(D)
+    mz = Z.mean(0) if mean_z is None else _as_float64(mean_z, "mean_z").reshape(D)
+    return X - mx, Z - mz
 
 
 def eigen_gains(X, Z, eig, *, n_boot: int = 200, k: int | None = None, level: float = 0.95,
@@ -151,8 +154,8 @@ def eigen_gains(X, Z, eig, *, n_boot: int = 200, k: int | None = None, level: fl
     Shapes:
         ``P = X~ U`` and ``Q = Z~ U`` are ``(N, D)``; ``g_i = sum_n P_ni Q_ni / sum_n P_ni^2``.
     """
-    X, Z = _check_pairs(X, Z)
-    N, D = X.shape
+    Xc, Zc = _centred_pairs(X, Z, mean_x, mean_z)
+    N, D = Xc.shape
     lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
     if lam.shape != (D,) or U.shape != (D, D):
         raise ValueError(f"eig must be (lam (D,), U (D, D)) with D = {D}, got "
@@ -166,9 +169,7 @@ def eigen_gains(X, Z, eig, *, n_boot: int = 200, k: int | None = None, level: fl
     k = min(D, max(1, N // 4), 256) if k is None else int(k)
     if not 1 <= k <= D:
         raise ValueError(f"k must lie in [1, D = {D}], got {k}")
-    mx = X.mean(0) if mean_x is None else np.asarray(mean_x, dtype=np.float64).reshape(D)
-    mz = Z.mean(0) if mean_z is None else np.asarray(mean_z, dtype=np.float64).reshape(D)
-    P, Q = (X - mx) @ U, (Z - mz) @ U  # (N, D) eigen-coordinates
+    P, Q = Xc @ U, Zc @ U  # (N, D) eigen-coordinates
     PQ, PP = P * Q, P * P  # (N, D)
 
     def gains(weights: np.ndarray) -> np.ndarray:  # weights (B, N) -> gains (B, D)
@@ -237,14 +238,12 @@ def shape_scores(X, Z, W, *, mean_x=None, mean_z=None) -> ShapeScores:
         mean_x, mean_z: the means to centre with (default: the pairs' own; pass the fitting
             pairs' means when scoring held-out pairs).
     """
-    X, Z = _check_pairs(X, Z)
-    N, D = X.shape
-    W = np.asarray(W, dtype=np.float64)
+    Xc, Zc = _centred_pairs(X, Z, mean_x, mean_z)
+    D = Xc.shape[1]
+    W = _as_float64(W, "W")
     if W.shape != (D, D):
         raise ValueError(f"W must have shape {(D, D)}, got {W.shape}")
-    mx = X.mean(0) if mean_x is None else np.asarray(mean_x, dtype=np.float64).reshape(D)
-    mz = Z.mean(0) if mean_z is None else np.asarray(mean_z, dtype=np.float64).reshape(D)
-    Y, Zc = (X - mx) @ W.T, Z - mz  # (N, D) each
+    Y = Xc @ W.T  # (N, D)
     yy, yz, zz = float((Y * Y).sum()), float((Y * Zc).sum()), float((Zc * Zc).sum())
     if yy == 0 or zz == 0:
         raise ValueError("X W^T or Z is constant: the scores are undefined")

@@ -294,15 +294,23 @@ def gaussian_ddim_gain(lam, alphas_cumprod, steps: int, spacing: str = "leading"
     import numpy as np
 
     lam = np.asarray(lam, dtype=np.float64)
-    abar = np.asarray(torch.as_tensor(alphas_cumprod, dtype=torch.float64))
-    ts = ddim_timesteps(steps, spacing)
-    delta = SD_SCHEDULE["num_train_timesteps"] // steps
     g = np.ones_like(lam)
-    for t in ts:
+    for a_t, s_t, a_p, s_p in _grid_coefficients(alphas_cumprod, steps, spacing):
+        g = g * (a_p * a_t * lam + s_p * s_t) / (a_t**2 * lam + s_t**2)
+    t_start = ddim_timesteps(steps, spacing)[0]
+    return g, float(torch.as_tensor(alphas_cumprod, dtype=torch.float64)[t_start])
+
+
+def _grid_coefficients(alphas_cumprod, steps: int, spacing: str):
+    """``(a_t, s_t, a_p, s_p)`` for each step ``t -> p = t - delta`` of the DDIM grid, in the
+    sampler's (decreasing) order; ``p`` below 0 is ``abar_0`` as in :func:`ddim_step`."""
+    import numpy as np
+
+    abar = np.asarray(torch.as_tensor(alphas_cumprod, dtype=torch.float64))
+    delta = SD_SCHEDULE["num_train_timesteps"] // steps
+    for t in ddim_timesteps(steps, spacing):
         ab_t, ab_p = abar[t], abar[max(t - delta, 0)]
-        a_t, s_t, a_p, s_p = np.sqrt(ab_t), np.sqrt(1 - ab_t), np.sqrt(ab_p), np.sqrt(1 - ab_p)
-        g = g * (a_p * a_t * lam + s_p * s_t) / (ab_t * lam + 1 - ab_t)
-    return g, float(abar[ts[0]])
+        yield np.sqrt(ab_t), np.sqrt(1 - ab_t), np.sqrt(ab_p), np.sqrt(1 - ab_p)
 
 
 def gaussian_ddim_inversion_gain(lam, alphas_cumprod, steps: int, spacing: str = "leading"):
@@ -329,11 +337,7 @@ def gaussian_ddim_inversion_gain(lam, alphas_cumprod, steps: int, spacing: str =
     import numpy as np
 
     lam = np.asarray(lam, dtype=np.float64)
-    abar = np.asarray(torch.as_tensor(alphas_cumprod, dtype=torch.float64))
-    delta = SD_SCHEDULE["num_train_timesteps"] // steps
-    g = np.ones_like(lam)
-    for t in ddim_timesteps(steps, spacing)[::-1]:
-        ab_t, ab_p = abar[t], abar[max(t - delta, 0)]
-        a_t, s_t, a_p, s_p = np.sqrt(ab_t), np.sqrt(1 - ab_t), np.sqrt(ab_p), np.sqrt(1 - ab_p)
-        g = g * (a_t / a_p + s_t / (ab_t * lam + 1 - ab_t) * (s_t - a_t * s_p / a_p))
+    g = np.ones_like(lam)  # the per-step factors commute: the grid's order does not matter
+    for a_t, s_t, a_p, s_p in _grid_coefficients(alphas_cumprod, steps, spacing):
+        g = g * (a_t / a_p + s_t / (a_t**2 * lam + s_t**2) * (s_t - a_t * s_p / a_p))
     return g

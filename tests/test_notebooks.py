@@ -3,7 +3,10 @@ the dependency pins, and the runner's bookkeeping."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -99,32 +102,24 @@ def test_runs_never_overwrite(tmp_path):
     assert new_run_dir("cpu", out=tmp_path / "fresh").is_dir()
 
 
+def _nbval(notebook: Path, cwd: Path, *options: str, **env):
+    """nbval on one notebook in a subprocess (rooted at ``cwd``), with extra environment."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
+           str(notebook), "--rootdir", str(cwd), *options]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, **env})
+
+
 def test_nbval_fails_when_a_key_number_changes(tmp_path):
     """nbval with the book's sanitizers must catch a changed printed number (fast: chapter 00)."""
-    import subprocess
-    import sys
-
     nb = nbformat.read(BOOK_DIR / "00_intro.ipynb", as_version=4)
     stream = next(o for c in _code_cells(nb) for o in c.outputs if o.output_type == "stream"
                   and "20,000" in o.text)
     stream.text = stream.text.replace("20,000", "20,001")
     nbformat.write(nb, tmp_path / "00_intro.ipynb")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-           str(tmp_path / "00_intro.ipynb"), "--nbval-sanitize-with",
-           str(ROOT / "tests" / "nbval_sanitize.cfg"), "--rootdir", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    proc = _nbval(tmp_path / "00_intro.ipynb", tmp_path, "--nbval-sanitize-with",
+                  str(ROOT / "tests" / "nbval_sanitize.cfg"))
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "20,001" in proc.stdout and "1 failed" in proc.stdout
-
-
-def _nbval(notebook: Path, cwd: Path, **env):
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-           str(notebook), "--rootdir", str(cwd)]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd,
-                          env={**__import__("os").environ, **env})
 
 
 def test_nbval_checks_the_chapters_in_a_perturbed_floating_point_environment(tmp_path):
