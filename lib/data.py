@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["PHOTOS", "photo_names", "load_photo", "photo_square", "photo_crops", "SPLITS",
-           "load_image_folder", "image_batches"]
+           "load_image_folder", "image_batches", "HALVES"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -194,6 +194,7 @@ def photo_crops(
     seed: int = 0,
     max_levels: int | None = 4,
     return_labels: bool = False,
+    half: str | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Random square crops of the bundled photographs, at random scales, randomly flipped.
 
@@ -213,6 +214,10 @@ def photo_crops(
             side is at least ``size``).
         return_labels: also return, per crop, the index of its photo in ``photo_names(split)``
             (or in ``photos``).
+        half: ``"left"`` or ``"right"``: crop only inside that half of each pyramid level (its
+            columns ``[0, w/2)`` or ``[w/2, w)``), so that left-half and right-half crops show
+            disjoint parts of the photograph (up to the few pixels the pyramid's blur carries
+            across the middle); None: anywhere.
 
     Returns:
         float32 crops in [-1, 1], and the labels (int64) if ``return_labels``.
@@ -226,6 +231,8 @@ def photo_crops(
         raise ValueError(f"size must be an integer from 4 to 256, got {size!r}")
     if max_levels is not None and max_levels < 1:
         raise ValueError(f"max_levels must be at least 1 or None, got {max_levels!r}")
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
     names = photo_names(split)
     if photos is not None:
         if not photos:
@@ -250,8 +257,12 @@ def photo_crops(
             if idx.size == 0:
                 continue
             _, h, w = image.shape
+            x0, x1 = {None: (0, w), "left": (0, w // 2), "right": (w // 2, w)}[half]
+            if x1 - x0 < size:
+                raise ValueError(f"the {half} half of {name!r} at pyramid level {lv} is "
+                                 f"{x1 - x0} pixels wide, less than size = {size}; lower max_levels")
             top = (pos_u[idx, 0] * (h - size + 1)).astype(int)
-            left = (pos_u[idx, 1] * (w - size + 1)).astype(int)
+            left = x0 + (pos_u[idx, 1] * (x1 - x0 - size + 1)).astype(int)
             rows = top[:, None] + np.arange(size)  # (k, size)
             cols = left[:, None] + np.arange(size)  # (k, size)
             # (3, k, size, size) gathered at once, then (k, 3, size, size)
@@ -261,6 +272,9 @@ def photo_crops(
     np.clip(crops, -1.0, 1.0, out=crops)
     return (crops, labels.astype(np.int64)) if return_labels else crops
 
+
+#: the values of ``photo_crops(half=...)``.
+HALVES = (None, "left", "right")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -330,13 +344,14 @@ def load_image_folder(path, size: int, n: int | None = None, *, offset: int = 0)
 
 
 def image_batches(n: int, size: int, *, folder=None, offset: int = 0, split: str = "test",
-                  seed: int = 0, batch: int = 256):
+                  seed: int = 0, batch: int = 256, half: str | None = None):
     """``n`` images in batches, so that large sets (e.g. 256-pixel images for the Hub models) are
     never all in memory at once.
 
     From ``folder`` (files ``offset`` to ``offset + n`` in sorted order, see
     :func:`load_image_folder`), else crops of the bundled photos of ``split``, batch ``k``
-    drawn with seed ``seed + k``.
+    drawn with seed ``seed + k`` (inside the ``half`` of each photo, see :func:`photo_crops`;
+    ignored for a folder, whose files are disjoint by ``offset``).
 
     Yields:
         float32 arrays in [-1, 1] of shape ``(b, 3, size, size)``, ``b <= batch``, ``n`` in all.
@@ -355,4 +370,4 @@ def image_batches(n: int, size: int, *, folder=None, offset: int = 0, split: str
         if folder is not None:
             yield _read_images(files[start:start + b], size)
         else:
-            yield photo_crops(b, size, split=split, seed=seed + k)
+            yield photo_crops(b, size, split=split, seed=seed + k, half=half)

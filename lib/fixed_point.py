@@ -17,7 +17,7 @@ fine-detail directions. The tests check both facts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -51,6 +51,8 @@ class FixedPointResult:
         t, method, iterations: the timestep, the method and the number of iterations run.
         evaluations: the cost spent up to each row of ``residuals``, in network forward passes
             (a backward pass counts as two), ``(iterations + 1,)``.
+        snapshots: ``{k: iterate k}`` for the iterations asked for with ``snapshots=`` (on the
+            CPU; the last iterate is ``noise``).
     """
 
     noise: torch.Tensor
@@ -62,6 +64,7 @@ class FixedPointResult:
     method: str
     iterations: int
     evaluations: np.ndarray | None = None
+    snapshots: dict | None = None
 
     def summary(self) -> str:
         """One line for the reader: residuals, convergence, divergence."""
@@ -79,7 +82,7 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
 def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: str = "picard",
                       tol: float | None = None, cond=None, guidance_scale: float | None = None,
                       memory: int = 5, safeguard: str = "increase", relaxation: float = 1.0,
-                      generator: torch.Generator | None = None,
+                      generator: torch.Generator | None = None, snapshots=(),
                       progress: bool = False) -> FixedPointResult:
     """Solve Eq. (6) for each image of a batch by the iteration of Eq. (7).
 
@@ -102,6 +105,8 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
             residual exceeds 10 times the smallest it has had (a real blow-up).
         relaxation: ``beta`` in (0, 1] of damped Picard, ``eps <- (1 - beta) eps + beta f(eps)``
             (1: Eq. 7 as written); Picard only.
+        snapshots: iteration counts ``k`` (0 to ``iters``) whose iterates are kept, so that one
+            run gives the map after 10, 20, 50, ... iterations (``result.snapshots``).
 
     Returns:
         a :class:`FixedPointResult`.
@@ -124,6 +129,9 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
     if relaxation != 1 and method != "picard":
         raise ValueError("relaxation applies to method='picard' only")
+    snapshots = sorted({int(k) for k in snapshots})
+    if snapshots and not 0 <= snapshots[0] <= snapshots[-1] <= iters:
+        raise ValueError(f"snapshots must lie in [0, iters = {iters}], got {snapshots}")
     t = int(t)
     abar = model.alphas_cumprod[t].to(z0.dtype)
     a, s = abar.sqrt(), (1 - abar).sqrt()
@@ -150,13 +158,16 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         def f_grad(e: torch.Tensor) -> torch.Tensor:
             return model.eps_differentiable(a * z0 + s * e, t, cond, guidance_scale).to(z0.dtype)
 
-        eps, g, residuals, cost = _minimize(f, f_grad, eps, iters, memory, tol, scale, progress)
-        return _result(z0, eps, g, residuals, cost, a, s, t, method, tol)
+        kept = {}
+        eps, g, residuals, cost = _minimize(f, f_grad, eps, iters, memory, tol, scale, progress,
+                                            snapshots, kept)
+        return _result(z0, eps, g, residuals, cost, a, s, t, method, tol, kept)
     fx = f(eps)
     g = fx - eps  # residual of Eq. (6)
     residuals = [(_norm(g) / scale).cpu().numpy()]
     dX, dG = [], []  # Anderson: differences of iterates and of residuals, each (B, D)
     best = _norm(g)  # smallest residual norm so far, per sample
+    kept = {0: eps.detach().cpu().clone()} if 0 in snapshots else {}
     for _ in tqdm(range(iters), desc=f"fixed point ({method})", disable=not progress, leave=False):
         if tol is not None and (residuals[-1] < tol).all():
             break
@@ -194,26 +205,34 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
                     dG[k][worse] = 0
         eps, fx, g = new, f_new, g_new
         residuals.append((_norm(g) / scale).cpu().numpy())
+        if len(residuals) - 1 in snapshots:
+            kept[len(residuals) - 1] = eps.detach().cpu().clone()
         if not torch.isfinite(eps).all():
             break
     return _result(z0, eps, g, residuals, np.arange(1, len(residuals) + 1, dtype=float), a, s, t,
-                   method, tol)
+                   method, tol, kept)
 
 
-def _result(z0, eps, g, residuals, cost, a, s, t, method, tol) -> FixedPointResult:
+def _result(z0, eps, g, residuals, cost, a, s, t, method, tol, kept=None) -> FixedPointResult:
     res = np.stack(residuals)  # (iterations + 1, B)
     recon = (s / a * _norm(g) / _norm(z0).clamp_min(1e-12)).cpu().numpy()  # z_{0|t} - z0 = s/a (eps - f)
     finite = np.isfinite(res[-1])
-    low = np.nanmin(res, axis=0)
-    # rising: ended above the start, or 10x above its minimum (unless that is round-off level)
-    diverged = ~finite | (res[-1] > res[0]) | ((res[-1] > 10 * low) & (low > 1e-8))
+    diverged = _diverged(res)
     converged = finite & (res[-1] < tol) if tol is not None else np.zeros(len(res[0]), dtype=bool)
     return FixedPointResult(eps, res, recon, converged, diverged, t, method, len(res) - 1,
-                            np.asarray(cost, dtype=float))
+                            np.asarray(cost, dtype=float), kept)
 
 
-def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress):
-    """L-BFGS on ``sum_b ||f(eps_b) - eps_b||^2 / 2``; residuals at each accepted iterate."""
+def _diverged(res: np.ndarray) -> np.ndarray:
+    """Rising runs of a residual history ``(iterations + 1, B)``: ended non-finite, above the
+    start, or 10x above the minimum (unless that minimum is at the round-off level)."""
+    low = np.nanmin(res, axis=0)
+    return ~np.isfinite(res[-1]) | (res[-1] > res[0]) | ((res[-1] > 10 * low) & (low > 1e-8))
+
+
+def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress, snapshots=(), kept=None):
+    """L-BFGS on ``sum_b ||f(eps_b) - eps_b||^2 / 2``; residuals at each accepted iterate, and
+    the iterates listed in ``snapshots`` put into ``kept``."""
     e = eps.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([e], lr=1.0, max_iter=1, history_size=memory,
                             tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
@@ -231,6 +250,9 @@ def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress):
         g = f(e.detach()) - e.detach()
     spent[0] += 1.0
     residuals, cost = [(_norm(g) / scale).cpu().numpy()], [spent[0]]
+    kept = {} if kept is None else kept
+    if 0 in snapshots:
+        kept[0] = e.detach().cpu().clone()
     for _ in tqdm(range(iters), desc="fixed point (minimize)", disable=not progress, leave=False):
         if tol is not None and (residuals[-1] < tol).all():
             break
@@ -244,6 +266,8 @@ def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress):
             spent[0] += 1.0
         residuals.append((_norm(g) / scale).cpu().numpy())
         cost.append(spent[0])
+        if len(residuals) - 1 in snapshots:
+            kept[len(residuals) - 1] = now.cpu().clone()
         if not torch.isfinite(now).all():
             break
     return e.detach(), g, residuals, cost
@@ -325,6 +349,9 @@ class FixedPointPairs:
         residuals: final relative residual per pair ``(N,)``.
         recon_error: one-step reconstruction error per pair ``(N,)``.
         diverged: pairs whose iteration diverged ``(N,)``.
+        iterations: iterations of Eq. (7) behind ``Z``.
+        snapshots: ``{k: FixedPointPairs}`` after ``k`` iterations of the same runs, for the
+            ``snapshots`` asked for (empty otherwise).
     """
 
     X: np.ndarray
@@ -332,20 +359,26 @@ class FixedPointPairs:
     residuals: np.ndarray
     recon_error: np.ndarray
     diverged: np.ndarray
+    iterations: int = 0
+    snapshots: dict = field(default_factory=dict)
 
 
 def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "anderson",
                       init="zero", batch_size: int = 256, cond=None, guidance_scale=None,
                       memory: int = 5, generator: torch.Generator | None = None,
-                      progress: bool = True) -> FixedPointPairs:
+                      snapshots=(), progress: bool = True, **kwargs) -> FixedPointPairs:
     """Solve Eq. (6) for many images in batches (the paper's N noise/image pairs, Sec. 4.1).
 
     Args:
         model: a :class:`lib.models.DiffusionModel`.
         images: ``(N, C, H, W)`` in the model's space.
         t, iters, method, init, cond, guidance_scale, memory, generator: as for
-            :func:`fixed_point_noise`, applied batch by batch.
+            :func:`fixed_point_noise`, applied batch by batch (a random start continues the
+            generator from batch to batch).
         batch_size: images per batch.
+        snapshots: iteration counts below ``iters`` whose pairs are kept as well (one run gives
+            the map after each of them: ``result.snapshots[k]``).
+        **kwargs: passed to :func:`fixed_point_noise` (``relaxation``, ``safeguard``).
 
     Returns:
         a :class:`FixedPointPairs`.
@@ -353,14 +386,35 @@ def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "ander
     images = torch.as_tensor(images)
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
-    Zs, res, rec, div = [], [], [], []
+    ks = sorted({int(k) for k in snapshots} - {iters})
+    runs = []
     for batch in tqdm(images.split(batch_size), desc=f"fixed points at t = {t}", disable=not progress):
         r = fixed_point_noise(model, batch, t, iters, init=init, method=method, cond=cond,
-                              guidance_scale=guidance_scale, memory=memory, generator=generator)
-        Zs.append(r.noise.detach().cpu().double().reshape(len(batch), -1).numpy())
-        res.append(r.residuals[-1])
-        rec.append(r.recon_error)
-        div.append(r.diverged)
+                              guidance_scale=guidance_scale, memory=memory, generator=generator,
+                              snapshots=ks, **kwargs)
+        runs.append(r)
     X = images.detach().cpu().double().reshape(len(images), -1).numpy()
-    return FixedPointPairs(X, np.concatenate(Zs), np.concatenate(res), np.concatenate(rec),
-                           np.concatenate(div))
+    abar = float(model.alphas_cumprod[int(t)])
+    x_norm = np.linalg.norm(X, axis=1).clip(1e-12)
+
+    def pairs_at(k: int | None) -> FixedPointPairs:
+        """The pairs after ``k`` iterations (None: the last iterate of each run)."""
+        if k is None:
+            Z = [r.noise.detach().cpu() for r in runs]
+            res = [r.residuals for r in runs]
+        else:
+            missing = [i for i, r in enumerate(runs) if k not in r.snapshots]
+            if missing:
+                raise RuntimeError(f"iteration {k} was not reached (the run stopped at its "
+                                   f"tolerance); lower the snapshot or drop tol")
+            Z = [r.snapshots[k] for r in runs]
+            res = [r.residuals[:k + 1] for r in runs]
+        Z = torch.cat([z.double().reshape(len(z), -1) for z in Z]).numpy()
+        res = np.concatenate(res, axis=1)  # (k + 1, N)
+        recon = np.sqrt((1 - abar) / abar) * res[-1] * np.sqrt(X.shape[1]) / x_norm
+        return FixedPointPairs(X, Z, res[-1], recon, _diverged(res),
+                               len(res) - 1 if k is None else k)
+
+    out = pairs_at(None)
+    out.snapshots = {k: pairs_at(k) for k in ks}
+    return out

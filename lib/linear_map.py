@@ -22,9 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.whitening import _as_float64, _as_matrix
+import scipy.linalg
+import scipy.stats
 
-__all__ = ["EigenGains", "DecadeFit", "eigen_gains", "ShapeScores", "shape_scores"]
+from lib.whitening import _as_float64, _as_matrix, _paired, covariance_eigh, whiteness_error
+
+__all__ = ["EigenGains", "DecadeFit", "eigen_gains", "ShapeScores", "shape_scores",
+           "LinearFitMetrics", "fit_linear_map", "RidgeFit", "fit_linear_map_ridge_cv",
+           "linear_fit_metrics", "matrix_norms", "EigenbasisView", "eigenbasis_view",
+           "MapComparison", "compare_maps", "REFERENCE_SLOPES", "LawFit", "law_fit", "Verdict",
+           "hypothesis_verdict"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,8 @@ class EigenGains:
         gain: gain per direction ``(D,)``; low, high: its bootstrap interval.
         boot: the bootstrap replicates ``(n_boot, D)``.
         offdiag_share: share of the map's energy off the diagonal in the eigenbasis, over the
-            top ``k`` directions; offdiag_low, offdiag_high: its bootstrap interval.
+            top ``k`` directions; offdiag_low, offdiag_high: its interval (the estimate plus or
+            minus the normal quantile times the bootstrap standard deviation).
         k: directions the off-diagonal share is measured over.
         n_pairs: pairs used; level: the intervals' coverage.
     """
@@ -203,8 +211,11 @@ def eigen_gains(X, Z, eig, *, n_boot: int = 200, k: int | None = None, level: fl
         counts = rng.multinomial(N, np.full(N, 1.0 / N), size=n_boot).astype(np.float64)
         boot = gains(counts)
         low, high = np.nanquantile(boot, [alpha, 1 - alpha], axis=0)
-        shares = offdiag(counts)
-        s_lo, s_hi = np.nanquantile(shares, [alpha, 1 - alpha])
+        # a normal interval around the estimate: resampling with replacement repeats pairs,
+        # which the debiasing counts as independent, so the replicates' centre is biased up
+        spread = float(np.nanstd(shares := offdiag(counts), ddof=1))
+        z = float(scipy.stats.norm.ppf(1 - alpha))
+        s_lo, s_hi = share - z * spread, share + z * spread
     else:
         boot = np.empty((0, D))
         low = high = np.full(D, np.nan)
@@ -252,3 +263,425 @@ def shape_scores(X, Z, W, *, mean_x=None, mean_z=None) -> ShapeScores:
     Yf, Zf = Y.ravel() - Y.mean(), Zc.ravel() - Zc.mean()
     r = float(Yf @ Zf / np.sqrt((Yf @ Yf) * (Zf @ Zf)))
     return ShapeScores(scale=c, r2_scaled=1.0 - mse / float(np.var(Zc)), pearson=r)
+
+
+@dataclass(frozen=True)
+class LinearFitMetrics:
+    """Goodness of a linear fit ``Z ~ X @ W.T`` (paper Sec. 4.2).
+
+    Attributes:
+        mse, r2: as the paper reports them.
+        r2_scaled, pearson: the map's shape alone (:func:`shape_scores`): R^2 of the best
+            multiple ``c X W^T``, and the correlation of ``X W^T`` with ``Z``.
+    """
+
+    mse: float
+    r2: float
+    r2_scaled: float = float("nan")
+    pearson: float = float("nan")
+
+    def __getitem__(self, key: str) -> float:  # also usable as {"mse": ..., "r2": ...}
+        return getattr(self, key)
+
+
+def fit_linear_map(X, Z, *, center: bool = True, ridge: float = 0.0) -> np.ndarray:
+    """Least-squares linear map between paired data (paper Eq. 9): ``argmin_W ||X W^T - Z||^2``.
+
+    Solved with LAPACK's least-squares solver on the (centred) data, not with an explicit
+    inverse of ``X^T X``. With ``ridge > 0`` it solves the ridge problem
+    ``||X W^T - Z||^2 + ridge ||W||^2`` by a Cholesky solve of the normal equations.
+
+    Args:
+        X: images ``(N, D)`` (or ``(N, C, H, W)``).
+        Z: their paired noises ``(N, D')``.
+        center: subtract the column means of X and Z first, as the paper does.
+        ridge: Tikhonov regularisation (>= 0).
+
+    Returns:
+        ``W`` ``(D', D)`` with ``Z ~ X @ W.T`` (float64).
+    """
+    X, Z = _paired(X, Z)
+    N, D = X.shape
+    if ridge < 0 or not np.isfinite(ridge):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    rank = N - 1 if center else N  # centring removes one degree of freedom
+    if rank < D and ridge == 0:
+        raise ValueError(f"N={N} pairs {'(rank N - 1 after centring) ' if center else ''}"
+                         f"is too few for D={D} unknowns per row; use more pairs or ridge > 0")
+    if center:
+        X = X - X.mean(axis=0)
+        Z = Z - Z.mean(axis=0)
+    if ridge > 0:
+        A = X.T @ X + ridge * np.eye(D)
+        Wt = scipy.linalg.solve(A, X.T @ Z, assume_a="pos")
+    else:
+        Wt, *_ = scipy.linalg.lstsq(X, Z, lapack_driver="gelsy", check_finite=False)
+    return Wt.T
+
+
+@dataclass
+class RidgeFit:
+    """A ridge-regularised linear map with its ridge chosen on validation pairs.
+
+    Attributes:
+        W: the map ``(D', D)``, refitted on all pairs with the chosen ridge.
+        ridge: the chosen ridge (one of ``ridges``).
+        ridges, val_r2: the candidates and their R^2 on the validation pairs.
+    """
+
+    W: np.ndarray
+    ridge: float
+    ridges: np.ndarray
+    val_r2: np.ndarray
+
+
+def _ridge_solve(evals: np.ndarray, evecs: np.ndarray, XtZ: np.ndarray, ridge: float) -> np.ndarray:
+    """``(X^T X + ridge I)^-1 X^T Z`` from the eigendecomposition of ``X^T X``."""
+    return evecs @ ((evecs.T @ XtZ) / (evals + ridge)[:, None])
+
+
+def fit_linear_map_ridge_cv(X, Z, ridges=None, *, val_fraction: float = 0.125) -> RidgeFit:
+    """Eq. (9) with a ridge, the ridge picked by R^2 on the last ``val_fraction`` of the pairs.
+
+    With N pairs barely above D the plain least-squares fit of Eq. (9) fits noise (its in-sample
+    R^2 is about ``D / N`` even for unrelated data); a ridge trades that variance for a little
+    bias. One eigendecomposition of ``X^T X`` serves every candidate ridge.
+
+    Args:
+        X: images ``(N, D)``; Z: noises ``(N, D')`` (both centred here, as for Eq. 9).
+        ridges: candidate ridges (> 0); default: 13 values from 1e-6 to 1e2 times the mean
+            eigenvalue of ``X^T X``.
+        val_fraction: share of the pairs (the last ones) held out to choose the ridge.
+
+    Returns:
+        a :class:`RidgeFit`.
+    """
+    X, Z = _paired(X, Z)
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    X = X - X.mean(axis=0)
+    Z = Z - Z.mean(axis=0)
+    n_val = max(1, int(round(len(X) * val_fraction)))
+    Xf, Zf, Xv, Zv = X[:-n_val], Z[:-n_val], X[-n_val:], Z[-n_val:]
+    evals, evecs = np.linalg.eigh(Xf.T @ Xf)
+    evals = evals.clip(0)
+    scale = evals.mean()
+    ridges = scale * np.geomspace(1e-6, 1e2, 13) if ridges is None else np.asarray(ridges, float)
+    if np.any(ridges <= 0):
+        raise ValueError("ridges must be positive")
+    P = evecs.T @ (Xf.T @ Zf)  # X^T Z in the eigenbasis, once for every ridge
+    Xv_e = Xv @ evecs
+    var = float(np.var(Zv - Zf.mean(axis=0)))
+    val_r2 = np.array([1 - np.mean((Xv_e @ (P / (evals + r)[:, None]) - Zv) ** 2) / var
+                       for r in ridges])
+    best = float(ridges[int(np.argmax(val_r2))])
+    evals, evecs = np.linalg.eigh(X.T @ X)
+    W = _ridge_solve(evals.clip(0), evecs, X.T @ Z, best).T
+    return RidgeFit(W, best, ridges, val_r2)
+
+
+def linear_fit_metrics(X, Z, W, *, center: bool = True, mean_x=None,
+                       mean_z=None) -> LinearFitMetrics:
+    """MSE, R^2, best-scaled R^2 and Pearson correlation of ``Z ~ X @ W.T`` (paper Sec. 4.2).
+
+    ``MSE = ||X W^T - Z||^2 / (N D)`` and ``R^2 = 1 - MSE / Var(Z)``, with ``Var(Z)`` the
+    variance of all entries of Z; the scale-free two are :func:`shape_scores`'.
+
+    Args:
+        X: ``(N, D)``; Z: ``(N, D)``; W: ``(D, D)``.
+        center: centre X and Z first, by ``mean_x`` and ``mean_z`` (default: their own column
+            means; pass the fitting pairs' means when scoring held-out pairs).
+    """
+    X, Z = _paired(X, Z)
+    W = _as_float64(W, "W")
+    if W.shape != (Z.shape[1], X.shape[1]):
+        raise ValueError(f"W must have shape {(Z.shape[1], X.shape[1])}, got {W.shape}")
+    if center:
+        X, Z = _centred_pairs(X, Z, mean_x, mean_z)
+    resid = X @ W.T - Z
+    mse = float(np.mean(resid**2))
+    zz = float(np.var(Z))
+    try:
+        shape = shape_scores(X, Z, W, mean_x=np.zeros(X.shape[1]), mean_z=np.zeros(Z.shape[1]))
+        r2s, r = shape.r2_scaled, shape.pearson
+    except ValueError:  # X W^T constant (the zero map): nothing to scale
+        r2s, r = 1.0 - float(np.mean(Z**2)) / zz, float("nan")
+    return LinearFitMetrics(mse=mse, r2=1.0 - mse / zz, r2_scaled=r2s, pearson=r)
+
+
+def matrix_norms(W) -> tuple[float, float]:
+    """Spectral (2-) norm and Frobenius norm of a matrix (the paper's norms table, Sec. 4.2).
+
+    Above 512 rows and columns the 2-norm is the square root of the largest eigenvalue of
+    ``W^T W``, computed alone (about twice as fast as a full SVD on 3072 x 3072).
+    """
+    W = _as_float64(W, "W")
+    if W.ndim != 2:
+        raise ValueError(f"W must be a matrix, got shape {W.shape}")
+    if not np.all(np.isfinite(W)):
+        raise ValueError("W contains NaN or inf values")
+    if min(W.shape) > 512:
+        # largest eigenvalue of W^T W only (LAPACK's syevr on a subset), not a full SVD
+        G = W.T @ W if W.shape[0] >= W.shape[1] else W @ W.T
+        top = scipy.linalg.eigvalsh(G, subset_by_index=[len(G) - 1, len(G) - 1])
+        two = float(np.sqrt(max(top[0], 0.0)))
+    else:
+        two = float(np.linalg.norm(W, 2))
+    return two, float(np.linalg.norm(W, "fro"))
+
+
+@dataclass
+class EigenbasisView:
+    """A linear map seen in the eigenbasis of a covariance ``Sigma = U diag(lam) U^T``.
+
+    Attributes:
+        lam: eigenvalues, descending ``(D,)``.
+        diag: the diagonal of ``U^T W U`` ``(D,)`` (for ZCA: ``lam^-1/2``).
+        diagonal_share: ``||diag||^2 / ||U^T W U||_F^2``, 1 for a map that acts on each
+            eigendirection separately (zero-phase, like ZCA), small for one that mixes them.
+    """
+
+    lam: np.ndarray
+    diag: np.ndarray
+    diagonal_share: float
+
+
+def eigenbasis_view(W, cov=None, *, eig: tuple | None = None) -> EigenbasisView:
+    """Express ``W`` (``(D, D)``, acting as ``z = W x``) in the eigenbasis of ``cov``.
+
+    Args:
+        W: the map.
+        cov: the covariance ``(D, D)``; or
+        eig: its eigendecomposition ``(lam, U)`` as returned by :func:`covariance_eigh`
+            (to view several maps without decomposing ``cov`` again).
+    """
+    W = _as_float64(W, "W")
+    if (cov is None) == (eig is None):
+        raise ValueError("give exactly one of cov and eig")
+    lam, U = eig if eig is not None else covariance_eigh(cov)
+    if W.shape != (len(lam), len(lam)):
+        raise ValueError(f"W must have shape {(len(lam), len(lam))}, got {W.shape}")
+    M = U.T @ W @ U
+    diag = np.diag(M).copy()
+    return EigenbasisView(lam, diag, float(np.sum(diag**2) / np.sum(M**2)))
+
+
+@dataclass
+class MapComparison:
+    """How well one linear map predicts the fixed-point noises from the images (Fig. 5, norms).
+
+    Attributes:
+        method: ``diff`` (the least-squares ``W_Diff`` of Eq. 9) or a whitening kind.
+        in_sample: MSE / R^2 on the pairs the maps were fitted on (as the paper reports).
+        held_out: MSE / R^2 on held-out pairs (None when none were given).
+        norm2, fro: spectral and Frobenius norms of ``W``.
+        diff_norm2, diff_fro: the same norms of ``W - W_Diff`` (the paper's norms table).
+    """
+
+    method: str
+    in_sample: LinearFitMetrics
+    held_out: LinearFitMetrics | None
+    norm2: float
+    fro: float
+    diff_norm2: float
+    diff_fro: float
+
+
+def compare_maps(X, Z, X_test=None, Z_test=None, *, maps: dict, W_diff=None,
+                 extra: dict | None = None) -> tuple[np.ndarray, list[MapComparison]]:
+    """Score ``W_Diff`` and whitening matrices as predictors of the noises (Fig. 5, norms table).
+
+    Args:
+        X, Z: fitting pairs, images and fixed-point noises ``(N, D)``.
+        X_test, Z_test: optional held-out pairs ``(M, D)``, centred with the *fitting* pairs'
+            means (a map is applied to new images as it was fitted).
+        maps: whitening matrices ``{name: W}`` (e.g. the five kinds of chapter 1, fitted on
+            other images, or on the pair images as the paper does).
+        W_diff: the reference map the norms are measured against; default: Eq. (9) fitted here
+            by plain least squares (needs more pairs than ``D``).
+        extra: other maps fitted to the same pairs, ``{name: W}``, compared right after
+            ``W_Diff``; their names must start with ``diff``.
+
+    Returns:
+        ``W_Diff`` ``(D, D)`` and one :class:`MapComparison` per method, ``diff`` first.
+    """
+    X, Z = _paired(X, Z)
+    if W_diff is None:
+        W_diff = fit_linear_map(X, Z)
+    if any(k.startswith("diff") for k in maps):
+        raise ValueError("maps must hold whitening matrices only; 'diff' is fitted here")
+    extra = extra or {}
+    if any(not k.startswith("diff") or k == "diff" for k in extra):
+        raise ValueError("extra maps must be named 'diff-...' (fits to the pairs)")
+    maps = {"diff": W_diff, **extra, **maps}
+    held = X_test is not None and Z_test is not None
+    if held:
+        X_test, Z_test = _paired(X_test, Z_test)
+    mx, mz = X.mean(axis=0), Z.mean(axis=0)
+    rows = []
+    for method, W in maps.items():
+        rows.append(MapComparison(
+            method, linear_fit_metrics(X, Z, W),
+            linear_fit_metrics(X_test, Z_test, W, mean_x=mx, mean_z=mz) if held else None,
+            *matrix_norms(W), *matrix_norms(W - W_diff)))
+    return W_diff, rows
+
+
+#: slopes of the reference laws on log-log axes: ZCA, the Gaussian exact fixed point, a flat gain
+REFERENCE_SLOPES = {"ZCA": -0.5, "exact fixed point": -1.0, "flat": 0.0}
+
+
+@dataclass(frozen=True)
+class LawFit:
+    """Which law a map's per-direction gains follow (see :func:`law_fit`).
+
+    Attributes:
+        decades: slope and level per decade of ``lambda`` above ``lam_min``, largest first.
+        inside: ``{reference: [slope inside the decade's interval, per decade]}`` for the
+            slopes of :data:`REFERENCE_SLOPES`.
+        distances: ``{curve: distance}``: the decade-weighted RMS of ``log g - log r - c`` over
+            the directions above ``lam_min`` (``c`` the best log-scale; 0: same shape).
+        scales: ``{curve: exp(c)}``, the factor by which the gains exceed the curve.
+        nearest: the curve at the smallest distance.
+    """
+
+    decades: list
+    inside: dict
+    distances: dict
+    scales: dict
+    nearest: str
+
+
+def law_fit(gains: EigenGains, curves: dict, *, lam_min: float,
+            min_directions: int = 5) -> LawFit:
+    """Compare measured gains with reference curves over the well-determined directions.
+
+    Args:
+        gains: from :func:`eigen_gains`.
+        curves: ``{name: gains per direction}``, arrays shaped like ``gains.lam`` (e.g.
+            ``lam ** -0.5`` for ZCA, the Gaussian model's closed forms).
+        lam_min: directions with ``lambda`` at or below this are left out (too little image
+            variance for their gain to be measured from ``gains.n_pairs`` pairs).
+        min_directions: decades with fewer directions are left out of the slopes.
+
+    Returns:
+        a :class:`LawFit`. The distance gives each decade the same total weight, so that the
+        hundreds of directions of the lowest decade do not drown the top ones; only positive
+        gains enter it.
+    """
+    if not curves:
+        raise ValueError("give at least one reference curve")
+    lam, g = gains.lam, gains.gain
+    keep = (lam > lam_min) & (g > 0)
+    if keep.sum() < 3:
+        raise ValueError(f"fewer than 3 positive gains above lam_min = {lam_min}")
+    decade = np.floor(np.log10(lam[keep]))
+    _, inverse, counts = np.unique(decade, return_inverse=True, return_counts=True)
+    weight = 1.0 / counts[inverse]
+    weight /= weight.sum()
+    distances, scales = {}, {}
+    for name, curve in curves.items():
+        curve = np.asarray(curve, dtype=np.float64)
+        if curve.shape != lam.shape:
+            raise ValueError(f"curve {name!r} has shape {curve.shape}, expected {lam.shape}")
+        if np.any(curve[keep] <= 0):
+            raise ValueError(f"curve {name!r} must be positive above lam_min")
+        diff = np.log(g[keep]) - np.log(curve[keep])
+        c = float(weight @ diff)
+        distances[name] = float(np.sqrt(weight @ (diff - c) ** 2))
+        scales[name] = float(np.exp(c))
+    decades = gains.decades(min_directions=min_directions, lam_min=lam_min)
+    inside = {ref: [d.slope_low <= slope <= d.slope_high for d in decades]
+              for ref, slope in REFERENCE_SLOPES.items()}
+    return LawFit(decades, inside, distances, scales, min(distances, key=distances.get))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One point of Hypothesis 1 decided on numbers.
+
+    Attributes:
+        point: ``linearity``, ``whitening``, ``ZCA law``, ``stable in K`` or ``nearest law``.
+        holds: whether the numbers pass the stated test.
+        evidence: the numbers and the test, in words.
+    """
+
+    point: str
+    holds: bool
+    evidence: str
+
+
+def _slopes(law: LawFit) -> str:
+    return ", ".join(f"[{d.lam_lo:g}, {d.lam_hi:g}): {d.slope:.2f} ({d.slope_low:.2f} to "
+                     f"{d.slope_high:.2f})" for d in law.decades)
+
+
+def hypothesis_verdict(r2_held_out: float, Z_diff, laws: dict, *, r2_min: float = 0.8,
+                       whiteness_margin: float = 0.25, variance_tol: float = 0.25,
+                       top_decades: int = 2) -> list[Verdict]:
+    """Decide Hypothesis 1 for one model, point by point.
+
+    * linearity: the ridge-validated fit of Eq. (9) explains at least ``r2_min`` of the
+      variance of *held-out* noises;
+    * whitening: ``Z_diff = X W_Diff^T`` is white as far as its N samples can tell: whiteness
+      error (:func:`lib.whitening.whiteness_error`) of ``Z_diff`` rescaled to unit mean
+      variance at most ``sqrt(D / N) + whiteness_margin``, and the mean variance itself within
+      ``variance_tol`` of 1 (the scale is reported apart, so a map of the right shape and the
+      wrong size is told from a map of the wrong shape);
+    * ZCA law: in each of the ``top_decades`` decades of ``lambda`` with a slope, slope -1/2
+      lies inside the interval, for the last entry of ``laws`` (the most iterations);
+    * stable in K: every entry of ``laws`` has the same nearest curve, and the slope intervals
+      of the first and the last entry overlap in each of the top decades;
+    * nearest law: the nearest curve of the last entry (holds when it is ZCA's).
+
+    Args:
+        r2_held_out: held-out R^2 of the ridge-validated ``W_Diff``.
+        Z_diff: the fitting images mapped by ``W_Diff``, ``(N, D)``.
+        laws: ``{label: LawFit}`` in increasing iteration count (e.g. ``{"K = 10": ...}``);
+            the curves must include one named ``"ZCA"``.
+
+    Returns:
+        five :class:`Verdict`.
+    """
+    if not laws:
+        raise ValueError("laws must hold at least one LawFit")
+    Z_diff, _ = _as_matrix(Z_diff, "Z_diff")
+    N, D = Z_diff.shape
+    variance = float(np.mean(np.var(Z_diff, axis=0, ddof=1)))
+    if not variance > 0:
+        raise ValueError("Z_diff is constant")
+    white = whiteness_error(Z_diff / np.sqrt(variance))
+    floor = float(np.sqrt(D / N))
+    labels = list(laws)
+    first, last = laws[labels[0]], laws[labels[-1]]
+    if "ZCA" not in last.distances:
+        raise ValueError("the laws' curves must include one named 'ZCA'")
+    top = last.decades[:top_decades]
+    zca_inside = bool(top) and all(last.inside["ZCA"][:top_decades])
+    nearest = {label: law.nearest for label, law in laws.items()}
+    overlap = []
+    for d_last in top:
+        d_first = next((d for d in first.decades if d.lam_lo == d_last.lam_lo), None)
+        overlap.append(d_first is not None and d_first.slope_low <= d_last.slope_high
+                       and d_last.slope_low <= d_first.slope_high)
+    stable = len(set(nearest.values())) == 1 and all(overlap)
+    order = sorted(last.distances, key=last.distances.get)
+    return [
+        Verdict("linearity", r2_held_out >= r2_min,
+                f"held-out R^2 of the ridge-validated W_Diff {r2_held_out:.3f}; test: >= {r2_min}"),
+        Verdict("whitening", white <= floor + whiteness_margin and abs(variance - 1) <= variance_tol,
+                f"mean variance of X W_Diff^T {variance:.3f}; rescaled to 1, ||cov - I||_F / "
+                f"sqrt(D) = {white:.3f}; test: variance within {variance_tol} of 1 and <= sqrt(D/N) "
+                f"+ {whiteness_margin} = {floor + whiteness_margin:.3f}"),
+        Verdict("ZCA law", zca_inside,
+                f"{labels[-1]}: slopes {_slopes(last)}; test: -0.5 inside the interval in the top "
+                f"{top_decades} decades"),
+        Verdict("stable in K", stable,
+                f"nearest curve {', '.join(f'{k}: {v}' for k, v in nearest.items())}; slopes "
+                f"{labels[0]}: {_slopes(first)}; test: same nearest curve throughout and "
+                f"overlapping slope intervals in the top {top_decades} decades"),
+        Verdict("nearest law", last.nearest == "ZCA",
+                f"{labels[-1]}: " + "; ".join(f"{name} {last.distances[name]:.3f} (scale "
+                                              f"{last.scales[name]:.2g})" for name in order)
+                + "; test: ZCA nearest (distance: decade-weighted RMS of log gain, best scale)"),
+    ]

@@ -161,3 +161,39 @@ def test_photo_square():
     assert np.allclose(sq.mean(axis=(1, 2)), full[:, :, left:left + H].mean(axis=(1, 2)), atol=0.02)
     with pytest.raises(ValueError):
         photo_square("cat", 1)
+
+
+@pytest.mark.parametrize("half", ["left", "right"])
+def test_half_crops_lie_inside_their_half_of_the_photo(half):
+    """At pyramid level 0 every crop is a window of its photo inside the asked half; the two
+    halves never give the same window, and a bad value is refused."""
+    size = 8
+    crops, labels = photo_crops(40, size, split="test", seed=5, max_levels=1, return_labels=True,
+                                half=half)
+    names = photo_names("test")
+    for crop, label in zip(crops, labels):
+        photo = load_photo(names[label])
+        w = photo.shape[2]
+        columns = []
+        for candidate in (crop, crop[:, :, ::-1]):  # crops may be flipped
+            for i, j in np.argwhere(np.all(photo == candidate[:, 0:1, 0:1], axis=0)):
+                window = photo[:, i:i + size, j:j + size]
+                if window.shape == candidate.shape and np.array_equal(window, candidate):
+                    columns.append(j)
+        assert columns, "crop not found in its photo"
+        inside = [(j + size <= w // 2) if half == "left" else (j >= w // 2) for j in columns]
+        assert any(inside)
+    with pytest.raises(ValueError, match="half must be one of"):
+        photo_crops(4, size, half="top")
+
+
+def test_half_crops_of_one_photo_do_not_overlap_and_image_batches_passes_half():
+    from lib.data import image_batches
+
+    left = np.concatenate(list(image_batches(64, 8, split="test", seed=1, batch=32, half="left")))
+    right = photo_crops(64, 8, split="test", seed=1, half="right")
+    whole = photo_crops(32, 8, split="test", seed=1)
+    assert np.array_equal(left[:32], photo_crops(32, 8, split="test", seed=1, half="left"))
+    assert not np.array_equal(left[:32], whole)
+    # no left-half crop equals any right-half crop
+    assert not (left.reshape(64, 1, -1) == right.reshape(1, 64, -1)).all(-1).any()

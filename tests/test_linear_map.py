@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from lib.linear_map import eigen_gains
+from lib.linear_map import eigen_gains, fit_linear_map, linear_fit_metrics
+from lib.whitening import KINDS, Whitener, covariance, whitening_matrix
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
 def _planted(gain_of_lam, *, N=500, D=256, sigma=0.5, offdiag=0.0, seed=0):
@@ -110,3 +115,226 @@ def test_shape_scores_known_answers():
     assert abs(unrelated.pearson) < 0.05 and unrelated.r2_scaled < 0.01
     with pytest.raises(ValueError, match="W must have shape"):
         shape_scores(X, Z, W[:, :3])
+
+
+def test_fit_linear_map_recovers_planted_map():
+    rng = np.random.default_rng(2)
+    N, D = 3000, 40
+    X = rng.standard_normal((N, D)) @ rng.standard_normal((D, D)) + 5.0
+    W_true = rng.standard_normal((D, D))
+    Z = X @ W_true.T + 1.0
+    W = fit_linear_map(X, Z)
+    assert rel(W, W_true) < 1e-10
+    m = linear_fit_metrics(X, Z, W)
+    assert m.mse < 1e-20 and abs(m.r2 - 1) < 1e-12
+    # with noise, R^2 matches its closed form 1 - noise_var / var(Z)
+    noise = 0.5 * rng.standard_normal((N, D))
+    Zn = X @ W_true.T + noise
+    Wn = fit_linear_map(Xn := X, Zn)
+    assert rel(Wn, W_true) < 0.01
+    m = linear_fit_metrics(Xn, Zn, Wn)
+    expected_mse = 0.25 * (N - D - 1) / N  # residual dof of least squares with an intercept
+    assert abs(m.mse - expected_mse) / expected_mse < 0.05
+    assert m["r2"] == pytest.approx(1 - m.mse / np.var(Zn - Zn.mean(0)))
+    # the solver agrees with a ridge solve at tiny ridge
+    assert rel(fit_linear_map(X, Zn, ridge=1e-9), Wn) < 1e-6
+
+
+def test_linear_fit_metrics_of_whitening_on_its_own_data():
+    """Whitened data Z = (X - mu) W^T is fit exactly by W itself: MSE 0, R^2 1."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((500, 8)) @ rng.standard_normal((8, 8))
+    w = Whitener("cholesky").fit(X)
+    m = linear_fit_metrics(X, w.transform(X), w.matrix)
+    assert m.mse < 1e-24 and m.r2 == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="shape"):
+        linear_fit_metrics(X, w.transform(X), w.matrix[:4])
+    with pytest.raises(ValueError, match="same number of rows"):
+        fit_linear_map(X, X[:10])
+    with pytest.raises(ValueError, match="too few"):
+        fit_linear_map(X[:5], X[:5])
+    with pytest.raises(ValueError, match="too few"):  # N == D: rank D - 1 after centring
+        fit_linear_map(X[:8], X[:8])
+    assert fit_linear_map(X[:8], X[:8], center=False).shape == (8, 8)
+
+
+def test_matrix_norms_and_eigenbasis_view_of_zca_and_pca():
+    from lib.linear_map import eigenbasis_view, matrix_norms
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((8, 8))
+    cov = A @ A.T + 0.5 * np.eye(8)
+    lam = np.linalg.eigvalsh(cov)
+    zca, pca = whitening_matrix(cov, "zca"), whitening_matrix(cov, "pca")
+    two, fro = matrix_norms(zca)
+    assert two == pytest.approx(lam.min() ** -0.5) and fro == pytest.approx(np.sqrt(np.sum(1 / lam)))
+    view = eigenbasis_view(zca, cov)
+    assert view.diagonal_share == pytest.approx(1.0) and np.allclose(view.diag, view.lam ** -0.5)
+    assert eigenbasis_view(pca, cov).diagonal_share < 0.9  # PCA rotates: not zero-phase
+    from lib.whitening import covariance_eigh
+
+    again = eigenbasis_view(zca, eig=covariance_eigh(cov))
+    assert np.array_equal(again.diag, view.diag) and np.array_equal(again.lam, view.lam)
+    with pytest.raises(ValueError, match="exactly one"):
+        eigenbasis_view(zca)
+    with pytest.raises(ValueError, match="shape"):
+        eigenbasis_view(np.eye(3), cov)
+
+
+def test_compare_maps_recovers_an_exact_zca_relation():
+    """Noises made by ZCA-whitening the images: W_Diff = W_ZCA, so ZCA fits perfectly (R2 = 1,
+    zero distance) and every other kind, whitening just as well, fits worse."""
+    from lib.linear_map import compare_maps
+
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((6, 6))
+    X = rng.standard_normal((4000, 6)) @ A.T + 1.0
+    X_test = rng.standard_normal((1000, 6)) @ A.T + 1.0
+    W_zca = whitening_matrix(covariance(X), "zca")
+    Z, Z_test = (X - X.mean(0)) @ W_zca.T, (X_test - X.mean(0)) @ W_zca.T
+    maps = {k: whitening_matrix(covariance(X), k) for k in KINDS}
+    W_diff, rows = compare_maps(X, Z, X_test, Z_test, maps=maps)
+    by = {r.method: r for r in rows}
+    assert [r.method for r in rows] == ["diff", *KINDS]
+    assert np.allclose(W_diff, W_zca, atol=1e-8)
+    assert by["zca"].in_sample.r2 == pytest.approx(1.0) and by["zca"].diff_fro < 1e-6
+    assert by["zca"].held_out.r2 > 0.99
+    for kind in ("pca", "pca-cor", "cholesky"):
+        assert by[kind].in_sample.r2 < 0.9 and by[kind].diff_fro > 0.1
+    assert by["zca"].fro == pytest.approx(by["pca"].fro)  # same norm: rotations of each other
+    assert compare_maps(X, Z, maps=maps)[1][0].held_out is None
+    # the shape scores see through a scale: half of ZCA has R^2 0.75, best-scaled R^2 1
+    half = compare_maps(X, Z, X_test, Z_test, maps={"half": 0.5 * W_zca})[1][1]
+    assert half.in_sample.r2 == pytest.approx(0.75) and half.in_sample.r2_scaled == pytest.approx(1.0)
+    assert half.held_out.pearson > 0.99
+
+
+def test_matrix_norms_fast_path_matches_full_svd_on_a_large_matrix():
+    from lib.linear_map import matrix_norms
+
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((700, 700)) + np.outer(np.ones(700), rng.standard_normal(700))
+    two, fro = matrix_norms(W)
+    assert two == pytest.approx(np.linalg.norm(W, 2), rel=1e-9)
+    assert fro == pytest.approx(np.linalg.norm(W), rel=1e-12)
+    assert matrix_norms(np.zeros((600, 600))) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        matrix_norms(np.full((3, 3), np.nan))
+
+
+def _planted_images(seed=1, n=4000, m=1000):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((6, 6))
+    X = rng.standard_normal((n, 6)) @ A.T + 1.0
+    X_test = rng.standard_normal((m, 6)) @ A.T + 1.0
+    return rng, X, X_test
+
+
+def test_compare_maps_scores_held_out_pairs_with_the_fitting_means():
+    """A map applied to new images subtracts the means it was fitted with: held-out pairs whose
+    own means differ are scored against the fitting means, so an offset shows as error."""
+    from lib.linear_map import compare_maps
+
+    rng, X, X_test = _planted_images()
+    W = whitening_matrix(covariance(X), "zca")
+    Z = (X - X.mean(0)) @ W.T
+    Z_test = (X_test - X.mean(0)) @ W.T + 1.0  # the new pairs' noises carry an offset
+    _, rows = compare_maps(X, Z, X_test, Z_test, maps={"zca": W}, W_diff=W)
+    assert rows[1].held_out.mse == pytest.approx(1.0, rel=1e-9)
+    assert linear_fit_metrics(X_test, Z_test, W).mse < 1e-20  # own means would hide it
+    with pytest.raises(ValueError, match="diff"):
+        compare_maps(X, Z, maps={"diff": np.eye(6)})
+
+
+def test_ridge_cv_beats_plain_least_squares_when_pairs_are_few():
+    """N barely above D, noisy planted map: plain Eq. (9) overfits (in-sample R^2 high,
+    held-out low); the validated ridge does better held out. With many clean pairs it picks a
+    small ridge and recovers the map."""
+    from lib.linear_map import compare_maps, fit_linear_map_ridge_cv
+
+    rng = np.random.default_rng(5)
+    D = 60
+    A = rng.standard_normal((D, D)) / np.sqrt(D)
+    W_true = np.diag(np.geomspace(1.0, 0.1, D))
+
+    def pairs(n, noise):
+        X = rng.standard_normal((n, D)) @ A.T
+        return X, X @ W_true.T + noise * rng.standard_normal((n, D))
+
+    X, Z = pairs(70, 0.5)
+    X_test, Z_test = pairs(2000, 0.5)
+    _, rows = compare_maps(X, Z, X_test, Z_test, maps={},
+                           extra={"diff-ridge": fit_linear_map_ridge_cv(X, Z).W})
+    by = {r.method: r for r in rows}
+    assert by["diff"].in_sample.r2 > by["diff"].held_out.r2 + 0.3
+    assert by["diff-ridge"].held_out.r2 > by["diff"].held_out.r2 + 0.1
+    X, Z = pairs(5000, 1e-3)
+    fit = fit_linear_map_ridge_cv(X, Z)
+    assert fit.ridge == fit.ridges.min() and np.allclose(fit.W, W_true, atol=1e-2)
+    assert fit.val_r2.argmax() == 0 and len(fit.val_r2) == 13
+    with pytest.raises(ValueError, match="positive"):
+        fit_linear_map_ridge_cv(X, Z, ridges=[0.0, 1.0])
+    with pytest.raises(ValueError, match="diff-"):
+        compare_maps(X, Z, maps={}, extra={"ridge": fit.W})
+
+
+# named as lib.linear_map.REFERENCE_SLOPES names their slopes (-1/2, -1, 0)
+LAWS = {"ZCA": lambda l: l ** -0.5, "exact fixed point": lambda l: 0.1 / l,
+        "flat": lambda l: np.full_like(l, 0.3)}
+
+
+def _law(name, seed=0, N=500):
+    from lib.linear_map import law_fit
+
+    X, Z, eig, g, M = _planted(LAWS[name], N=N, seed=seed)
+    gains = eigen_gains(X, Z, eig, n_boot=100, generator=seed)
+    curves = {k: f(gains.lam) for k, f in LAWS.items()}
+    W = eig[1] @ M @ eig[1].T
+    return law_fit(gains, curves, lam_min=0.1), X @ W.T
+
+
+@pytest.mark.parametrize("name", list(LAWS))
+def test_law_fit_names_the_planted_law(name):
+    law, _ = _law(name)
+    assert law.nearest == name
+    assert law.distances[name] < 0.15 < min(d for k, d in law.distances.items() if k != name)
+    assert law.scales[name] == pytest.approx(1.0, rel=0.1)
+    # the planted slope is inside the 95 % interval in most decades, the other two in none
+    assert np.mean(law.inside[name]) >= 0.6
+    assert not any(any(v) for k, v in law.inside.items() if k != name)
+
+
+def test_hypothesis_verdict_classes_on_planted_maps():
+    from lib.linear_map import hypothesis_verdict
+
+    def verdict(r2, names):
+        laws, Z_diff = {}, None
+        for k, name in enumerate(names):
+            laws[f"K = {10 * (k + 1)}"], Z_diff = _law(name, seed=k)
+        return {v.point: v.holds for v in hypothesis_verdict(r2, Z_diff, laws)}
+
+    # a ZCA map, the same at every K, fitted well: every point holds
+    assert verdict(0.95, ["ZCA", "ZCA"]) == dict.fromkeys(
+        ["linearity", "whitening", "ZCA law", "stable in K", "nearest law"], True)
+    # the exact Gaussian fixed point: linear and stable, but not white and not ZCA's law
+    v = verdict(0.95, ["exact fixed point", "exact fixed point"])
+    assert v == {"linearity": True, "whitening": False, "ZCA law": False, "stable in K": True,
+                 "nearest law": False}
+    # a law that moves with K (flat early, ZCA late): ZCA at the end, but not stable
+    v = verdict(0.5, ["flat", "ZCA"])
+    assert v["ZCA law"] and v["nearest law"] and not v["stable in K"] and not v["linearity"]
+    with pytest.raises(ValueError, match="at least one"):
+        hypothesis_verdict(0.9, np.ones((3, 2)), {})
+
+
+def test_law_fit_input_checks():
+    from lib.linear_map import law_fit
+
+    X, Z, eig, _, _ = _planted(LAWS["ZCA"], N=100)
+    gains = eigen_gains(X, Z, eig, n_boot=10)
+    with pytest.raises(ValueError, match="shape"):
+        law_fit(gains, {"ZCA": np.ones(3)}, lam_min=0.1)
+    with pytest.raises(ValueError, match="positive"):
+        law_fit(gains, {"ZCA": -np.ones_like(gains.lam)}, lam_min=0.1)
+    with pytest.raises(ValueError, match="fewer than 3"):
+        law_fit(gains, {"ZCA": np.ones_like(gains.lam)}, lam_min=1e6)
