@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_sweep", "one_step_reconstruction",
-           "gaussian_picard_gain", "fixed_point_pairs", "METHODS", "INITS",
+           "gaussian_picard_gain", "fixed_point_pairs", "cached_fixed_point_pairs", "METHODS", "INITS",
            "SAFEGUARDS"]
 
 METHODS = ("picard", "anderson", "minimize")
@@ -374,7 +374,7 @@ def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "ander
         images: ``(N, C, H, W)`` in the model's space.
         t, iters, method, init, cond, guidance_scale, memory, generator: as for
             :func:`fixed_point_noise`, applied batch by batch (a random start continues the
-            generator from batch to batch).
+            generator from batch to batch; a tensor ``init`` gives each image its own start).
         batch_size: images per batch.
         snapshots: iteration counts below ``iters`` whose pairs are kept as well (one run gives
             the map after each of them: ``result.snapshots[k]``).
@@ -387,8 +387,18 @@ def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "ander
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
     ks = sorted({int(k) for k in snapshots} - {iters})
+    if isinstance(init, str):
+        inits = [init] * len(range(0, len(images), batch_size))
+    else:  # a start per image (e.g. the iterates of an earlier run, to continue it)
+        init = torch.as_tensor(init)
+        if init.shape != images.shape:
+            raise ValueError(f"init must have the shape of images {tuple(images.shape)}, got "
+                             f"{tuple(init.shape)}")
+        inits = list(init.split(batch_size))
     runs = []
-    for batch in tqdm(images.split(batch_size), desc=f"fixed points at t = {t}", disable=not progress):
+    batches = zip(images.split(batch_size), inits)
+    for batch, init in tqdm(batches, total=len(inits), desc=f"fixed points at t = {t}",
+                            disable=not progress):
         r = fixed_point_noise(model, batch, t, iters, init=init, method=method, cond=cond,
                               guidance_scale=guidance_scale, memory=memory, generator=generator,
                               snapshots=ks, **kwargs)
@@ -418,3 +428,39 @@ def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "ander
     out = pairs_at(None)
     out.snapshots = {k: pairs_at(k) for k in ks}
     return out
+
+
+def cached_fixed_point_pairs(model, images, t: int, iters: int, *, seed: int | None = None,
+                             log=print, **kwargs) -> FixedPointPairs:
+    """:func:`fixed_point_pairs` through the disk cache (:mod:`lib.cache`).
+
+    The key holds the model's weights, the images, every argument and the numerics
+    environment, so a result is reused only for the same work. A random start is drawn from
+    ``torch.Generator().manual_seed(seed)`` (a generator object cannot be keyed).
+
+    Args:
+        model, images, t, iters: as for :func:`fixed_point_pairs`.
+        seed: seed of the random start (needed with ``init="random"``).
+        log: called with one line saying whether the pairs were reused or computed.
+        **kwargs: passed to :func:`fixed_point_pairs` (``progress`` is not part of the key).
+    """
+    from lib.cache import cached
+
+    if kwargs.get("init") == "random" and seed is None:
+        raise ValueError("init='random' needs a seed here, so that the result can be cached")
+    if "generator" in kwargs:
+        raise ValueError("pass seed=..., not a generator: the cache keys on the seed")
+    progress = kwargs.pop("progress", True)
+
+    def compute() -> FixedPointPairs:
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        return fixed_point_pairs(model, images, t, iters, generator=generator, progress=progress,
+                                 **kwargs)
+
+    return cached("fixed_point_pairs", PAIRS_VERSION, compute, log=log, model=model,
+                  images=torch.as_tensor(images), t=int(t), iters=int(iters), seed=seed, **kwargs)
+
+
+#: version of the code behind :func:`cached_fixed_point_pairs`' results (bump on any change)
+PAIRS_VERSION = "1"
+

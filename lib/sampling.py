@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from lib.schedule import SD_SCHEDULE
 
 __all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit", "ddim_edit",
-           "redo_steps", "sample_batched", "encode_batched",
+           "redo_steps", "sample_batched", "encode_batched", "ddim_inversion_pairs",
            "decode_batched", "gaussian_ddim_gain", "gaussian_ddim_inversion_gain",
            "ddim_scheduler", "ddim_inverse_scheduler", "SPACINGS"]
 
@@ -129,6 +129,29 @@ def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None =
         eps_hat = model.eps(z, t, cond, guidance_scale)
         z = ddim_step(model, z, t - delta, t, eps_hat)
     return z
+
+
+def ddim_inversion_pairs(model, images, steps: int, *, spacing: str = "leading",
+                         batch_size: int = 64, progress: bool = True):
+    """Images and the noises DDIM inversion takes them to, as pairs for the analysis of Sec. 4.
+
+    Args:
+        model: a :class:`lib.models.DiffusionModel` (unconditional use).
+        images: ``(N, C, H, W)`` in the model's space.
+        steps, spacing: the inversion grid (:func:`ddim_invert`, all steps).
+        batch_size: images per batch.
+
+    Returns:
+        ``(X, Z)``: the images and their inverted states ``z_T``, float64 ``(N, D)``.
+    """
+    images = _check(torch.as_tensor(images), "images")
+    out = []
+    for batch in tqdm(images.split(batch_size), desc=f"DDIM inversion ({steps} steps)",
+                      disable=not progress):
+        with torch.no_grad():
+            out.append(ddim_invert(model, batch, steps, spacing=spacing).detach().cpu())
+    X = images.detach().cpu().double().reshape(len(images), -1).numpy()
+    return X, torch.cat(out).double().reshape(len(images), -1).numpy()
 
 
 def redo_steps(strength: float, steps: int) -> int:

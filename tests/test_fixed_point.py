@@ -99,7 +99,7 @@ def test_inputs_and_divergence_are_reported():
 def test_pairs_give_the_gaussian_fixed_point_map_by_least_squares():
     """For the Gaussian model Z = (s / a) Sigma^-1 (X - mu): Eq. (9) recovers W = (s / a) Sigma^-1,
     which in Sigma's eigenbasis is diagonal with entries (s / a) / lambda."""
-    from lib.whitening import eigenbasis_view, fit_linear_map
+    from lib.linear_map import eigenbasis_view, fit_linear_map
 
     eigvals = np.linspace(0.5, 2.0, 12)
     model, cov, mu = _gaussian(eigvals)
@@ -252,3 +252,49 @@ def test_eps_differentiable_matches_eps_and_carries_gradients():
     s = np.sqrt(1 - abar)
     jac = s * np.linalg.inv(abar * cov + (1 - abar) * np.eye(12))  # d eps / d x_t
     assert np.allclose(grad.reshape(2, -1).numpy(), np.tile(jac.sum(0), (2, 1)), atol=1e-10)
+
+
+def test_snapshots_equal_shorter_runs_and_a_continued_run_equals_a_longer_one():
+    """One run with snapshots gives what separate runs of k iterations give; pairs continued
+    from an earlier run's iterates (Picard has no memory) equal one longer run, row for row."""
+    model, _, _ = _gaussian(np.geomspace(2.0, 1e-3, 12))
+    z0 = _z0(5)
+    full = fixed_point_noise(model, z0, 900, 12, init="zero", snapshots=(0, 3, 7))
+    assert sorted(full.snapshots) == [0, 3, 7] and torch.equal(full.snapshots[0], torch.zeros_like(z0))
+    for k in (3, 7):
+        assert torch.equal(full.snapshots[k], fixed_point_noise(model, z0, 900, k, init="zero").noise)
+    with pytest.raises(ValueError, match="snapshots"):
+        fixed_point_noise(model, z0, 900, 5, snapshots=(6,))
+    pairs = fixed_point_pairs(model, z0, 900, 12, method="picard", init="zero", batch_size=2,
+                              snapshots=(3, 7), progress=False)
+    assert pairs.iterations == 12 and sorted(pairs.snapshots) == [3, 7]
+    assert np.allclose(pairs.snapshots[7].Z, full.snapshots[7].reshape(5, -1).numpy(), rtol=1e-12)
+    assert np.allclose(pairs.snapshots[7].residuals, full.residuals[7])
+    assert np.allclose(pairs.residuals, full.residuals[-1]) and np.allclose(pairs.recon_error,
+                                                                            full.recon_error)
+    start = torch.as_tensor(pairs.snapshots[7].Z).reshape(z0.shape)
+    rest = fixed_point_pairs(model, z0, 900, 5, method="picard", init=start, batch_size=2,
+                             progress=False)
+    assert np.array_equal(rest.Z, pairs.Z)
+    with pytest.raises(ValueError, match="shape of images"):
+        fixed_point_pairs(model, z0, 900, 5, init=start[:2], progress=False)
+
+
+def test_cached_pairs_are_reused_only_for_the_same_work(tmp_path, monkeypatch):
+    from lib.fixed_point import cached_fixed_point_pairs
+
+    monkeypatch.setenv("LIB_CACHE_DIR", str(tmp_path))
+    model, _, _ = _gaussian(np.geomspace(2.0, 1e-3, 12))
+    z0 = _z0(4)
+    lines = []
+    kw = dict(method="picard", init="random", seed=3, log=lines.append, progress=False)
+    a = cached_fixed_point_pairs(model, z0, 900, 6, **kw)
+    b = cached_fixed_point_pairs(model, z0, 900, 6, **kw)
+    c = cached_fixed_point_pairs(model, z0, 900, 6, **{**kw, "seed": 4})
+    assert ["computed" in lines[0], "reused" in lines[1], "computed" in lines[2]] == [True] * 3
+    assert np.array_equal(a.Z, b.Z) and not np.array_equal(a.Z, c.Z)
+    direct = fixed_point_pairs(model, z0, 900, 6, method="picard", init="random",
+                               generator=torch.Generator().manual_seed(3), progress=False)
+    assert np.array_equal(a.Z, direct.Z)
+    with pytest.raises(ValueError, match="seed"):
+        cached_fixed_point_pairs(model, z0, 900, 6, method="picard", init="random")

@@ -339,3 +339,15 @@ def test_gaussian_ddim_inversion_gain_is_the_whole_inversion_in_closed_form(step
     lam = np.geomspace(0.1, 10, 9)
     g_inv = gaussian_ddim_inversion_gain(lam, model.alphas_cumprod, 50)
     assert np.all(np.abs(g_inv * np.sqrt(lam) - 1) < 0.15)
+
+
+def test_ddim_inversion_pairs_are_ddim_invert_batch_by_batch():
+    from lib.sampling import ddim_inversion_pairs
+
+    model = gaussian_model()
+    z0 = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    X, Z = ddim_inversion_pairs(model, z0, 10, batch_size=2, progress=False)
+    assert X.shape == Z.shape == (5, 48) and np.array_equal(X, z0.reshape(5, -1).numpy())
+    assert np.allclose(Z, ddim_invert(model, z0, 10).reshape(5, -1).numpy(), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        ddim_inversion_pairs(model, z0[0], 10)
