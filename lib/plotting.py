@@ -29,7 +29,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "significant",
-           "FIGURE_DIR_ENV"]
+           "gains_figure", "binned_gains", "FIGURE_DIR_ENV"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -227,3 +227,81 @@ def significant(x: float, digits: int = 3, *, floor: float | None = None) -> str
     if exponent >= -3:
         return f"{rounded:.{digits - 1 - exponent}f}"
     return f"{rounded:.{digits - 1}e}"
+
+
+_CURVE_DASH = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def gains_figure(panels: dict, *, lam_min: float, slider_prefix: str = "", title: str | None = None,
+                 height: int = 460) -> go.Figure:
+    """Per-direction gains of measured maps against reference curves, on log-log axes.
+
+    Args:
+        panels: ``{panel title: {step label: (gains, curves)}}``: one subplot per panel, one
+            slider step per label (the same labels in every panel). ``gains`` is a
+            :class:`lib.linear_map.EigenGains` (shown with its intervals where
+            ``lambda > lam_min``, the well-determined directions), ``curves`` a
+            ``{name: values per direction}`` drawn as black lines.
+        lam_min: the smallest eigenvalue shown.
+        slider_prefix: text before the step label on the slider (no slider for one step).
+
+    Returns:
+        the figure; the slider toggles trace visibility, so it works on a static page.
+    """
+    titles = list(panels)
+    labels = list(next(iter(panels.values())))
+    if any(list(p) != labels for p in panels.values()):
+        raise ValueError("every panel must have the same step labels")
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, shared_yaxes=True,
+                        horizontal_spacing=0.04)
+    step_of = []
+    for j, name in enumerate(titles):
+        for k, label in enumerate(labels):
+            gains, curves = panels[name][label]
+            keep = (gains.lam > lam_min) & (gains.gain > 0)
+            lam, g = gains.lam[keep], gains.gain[keep]
+            err = dict(type="data", symmetric=False, thickness=0.6, width=0,
+                       array=np.clip(gains.high[keep] - g, 0, None),
+                       arrayminus=np.clip(g - gains.low[keep], 0, g * 0.999))
+            fig.add_trace(go.Scatter(x=lam, y=g, mode="markers", error_y=err,
+                                     name=f"measured gain ({gains.level:.0%} interval)",
+                                     legendgroup="measured", showlegend=(j == 0 and k == 0),
+                                     marker=dict(size=4, color="#1f77b4", opacity=0.6),
+                                     visible=(k == 0)), row=1, col=j + 1)
+            step_of.append(k)
+            for c, (curve_name, values) in enumerate(curves.items()):
+                values = np.asarray(values, dtype=np.float64)[keep]
+                order = np.argsort(lam)
+                fig.add_trace(go.Scatter(x=lam[order], y=values[order], mode="lines",
+                                         name=curve_name, legendgroup=curve_name,
+                                         showlegend=(j == 0),
+                                         line=dict(color="black", width=1.5,
+                                                   dash=_CURVE_DASH[c % len(_CURVE_DASH)]),
+                                         visible=(k == 0)), row=1, col=j + 1)
+                step_of.append(k)
+        fig.update_xaxes(type="log", title_text="eigenvalue lambda of Sigma", row=1, col=j + 1)
+    fig.update_yaxes(type="log", title_text="gain u^T W u", row=1, col=1)
+    if len(labels) > 1:
+        steps = [dict(method="restyle", label=str(label),
+                      args=[{"visible": [s == k for s in step_of]}]) for k, label in enumerate(labels)]
+        fig.update_layout(sliders=[dict(active=0, steps=steps, pad=dict(t=40),
+                                        currentvalue=dict(prefix=slider_prefix))])
+    fig.update_layout(height=height, title=title, legend=dict(orientation="h", y=-0.35))
+    return fig
+
+
+def binned_gains(gains, *, lam_min: float, per_decade: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Median gain in bins of ``lambda`` (``per_decade`` per decade, above ``lam_min``): a
+    readable summary of hundreds of noisy per-direction gains. Returns bin centres and medians
+    (bins with fewer than 3 directions are left out)."""
+    keep = gains.lam > lam_min
+    lam, g = gains.lam[keep], gains.gain[keep]
+    edges = 10.0 ** (np.arange(np.floor(np.log10(lam.min()) * per_decade),
+                               np.ceil(np.log10(lam.max()) * per_decade) + 1) / per_decade)
+    centres, medians = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (lam >= lo) & (lam < hi)
+        if inside.sum() >= 3:
+            centres.append(np.sqrt(lo * hi))
+            medians.append(np.median(g[inside]))
+    return np.array(centres), np.array(medians)
