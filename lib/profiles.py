@@ -25,9 +25,16 @@ class Profile:
         n_test: held-out samples for evaluation.
         image_size: side of the image crops for the embedded models (pixels).
         description: one line for the reader.
-        n_pairs, n_pairs_test: image / fixed-point-noise pairs to fit the linear maps of Sec. 4
-            on, and held-out pairs to test them (chapter 4; N > D is needed).
-        fp_iters: iterations of Eq. (7) per pair.
+        n_pairs, n_pairs_test: image / fixed-point-noise pairs to fit the linear map of Eq. (9)
+            on (a ridge-validated fit; the plain fit needs N > D), and held-out pairs to test it
+            (chapter 4).
+        fp_iters: iterations of Eq. (7) per pair of the Eq. (9) fit.
+        n_sweep: pairs per setting of chapter 4's direction-by-direction sweep (iterations K
+            from zero, timesteps t, DDIM inversion); n_sweep_random: pairs from a random start.
+        sweep_iters: the iteration counts K of the sweep (snapshots of one run).
+        n_inversion: pairs per step count of the sweep's DDIM inversions.
+        n_conv: images of chapter 3's convergence study; conv_evals: its budget in network
+            evaluations per solver.
         sd_image_size: image side for the Hub models (latents are 8x smaller).
     """
 
@@ -38,9 +45,15 @@ class Profile:
     n_test: int
     image_size: int
     description: str
-    n_pairs: int = 4_000
-    n_pairs_test: int = 500
+    n_pairs: int = 600
+    n_pairs_test: int = 150
     fp_iters: int = 20
+    n_sweep: int = 192
+    n_sweep_random: int = 64
+    sweep_iters: tuple = (10, 20, 50, 100)
+    n_inversion: int = 128
+    n_conv: int = 8
+    conv_evals: int = 300
     sd_image_size: int = 256
 
 
@@ -49,10 +62,12 @@ PROFILES: dict[str, Profile] = {
                    "embedded models on the CPU, sizes for a 2-core laptop or CI"),
     "gpu": Profile("gpu", "cuda", True, 50_000, 10_000, 32,
                    "embedded models at the paper's scale (N = 50,000) on a CUDA GPU",
-                   n_pairs=50_000, n_pairs_test=5_000, fp_iters=50),
+                   n_pairs=50_000, n_pairs_test=5_000, n_sweep=2_000, n_sweep_random=1_000,
+                   sweep_iters=(10, 20, 50, 100, 200), n_inversion=2_000, n_conv=64, conv_evals=600),
     "sd": Profile("sd", "cuda", True, 50_000, 10_000, 32,
                   "Stable Diffusion models from the Hugging Face Hub on a CUDA GPU (Colab)",
-                  n_pairs=10_000, n_pairs_test=1_000),
+                  n_pairs=10_000, n_pairs_test=1_000, n_sweep=1_000, n_sweep_random=250,
+                  sweep_iters=(10, 20, 50, 100), n_inversion=250, n_conv=16),
 }
 
 
