@@ -1,4 +1,7 @@
-"""Whitening matrices (paper Eq. 5; Kessy, Lewin & Strimmer 2018) and linear fits (Eq. 9).
+"""Whitening matrices (paper Eq. 5; Kessy, Lewin & Strimmer 2018) and how white data is.
+
+The linear fits of Sec. 4 (Eq. 9) and the analysis of the first-step map are in
+:mod:`lib.linear_map`.
 
 Conventions (as in the paper): data matrices are ``(N, D)`` with one sample per row and a
 matrix acts on rows, ``Z = X @ W.T``. A whitening matrix ``W`` satisfies
@@ -32,19 +35,14 @@ __all__ = [
     "KINDS",
     "whitening_matrix",
     "Whitener",
-    "fit_linear_map",
-    "linear_fit_metrics",
     "covariance",
-    "matrix_norms",
-    "EigenbasisView",
-    "eigenbasis_view",
     "covariance_eigh",
-    "MapComparison",
-    "compare_maps",
-    "Verdict",
-    "hypothesis_verdict",
-    "RidgeFit",
-    "fit_linear_map_ridge_cv",
+    "whiteness_error",
+    "cross_correlation",
+    "radial_profile",
+    "heldout_whiteness_vs_eps",
+    "EPS_GRID",
+    "best_ridge",
 ]
 
 KINDS = ("zca", "zca-cor", "pca", "pca-cor", "cholesky")
@@ -321,3 +319,22 @@ def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
 def covariance_eigh(cov) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending) and eigenvectors (columns, sign-fixed) of a covariance."""
     return _sorted_eigh(_as_float64(cov, "cov"), "cov")
+
+
+#: the ridges chapters 1, 3 and 4 choose a whitening's ridge from
+EPS_GRID = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 1.0, 10.0)
+
+
+def best_ridge(cov_fit, cov_test, eps_values=EPS_GRID) -> tuple[float, np.ndarray]:
+    """The ridge whose whitening leaves held-out data whitest (chapter 1's choice).
+
+    Args:
+        cov_fit: covariance the whitening is fitted on ``(D, D)``.
+        cov_test: covariance of held-out data ``(D, D)``.
+        eps_values: candidate ridges.
+
+    Returns:
+        the ridge with the smallest :func:`heldout_whiteness_vs_eps`, and every candidate's error.
+    """
+    errors = heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values)
+    return float(eps_values[int(np.argmin(errors))]), errors

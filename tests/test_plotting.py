@@ -48,3 +48,44 @@ def test_significant_digits(x, digits, floor, text):
 def test_significant_rejects_no_digits():
     with pytest.raises(ValueError, match="digits"):
         significant(1.0, 0)
+
+
+def _gains(lam, gain, spread=0.1):
+    from lib.linear_map import EigenGains
+
+    return EigenGains(lam=lam, gain=gain, low=gain * (1 - spread), high=gain * (1 + spread),
+                      boot=np.empty((0, len(lam))), offdiag_share=0.0, offdiag_low=0.0,
+                      offdiag_high=0.0, k=1, n_pairs=10, level=0.95)
+
+
+def test_gains_figure_slider_shows_one_step_at_a_time_and_only_measured_directions():
+    from lib.plotting import gains_figure
+
+    lam = np.geomspace(10, 1e-3, 40)
+    steps = {f"{k}": (_gains(lam, k * lam ** -0.5), {"ZCA": lam ** -0.5, "flat": np.ones(40)})
+             for k in (1, 2, 3)}
+    fig = gains_figure({"a": steps, "b": steps}, lam_min=0.01, slider_prefix="K = ")
+    assert len(fig.data) == 2 * 3 * 3  # panels x steps x (measured + two curves)
+    shown = [t for t in fig.data if t.visible]
+    assert len(shown) == 2 * 3 and all(min(t.x) > 0.01 for t in fig.data)
+    slider = fig.layout.sliders[0]
+    assert [s.label for s in slider.steps] == ["1", "2", "3"]
+    for k, step in enumerate(slider.steps):
+        visible = step.args[0]["visible"]
+        measured = [t for t, v in zip(fig.data, visible) if v and t.mode == "markers"]
+        assert len(measured) == 2 and np.allclose(measured[0].y * measured[0].x ** 0.5, k + 1)
+    # the error bars are the intervals, never reaching zero on a log axis
+    bar = fig.data[0].error_y
+    assert np.allclose(bar.array, 0.1 * fig.data[0].y) and np.all(np.asarray(bar.arrayminus) < fig.data[0].y)
+    with pytest.raises(ValueError, match="same step labels"):
+        gains_figure({"a": steps, "b": {"1": steps["1"]}}, lam_min=0.01)
+    assert not gains_figure({"a": {"1": steps["1"]}}, lam_min=0.01).layout.sliders  # one step
+
+
+def test_binned_gains_are_medians_per_quarter_decade():
+    from lib.plotting import binned_gains
+
+    lam = np.geomspace(1.0, 0.01, 81)  # 40 per decade: 10 per quarter decade
+    x, y = binned_gains(_gains(lam, lam ** -0.5), lam_min=0.005)
+    assert len(x) == 8 and np.all(np.diff(np.log10(x)) > 0.2)
+    assert np.allclose(y, x ** -0.5, rtol=0.15)  # the median of a monotone law ~ the law at the bin centre

@@ -200,3 +200,19 @@ def test_whiteness_is_the_same_for_every_kind_and_matches_the_eps_sweep():
         assert sweep[0] == pytest.approx(errors[0], rel=1e-9)
     with pytest.raises(ValueError, match="eps"):
         heldout_whiteness_vs_eps(np.diag([1.0, 0.0]), np.eye(2), [0.0])
+
+
+def test_best_ridge_is_the_argmin_of_the_held_out_sweep():
+    from lib.whitening import EPS_GRID, best_ridge, heldout_whiteness_vs_eps
+
+    rng = np.random.default_rng(4)
+    D = 20
+    cov_fit = random_cov(D, seed=1, cond=1e6)
+    X_test = rng.multivariate_normal(np.zeros(D), random_cov(D, seed=1, cond=1e6), 60)
+    eps, errors = best_ridge(cov_fit, covariance(X_test))
+    assert np.array_equal(errors, heldout_whiteness_vs_eps(cov_fit, covariance(X_test), EPS_GRID))
+    assert eps == EPS_GRID[int(np.argmin(errors))] and errors.min() < errors[0]
+    # held-out data from the fitted distribution itself, many samples: no ridge is best
+    X_same = rng.multivariate_normal(np.zeros(D), cov_fit, 200_000)
+    eps_same, _ = best_ridge(covariance(X_same), covariance(X_same), [0.0, 1e-2, 1.0])
+    assert eps_same == 0.0
