@@ -203,6 +203,8 @@ def test_compare_maps_recovers_an_exact_zca_relation():
         assert by[kind].in_sample.r2 < 0.9 and by[kind].diff_fro > 0.1
     assert by["zca"].fro == pytest.approx(by["pca"].fro)  # same norm: rotations of each other
     assert compare_maps(X, Z, maps=maps)[1][0].held_out is None
+    quick = compare_maps(X, Z, maps=maps, norm2=False)[1]
+    assert np.isnan(quick[1].norm2) and quick[1].fro == pytest.approx(by["zca"].fro)
     # the shape scores see through a scale: half of ZCA has R^2 0.75, best-scaled R^2 1
     half = compare_maps(X, Z, X_test, Z_test, maps={"half": 0.5 * W_zca})[1][1]
     assert half.in_sample.r2 == pytest.approx(0.75) and half.in_sample.r2_scaled == pytest.approx(1.0)
@@ -311,7 +313,7 @@ def test_hypothesis_verdict_classes_on_planted_maps():
         laws, Z_diff = {}, None
         for k, name in enumerate(names):
             laws[f"K = {10 * (k + 1)}"], Z_diff = _law(name, seed=k)
-        return {v.point: v.holds for v in hypothesis_verdict(r2, Z_diff, laws)}
+        return {v.point: v.holds for v in hypothesis_verdict(r2, laws, Z_diff)}
 
     # a ZCA map, the same at every K, fitted well: every point holds
     assert verdict(0.95, ["ZCA", "ZCA"]) == dict.fromkeys(
@@ -323,8 +325,14 @@ def test_hypothesis_verdict_classes_on_planted_maps():
     # a law that moves with K (flat early, ZCA late): ZCA at the end, but not stable
     v = verdict(0.5, ["flat", "ZCA"])
     assert v["ZCA law"] and v["nearest law"] and not v["stable in K"] and not v["linearity"]
+    # with fewer pairs than dimensions the full covariance is not tested, the levels still are
+    law, Z_diff = _law("ZCA")
+    v = {x.point: x for x in hypothesis_verdict(0.95, {"K": law}, Z_diff[:100])}
+    assert v["whitening"].holds and "rank below D" in v["whitening"].evidence
+    law, Z_diff = _law("flat")  # gain 0.3: levels far from 1
+    assert not {x.point: x.holds for x in hypothesis_verdict(0.95, {"K": law})}["whitening"]
     with pytest.raises(ValueError, match="at least one"):
-        hypothesis_verdict(0.9, np.ones((3, 2)), {})
+        hypothesis_verdict(0.9, {})
 
 
 def test_law_fit_input_checks():
