@@ -83,6 +83,7 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
                       tol: float | None = None, cond=None, guidance_scale: float | None = None,
                       memory: int = 5, safeguard: str = "increase", relaxation: float = 1.0,
                       generator: torch.Generator | None = None, snapshots=(),
+                      max_evaluations: int | None = None,
                       progress: bool = False) -> FixedPointResult:
     """Solve Eq. (6) for each image of a batch by the iteration of Eq. (7).
 
@@ -107,6 +108,9 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
             (1: Eq. 7 as written); Picard only.
         snapshots: iteration counts ``k`` (0 to ``iters``) whose iterates are kept, so that one
             run gives the map after 10, 20, 50, ... iterations (``result.snapshots``).
+        max_evaluations: stop once this many network evaluations are spent (a backward pass
+            counts as two; see ``FixedPointResult.evaluations``), so that solvers of different
+            cost per iteration can be compared at the same cost.
 
     Returns:
         a :class:`FixedPointResult`.
@@ -160,7 +164,7 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
 
         kept = {}
         eps, g, residuals, cost = _minimize(f, f_grad, eps, iters, memory, tol, scale, progress,
-                                            snapshots, kept)
+                                            snapshots, kept, max_evaluations)
         return _result(z0, eps, g, residuals, cost, a, s, t, method, tol, kept)
     fx = f(eps)
     g = fx - eps  # residual of Eq. (6)
@@ -170,6 +174,8 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     kept = {0: eps.detach().cpu().clone()} if 0 in snapshots else {}
     for _ in tqdm(range(iters), desc=f"fixed point ({method})", disable=not progress, leave=False):
         if tol is not None and (residuals[-1] < tol).all():
+            break
+        if max_evaluations is not None and len(residuals) >= max_evaluations:  # one per step
             break
         if method == "picard" or not dX:
             new = fx if relaxation == 1 else eps + relaxation * g  # (1 - beta) eps + beta f(eps)
@@ -230,7 +236,8 @@ def _diverged(res: np.ndarray) -> np.ndarray:
     return ~np.isfinite(res[-1]) | (res[-1] > res[0]) | ((res[-1] > 10 * low) & (low > 1e-8))
 
 
-def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress, snapshots=(), kept=None):
+def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress, snapshots=(), kept=None,
+              max_evaluations=None):
     """L-BFGS on ``sum_b ||f(eps_b) - eps_b||^2 / 2``; residuals at each accepted iterate, and
     the iterates listed in ``snapshots`` put into ``kept``."""
     e = eps.clone().requires_grad_(True)
@@ -255,6 +262,8 @@ def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress, snapshots=(),
         kept[0] = e.detach().cpu().clone()
     for _ in tqdm(range(iters), desc="fixed point (minimize)", disable=not progress, leave=False):
         if tol is not None and (residuals[-1] < tol).all():
+            break
+        if max_evaluations is not None and spent[0] >= max_evaluations:
             break
         opt.step(closure)
         now = e.detach()

@@ -29,7 +29,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "significant",
-           "gains_figure", "binned_gains", "FIGURE_DIR_ENV"]
+           "gains_figure", "binned_gains", "Words", "FIGURE_DIR_ENV"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -305,3 +305,14 @@ def binned_gains(gains, *, lam_min: float, per_decade: int = 4) -> tuple[np.ndar
             centres.append(np.sqrt(lo * hi))
             medians.append(np.median(g[inside]))
     return np.array(centres), np.array(medians)
+
+
+class Words:
+    """Text for myst-nb's ``glue``: its plain-text form is the text itself, so
+    ``{glue:text}`key``` pastes ``tiny-a`` where a ``str`` would paste ``'tiny-a'``."""
+
+    def __init__(self, text):
+        self.text = str(text)
+
+    def __repr__(self) -> str:
+        return self.text

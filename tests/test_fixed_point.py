@@ -298,3 +298,11 @@ def test_cached_pairs_are_reused_only_for_the_same_work(tmp_path, monkeypatch):
     assert np.array_equal(a.Z, direct.Z)
     with pytest.raises(ValueError, match="seed"):
         cached_fixed_point_pairs(model, z0, 900, 6, method="picard", init="random")
+
+
+@pytest.mark.parametrize("method", ["picard", "minimize"])
+def test_max_evaluations_stops_every_solver_at_the_budget(method):
+    model, _, _ = _gaussian(np.geomspace(2.0, 1e-3, 12))
+    r = fixed_point_noise(model, _z0(2), 900, 1000, init="zero", method=method, max_evaluations=40)
+    assert 40 <= r.evaluations[-1] < 40 + (1 if method == "picard" else 40)
+    assert r.evaluations[-2] < 40 and len(r.residuals) == len(r.evaluations)

@@ -89,3 +89,12 @@ def test_binned_gains_are_medians_per_quarter_decade():
     x, y = binned_gains(_gains(lam, lam ** -0.5), lam_min=0.005)
     assert len(x) == 8 and np.all(np.diff(np.log10(x)) > 0.2)
     assert np.allclose(y, x ** -0.5, rtol=0.15)  # the median of a monotone law ~ the law at the bin centre
+
+
+def test_words_paste_without_quotes():
+    from IPython.core.formatters import PlainTextFormatter
+
+    from lib.plotting import Words
+
+    assert PlainTextFormatter()(Words("tiny-a")) == "tiny-a"
+    assert PlainTextFormatter()("tiny-a") == "'tiny-a'"  # what a plain str would paste
