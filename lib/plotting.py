@@ -280,13 +280,25 @@ def gains_figure(panels: dict, *, lam_min: float, slider_prefix: str = "", title
                                          visible=(k == 0)), row=1, col=j + 1)
                 step_of.append(k)
         fig.update_xaxes(type="log", title_text="eigenvalue lambda of Sigma", row=1, col=j + 1)
-    fig.update_yaxes(type="log", title_text="gain u^T W u", row=1, col=1)
+    # the y range of the measured gains (with their intervals), so that reference curves that
+    # run off to 1e3 do not squash the data
+    measured = [(g.low[(g.lam > lam_min) & (g.gain > 0)], g.high[(g.lam > lam_min) & (g.gain > 0)])
+                for p in panels.values() for g, _ in p.values()]
+    low = np.concatenate([m[0] for m in measured])
+    high = np.concatenate([m[1] for m in measured])
+    low, high = low[np.isfinite(low) & (low > 0)], high[np.isfinite(high) & (high > 0)]
+    if len(low) and len(high):
+        fig.update_yaxes(range=[np.log10(np.quantile(low, 0.01)) - 0.3,
+                                np.log10(high.max()) + 0.3])
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="gain u^T W u", row=1, col=1)
     if len(labels) > 1:
         steps = [dict(method="restyle", label=str(label),
                       args=[{"visible": [s == k for s in step_of]}]) for k, label in enumerate(labels)]
         fig.update_layout(sliders=[dict(active=0, steps=steps, pad=dict(t=40),
                                         currentvalue=dict(prefix=slider_prefix))])
-    fig.update_layout(height=height, title=title, legend=dict(orientation="h", y=-0.35))
+    fig.update_layout(height=height, title=title, margin=dict(t=110),
+                      legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
     return fig
 
 
