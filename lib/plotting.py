@@ -297,8 +297,8 @@ def gains_figure(panels: dict, *, lam_min: float, slider_prefix: str = "", title
                       args=[{"visible": [s == k for s in step_of]}]) for k, label in enumerate(labels)]
         fig.update_layout(sliders=[dict(active=0, steps=steps, pad=dict(t=40),
                                         currentvalue=dict(prefix=slider_prefix))])
-    fig.update_layout(height=height, title=title, margin=dict(t=110),
-                      legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+    fig.update_layout(height=height, title=title, margin=dict(t=150),
+                      legend=dict(orientation="h", x=0, y=1.12, yanchor="bottom"))
     return fig
 
 
