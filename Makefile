@@ -2,6 +2,8 @@
 #   make book   create .venv if missing, install the pinned dependencies, execute every
 #               chapter with PROFILE (default cpu) into runs/PROFILE/<time>/, build the HTML
 #   make test   unit tests, nbval re-execution of every committed chapter, browser check
+# Developers: make unit (the unit tests and the browser check, no chapter re-execution; about
+# 3 minutes), make bench (python -m lib bench: the hot loops against the bare network).
 # Also: make book PROFILE=gpu (on a GPU machine), make html RUN=runs/gpu/latest (build from an
 # existing run), make notebooks (developers: refresh the committed cpu outputs and .md twins).
 
@@ -13,7 +15,7 @@ STAMP := $(VENV)/.installed-stamp
 # torch and BLAS share the machine's cores; one job at a time, threads set deliberately
 export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: book test html notebooks
+.PHONY: book test unit bench html notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +33,12 @@ html: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests book --nbval \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg
+
+unit: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests
+
+bench: $(STAMP)
+	$(PY) -m lib bench
 
 notebooks: $(STAMP)
 	$(PY) -m lib run --profile cpu --in-place

@@ -1,9 +1,13 @@
 """Command line: ``python -m lib run|book|assets|train``.
 
 * ``python -m lib run --profile cpu [--chapters 01 02] [--out DIR] [--in-place]``: execute
-  chapters with papermill (see :mod:`lib.runner`).
+  chapters with papermill (see :mod:`lib.runner`); a chapter unchanged since an earlier run
+  (source, the ``lib`` modules it imports, weights, profile) is reused, not executed;
+  ``--rerun`` executes it anyway, ``--no-cache`` also recomputes every cached result.
 * ``python -m lib book --profile cpu [--run DIR]``: execute every chapter (a new run), or take
   an existing run with ``--run``, then build the HTML book from it (see :mod:`lib.book`).
+* ``python -m lib bench [--quick] [--device cuda] [--out FILE]``: the hot loops against the
+  bare network, as ratios beside their goals (see :mod:`lib.bench`).
 * ``python -m lib book --committed``: build from the committed notebooks, executing nothing.
 * ``python -m lib train --model tiny-a [--steps N] [--max-minutes M] [--publish [--force]]``:
   train an embedded model (resuming from ``runs/train/<name>/checkpoint.pt``), export its EMA
@@ -14,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--run", help="build from this existing run folder instead of executing")
     src.add_argument("--committed", action="store_true",
                      help="build from the committed book/*.ipynb, executing nothing")
+    for p in (run, book):
+        p.add_argument("--rerun", action="store_true",
+                       help="execute every chapter, even those unchanged since an earlier "
+                            "run, and rebuild the HTML")
+        p.add_argument("--no-cache", action="store_true",
+                       help="compute everything afresh: no cached results (LIB_NO_CACHE=1), "
+                            "no reused chapters")
     sub.add_parser("assets", help="fetch the scripts the book serves itself (npm registry)")
+    bn = sub.add_parser("bench", help="measure the hot loops against the bare network (ratios)")
+    bn.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    bn.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats (a smoke run)")
+    bn.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
+    bn.add_argument("--sd-unet", action="store_true",
+                    help="also time an SD-2.1-sized UNet (always on a GPU)")
+    bn.add_argument("--threads", type=int, help="torch CPU threads")
+    bn.add_argument("--out", help="JSON file to write (default: a new runs/bench/<time>.json)")
     tr = sub.add_parser("train", help="train, export and evaluate an embedded model")
     tr.add_argument("--model", required=True, choices=["tiny-a", "tiny-b"])
     tr.add_argument("--steps", type=int, help="total optimizer steps (default: the model's config)")
@@ -50,14 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--publish", action="store_true", help="copy the model to data/models/MODEL")
     tr.add_argument("--force", action="store_true", help="with --publish: replace the committed model")
     args = parser.parse_args(argv)
+    if getattr(args, "no_cache", False):
+        from lib.cache import NO_CACHE_ENV
+
+        os.environ[NO_CACHE_ENV] = "1"  # the chapters' kernels inherit it
+    reuse = not getattr(args, "rerun", False)
 
     from lib.runner import ChapterFailed, run_chapters
 
     try:
         if args.command == "run":
-            run_chapters(args.profile, args.chapters, args.out, in_place=args.in_place)
+            run_chapters(args.profile, args.chapters, args.out, in_place=args.in_place,
+                         reuse=reuse)
         elif args.command == "train":
             _train(args)
+        elif args.command == "bench":
+            _bench(args)
         elif args.command == "assets":
             from lib.book import fetch_assets
 
@@ -66,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
             from lib.book import build_book
 
             if args.committed:
-                build_book(None, label="committed")
+                build_book(None, label="committed", force=not reuse)
             else:
-                run_dir = Path(args.run) if args.run else run_chapters(args.profile)[0]
+                run_dir = (Path(args.run) if args.run
+                           else run_chapters(args.profile, reuse=reuse)[0])
                 if not (run_dir / "book").is_dir():
                     raise FileNotFoundError(f"{run_dir} is not a run folder (no book/ inside)")
-                build_book(run_dir / "book", label=args.profile)
+                build_book(run_dir / "book", label=args.profile, force=not reuse)
     except ChapterFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -79,6 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _bench(args) -> None:
+    import torch
+
+    from lib.bench import format_table, run_bench, write_result
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_bench(device=args.device, quick=args.quick, compile=not args.no_compile,
+                       sd_unet=True if args.sd_unet else None,
+                       log=lambda line: print(line, file=sys.stderr))
+    print(format_table(result))
+    print(f"\nwritten to {write_result(result, args.out)}")
 
 
 def _train(args) -> None:

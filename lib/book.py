@@ -88,8 +88,12 @@ def fetch_assets(assets_dir: Path = ASSETS_DIR) -> Path:
 
 
 def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
-               build_root: Path | None = None, log=print) -> Path:
+               build_root: Path | None = None, force: bool = False, log=print) -> Path:
     """Build the HTML book from a folder of executed notebooks; return the HTML folder.
+
+    A build whose inputs (the notebooks' bytes, ``_config.yml``, ``_toc.yml``, bibliographies,
+    this module, :mod:`lib.sphinx_ext`, ``lib/web``, the jupyter-book version) are those of the
+    build already in the staging folder is skipped, and says so; ``force`` rebuilds.
 
     Args:
         notebook_dir: folder with the chapters' ``.ipynb`` (a run's ``book/``); default the
@@ -101,6 +105,13 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
     if not notebooks:
         raise FileNotFoundError(f"no notebooks in {notebook_dir}")
     stage = (build_root or ROOT / "_build") / f"src-{label}"
+    key = _build_key(notebooks)
+    html = stage / "_build" / "html"
+    if not force and (html / "index.html").exists() and (stage / BUILD_KEY).exists() \
+            and (stage / BUILD_KEY).read_text() == key:
+        log(f"the book at {html / 'index.html'} is up to date (the same notebooks, "
+            "configuration and build code); nothing to build")
+        return html
     shutil.rmtree(stage, ignore_errors=True)  # a build folder, derived from the run: safe to replace
     (stage / "book").mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
@@ -114,8 +125,28 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    html = stage / "_build" / "html"
     # the redirecting index.html has no icon link, and browsers then ask for /favicon.ico
     shutil.copy2(stage / "_assets" / "favicon.png", html / "favicon.ico")
+    (stage / BUILD_KEY).write_text(key)
     log(f"the book is at {html / 'index.html'}")
     return html
+
+
+BUILD_KEY = ".build-key"
+
+
+def _build_key(notebooks: list[Path]) -> str:
+    """sha256 of everything the HTML is made from: notebooks, configuration, build code."""
+    import hashlib
+    from importlib.metadata import version
+
+    h = hashlib.sha256(f"jupyter-book {version('jupyter-book')}, plotly {version('plotly')}"
+                       .encode())
+    here = Path(__file__).parent
+    inputs = [ROOT / "_config.yml", ROOT / "_toc.yml", *sorted(ROOT.glob("*.bib")),
+              here / "book.py", here / "sphinx_ext.py",
+              *sorted(p for p in (here / "web").rglob("*") if p.is_file()), *notebooks]
+    for p in inputs:
+        h.update(p.name.encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_sweep", "one_step_reconstruction",
+__all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_starts", "fixed_point_sweep",
+           "one_step_reconstruction",
            "gaussian_picard_gain", "fixed_point_pairs", "cached_fixed_point_pairs", "METHODS", "INITS",
            "SAFEGUARDS"]
 
@@ -280,6 +281,58 @@ def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress, snapshots=(),
         if not torch.isfinite(now).all():
             break
     return e.detach(), g, residuals, cost
+
+
+def fixed_point_starts(model, z0, t: int, iters: int, inits: dict, **kwargs
+                       ) -> dict[str, FixedPointResult]:
+    """:func:`fixed_point_noise` of the same images from several starts, one result per start.
+
+    Picard (damped or not) and Anderson treat every sample on its own, so without a tolerance
+    (which stops the whole batch at once) all starts run as one batch, which is faster than
+    one call per start on a CPU; the results are those of separate calls up to float rounding.
+    L-BFGS shares one line search across its batch, so it runs each start on its own.
+
+    Args:
+        inits: ``{name: init}``, each what ``fixed_point_noise`` takes as ``init`` (a tensor of
+            ``z0``'s shape, ``"zero"`` or ``"random"``; ``"random"`` draws from ``generator``).
+        **kwargs: the other arguments of :func:`fixed_point_noise`.
+    """
+    if not inits:
+        raise ValueError("inits must name at least one start")
+    z0 = torch.as_tensor(z0)
+    method, cond, B = kwargs.get("method", "picard"), kwargs.get("cond"), z0.shape[0]
+    stackable_cond = cond is None or (torch.is_tensor(cond) and cond.shape[:1] in ((1,), (B,)))
+    if method == "minimize" or kwargs.get("tol") is not None or len(inits) == 1 \
+            or not stackable_cond:
+        return {name: fixed_point_noise(model, z0, t, iters, init=init, **kwargs)
+                for name, init in inits.items()}
+    starts = []
+    for init in inits.values():
+        if isinstance(init, str):
+            if init not in INITS:
+                raise ValueError(f"unknown init {init!r}; expected one of {INITS} or a tensor")
+            init = (torch.zeros_like(z0) if init == "zero" else
+                    torch.randn(z0.shape, generator=kwargs.get("generator"), dtype=z0.dtype))
+        init = torch.as_tensor(init).to(z0.dtype)
+        if init.shape != z0.shape:
+            raise ValueError(f"each init must have the shape of z0 {tuple(z0.shape)}, "
+                             f"got {tuple(init.shape)}")
+        starts.append(init.to(z0.device))
+    k = len(starts)
+    kwargs.pop("cond", None)
+    if cond is not None and cond.shape[0] == B and B > 1:
+        cond = torch.cat([cond] * k)
+    both = fixed_point_noise(model, torch.cat([z0] * k), t, iters, init=torch.cat(starts),
+                             cond=cond, **kwargs)
+    out = {}
+    for j, name in enumerate(inits):
+        part = slice(j * B, (j + 1) * B)
+        out[name] = FixedPointResult(
+            both.noise[part], both.residuals[:, part], both.recon_error[part],
+            both.converged[part], both.diverged[part], both.t, both.method, both.iterations,
+            both.evaluations, None if both.snapshots is None else
+            {i: v[part] for i, v in both.snapshots.items()})
+    return out
 
 
 def fixed_point_sweep(model, z0, ts, iters: int, **kwargs) -> dict[int, FixedPointResult]:

@@ -48,10 +48,10 @@ class Profile:
     n_pairs: int = 600
     n_pairs_test: int = 150
     fp_iters: int = 20
-    n_sweep: int = 192
+    n_sweep: int = 128
     n_sweep_random: int = 64
     sweep_iters: tuple = (10, 20, 50, 100)
-    n_inversion: int = 128
+    n_inversion: int = 64
     n_conv: int = 8
     conv_evals: int = 300
     sd_image_size: int = 256

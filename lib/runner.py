@@ -5,7 +5,18 @@ A run writes, under ``runs/<profile>/<run id>/`` (or ``--out DIR``):
 * ``book/<chapter>.ipynb``: the executed notebooks;
 * ``figures/<chapter>/<name>.json`` and ``.html``: every figure, as plotly JSON and as a
   standalone page (``lib.plotting.show`` writes them when ``LIB_FIGURE_DIR`` is set);
-* ``run.json``: profile, chapters, time of each, status, git commit, machine.
+* ``run.json``: profile, chapters, time of each, status, git commit, machine, and each
+  chapter's dependency key (:func:`chapter_key`) with the run it was reused from, if any.
+
+**Do each piece of work once.** Before executing a chapter the runner computes its key: the
+sha256 of the notebook's cells (sources and tags, not outputs), of every ``lib`` module the
+chapter imports (followed through ``lib``'s own imports; a bare ``import lib`` counts as all of
+them), of every file under ``data/`` (the embedded weights), of the profile and parameters, of
+the installed versions of the numerical packages and of the floating-point environment
+(:mod:`lib.numerics`). When an earlier run of the same profile under ``runs/`` executed that
+chapter with the same key, its executed notebook and figures are linked into the new run and the
+runner says so; otherwise it says what changed and executes. ``reuse=False`` (``--rerun``), or
+the cache switched off (``LIB_NO_CACHE=1``, ``--no-cache``), executes every chapter.
 
 A run never overwrites an earlier one: each gets a fresh folder, ``runs/<profile>/latest``
 points to the newest run that finished, and an explicit ``--out`` must be a new or empty
@@ -16,10 +27,13 @@ the committed notebooks get their outputs (``make notebooks``).
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -29,11 +43,16 @@ from pathlib import Path
 from lib.plotting import FIGURE_DIR_ENV
 
 __all__ = ["ROOT", "BOOK_DIR", "chapters", "select_chapters", "new_run_dir", "run_chapters",
-           "ChapterFailed", "RunRecord"]
+           "ChapterFailed", "RunRecord", "chapter_modules", "chapter_key", "find_reusable"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK_DIR = ROOT / "book"
 RUNS_DIR = ROOT / "runs"
+LIB_DIR = ROOT / "lib"
+DATA_DIR = ROOT / "data"
+#: packages whose version can change a chapter's numbers or figures
+KEY_PACKAGES = ("torch", "numpy", "scipy", "diffusers", "transformers", "plotly", "scikit-image",
+                "scikit-learn", "matplotlib", "ipywidgets", "myst-nb")
 
 
 class ChapterFailed(RuntimeError):
@@ -57,6 +76,8 @@ class RunRecord:
     started: str
     chapters: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
+    keys: dict[str, dict] = field(default_factory=dict)
+    reused: dict[str, str] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
     git_commit: str | None = None
@@ -88,6 +109,201 @@ def select_chapters(wanted: list[str] | None, book_dir: Path | None = None) -> l
                              f"{[p.stem for p in available]}")
         picked += [h for h in hits if h not in picked]
     return sorted(picked)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _lib_imports(tree: ast.AST, package: str, lib_dir: Path) -> set[str] | None:
+    """The ``lib`` modules a parsed file imports (``None``: all of them, a bare ``import lib``).
+
+    ``package`` is the importing file's package (``"lib"`` inside lib, ``""`` in a notebook),
+    for relative imports.
+    """
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "lib":
+                    return None
+                if alias.name.startswith("lib."):
+                    found.add(alias.name.split(".")[1])
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: only meaningful inside lib
+                if package != "lib":
+                    continue
+                module = "lib" + ("." + module if module else "")
+            if module == "lib":
+                names = [a.name for a in node.names]
+                if "*" in names:
+                    return None
+                found.update(n for n in names if (lib_dir / f"{n}.py").exists())
+            elif module.startswith("lib."):
+                found.add(module.split(".")[1])
+    return {m for m in found if (lib_dir / f"{m}.py").exists()}
+
+
+def _all_modules(lib_dir: Path) -> list[str]:
+    return sorted(p.stem for p in lib_dir.glob("*.py"))
+
+
+def chapter_modules(notebook: Path, lib_dir: Path | None = None) -> list[str]:
+    """The ``lib`` modules a chapter's code can run: its imports, followed through ``lib``.
+
+    Returns module file names (``"fixed_point.py"``), with ``__init__.py`` whenever any is
+    imported (an empty list when the chapter imports nothing from ``lib``). Code that cannot be
+    parsed counts as importing all of ``lib``; lines starting with ``%`` or ``!`` are skipped.
+    """
+    import nbformat
+
+    lib_dir = Path(lib_dir or LIB_DIR)
+    nb = nbformat.read(notebook, as_version=4)
+    code = "\n".join("\n".join(line for line in c.source.splitlines()
+                                if not line.lstrip().startswith(("%", "!")))
+                      for c in nb.cells if c.cell_type == "code")
+    try:
+        todo = _lib_imports(ast.parse(code), "", lib_dir)
+    except SyntaxError:
+        todo = None
+    if todo is None:
+        return [f"{m}.py" for m in _all_modules(lib_dir)]
+    if not todo:
+        return []  # the chapter runs no code of lib
+    seen: set[str] = {"__init__"}
+    todo = set(todo) | {"__init__"}
+    while todo:
+        m = todo.pop()
+        seen.add(m)
+        try:
+            found = _lib_imports(ast.parse((lib_dir / f"{m}.py").read_text(encoding="utf-8")),
+                                 "lib", lib_dir)
+        except SyntaxError:
+            found = None
+        if found is None:
+            return [f"{m}.py" for m in _all_modules(lib_dir)]
+        todo |= found - seen
+    return sorted(f"{m}.py" for m in seen)
+
+
+def _packages() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _data_digest(data_dir: Path) -> str:
+    h = hashlib.sha256()
+    if data_dir.is_dir():
+        for p in sorted(data_dir.rglob("*")):
+            if p.is_file():
+                h.update(str(p.relative_to(data_dir)).encode())
+                h.update(_sha256(p.read_bytes()).encode())
+    return h.hexdigest()
+
+
+def chapter_key(notebook: Path, profile: str, parameters: dict | None = None, *,
+                lib_dir: Path | None = None, data_dir: Path | None = None,
+                _shared: dict | None = None) -> dict:
+    """What a chapter's executed output depends on, as digests; ``["key"]`` sums them up.
+
+    The parts: ``source`` (the cells' types, sources and tags), ``modules`` (each ``lib`` file
+    of :func:`chapter_modules`), ``data`` (every file under ``data/``), ``profile``,
+    ``parameters``, ``packages`` (installed versions), ``numerics`` (the rounding environment
+    of :mod:`lib.numerics`) and ``python``.
+    """
+    import nbformat
+
+    from lib.numerics import ENV as numerics_env
+
+    lib_dir, data_dir = Path(lib_dir or LIB_DIR), Path(data_dir or DATA_DIR)
+    shared = _shared if _shared is not None else {}
+    if "data" not in shared:
+        shared["data"] = _data_digest(data_dir)
+        shared["packages"] = _packages()
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [[c.cell_type, c.source, sorted(c.metadata.get("tags", []))] for c in nb.cells]
+    parts = {
+        "source": _sha256(json.dumps(cells).encode()),
+        "modules": {m: _sha256((lib_dir / m).read_bytes())
+                    for m in chapter_modules(notebook, lib_dir)},
+        "data": shared["data"],
+        "profile": profile,
+        "parameters": parameters or {},
+        "packages": shared["packages"],
+        "numerics": {k: os.environ.get(k) for k in numerics_env},
+        "python": platform.python_version(),
+    }
+    parts["key"] = _sha256(json.dumps(parts, sort_keys=True).encode())
+    return parts
+
+
+def _records(runs_dir: Path, profile: str) -> list[tuple[Path, dict]]:
+    """Earlier runs of a profile, newest first."""
+    found = []
+    base = runs_dir / profile
+    if base.is_dir():
+        for run_json in base.glob("*/run.json"):
+            if run_json.parent.is_symlink():
+                continue
+            try:
+                found.append((run_json.parent, json.loads(run_json.read_text(encoding="utf-8"))))
+            except (OSError, json.JSONDecodeError):
+                continue
+    found.sort(key=lambda item: item[1].get("started", ""), reverse=True)
+    return found
+
+
+def find_reusable(chapter: str, key: dict, profile: str, runs_dir: Path | None = None,
+                  exclude: Path | None = None) -> tuple[Path | None, str]:
+    """An earlier run that executed ``chapter`` with this key, and a line saying why (not).
+
+    Returns ``(run folder, reason)``; the folder is ``None`` when nothing can be reused, and
+    the reason then names what changed since the newest earlier execution of the chapter.
+    """
+    runs_dir = Path(runs_dir or RUNS_DIR)
+    newest = None
+    for run_dir, rec in _records(runs_dir, profile):
+        if exclude is not None and run_dir.resolve() == Path(exclude).resolve():
+            continue
+        old = rec.get("keys", {}).get(chapter)
+        done = chapter in rec.get("seconds", {}) or chapter in rec.get("reused", {})
+        if not old or not done or not (run_dir / "book" / f"{chapter}.ipynb").exists():
+            continue
+        if old.get("key") == key["key"]:
+            return run_dir, f"unchanged since {run_dir}"
+        newest = newest or (run_dir, old)
+    if newest is None:
+        return None, "no earlier run of this chapter"
+    run_dir, old = newest
+    changed = [part for part in ("source", "data", "profile", "parameters", "packages",
+                                 "numerics", "python") if old.get(part) != key[part]]
+    mods = sorted(set(old.get("modules", {})) | set(key["modules"]))
+    changed += [f"lib/{m}" for m in mods if old.get("modules", {}).get(m) != key["modules"].get(m)]
+    return None, f"changed since {run_dir.name}: {', '.join(changed) or 'key format'}"
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (a copy across file systems)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link (or copy) every file of the folder ``src`` into ``dst``."""
+    for p in src.rglob("*"):
+        if p.is_file():
+            _link(p, dst / p.relative_to(src))
 
 
 def _git_commit() -> str | None:
@@ -145,8 +361,15 @@ def _strip_papermill_metadata(path: Path) -> None:
 
 def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
                  in_place: bool = False, book_dir: Path | None = None,
-                 kernel_name: str = "python3", log=print) -> tuple[Path, RunRecord]:
+                 kernel_name: str = "python3", reuse: bool = True,
+                 runs_dir: Path | None = None, log=print) -> tuple[Path, RunRecord]:
     """Execute chapters with papermill under a profile.
+
+    Args:
+        reuse: take a chapter's executed notebook and figures from an earlier run of the same
+            profile when its :func:`chapter_key` is unchanged (never with ``in_place`` or with
+            the cache off).
+        runs_dir: where runs live and earlier ones are looked for (default ``runs/``).
 
     Returns:
         the run folder and its record. Raises :class:`ChapterFailed` on the first failure.
@@ -155,6 +378,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     from papermill.exceptions import PapermillExecutionError
     from tqdm.auto import tqdm
 
+    from lib.cache import enabled as cache_enabled
     from lib.profiles import PROFILES
 
     if profile not in PROFILES:
@@ -164,7 +388,8 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
                          "carry cpu outputs")
     book_dir = Path(book_dir or BOOK_DIR)
     selected = select_chapters(wanted, book_dir)
-    run_dir = new_run_dir(profile, out)
+    runs_dir = Path(runs_dir or RUNS_DIR)
+    run_dir = new_run_dir(profile, out, runs_dir)
     nb_dir = run_dir / "book"
     if not in_place:
         nb_dir.mkdir(exist_ok=True)
@@ -174,16 +399,32 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     record.write(run_dir / "run.json")
     log(f"running {len(selected)} chapter(s) with profile {profile!r} into {run_dir}")
     bar = tqdm(selected, desc="chapters", unit="chapter", file=sys.stderr)
+    parameters = None if profile == "cpu" else {"PROFILE": profile}
+    reuse = reuse and not in_place and cache_enabled()
+    shared: dict = {}
     for nb in bar:
         bar.set_postfix_str(nb.stem)
         target = nb if in_place else nb_dir / nb.name
+        key = chapter_key(nb, profile, parameters, _shared=shared)
+        record.keys[nb.stem] = key
+        if reuse:
+            earlier, why = find_reusable(nb.stem, key, profile, runs_dir, exclude=run_dir)
+            if earlier is not None:
+                _link(earlier / "book" / nb.name, target)
+                if (earlier / "figures" / nb.stem).is_dir():
+                    _link_tree(earlier / "figures" / nb.stem, run_dir / "figures" / nb.stem)
+                record.reused[nb.stem] = str(earlier)
+                record.write(run_dir / "run.json")
+                log(f"  {nb.stem}: reused, {why}")
+                continue
+            log(f"  {nb.stem}: executing ({why})")
         env_before = os.environ.get(FIGURE_DIR_ENV)
         os.environ[FIGURE_DIR_ENV] = str(run_dir / "figures" / nb.stem)
         t0 = time.perf_counter()
         try:
             papermill.execute_notebook(
                 str(nb), str(target),
-                parameters=None if profile == "cpu" else {"PROFILE": profile},
+                parameters=parameters,
                 kernel_name=kernel_name, cwd=str(nb.parent), progress_bar=False,
                 log_output=False)
         except PapermillExecutionError as err:
@@ -210,6 +451,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     record.write(run_dir / "run.json")
     if out is None and not in_place:
         _point_latest(run_dir)
-    log(f"done in {sum(record.seconds.values()):.1f} s; notebooks in "
+    reused = f", {len(record.reused)} reused" if record.reused else ""
+    log(f"done in {sum(record.seconds.values()):.1f} s of execution{reused}; notebooks in "
         f"{book_dir if in_place else nb_dir}, figures in {run_dir / 'figures'}")
     return run_dir, record

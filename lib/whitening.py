@@ -34,6 +34,8 @@ import scipy.linalg
 __all__ = [
     "KINDS",
     "whitening_matrix",
+    "whitening_matrices",
+    "fit_whiteners",
     "Whitener",
     "covariance",
     "covariance_eigh",
@@ -100,7 +102,9 @@ def covariance(X) -> np.ndarray:
     if X.shape[0] < 2:
         raise ValueError("need at least two samples to estimate a covariance")
     Xc = X - X.mean(axis=0)
-    return Xc.T @ Xc / (X.shape[0] - 1)
+    # BLAS syrk: only one triangle of Xc^T Xc is computed (half the work of a product)
+    upper = scipy.linalg.blas.dsyrk(1.0 / (X.shape[0] - 1), Xc.T)
+    return np.triu(upper) + np.triu(upper, 1).T
 
 
 def whitening_matrix(cov, kind: str = "zca", eps: float = 0.0) -> np.ndarray:
@@ -117,7 +121,21 @@ def whitening_matrix(cov, kind: str = "zca", eps: float = 0.0) -> np.ndarray:
     Shapes:
         cov ``(D, D)``; returns ``(D, D)``.
     """
-    _check_kind(kind)
+    return whitening_matrices(cov, (kind,), eps)[kind]
+
+
+def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarray]:
+    """:func:`whitening_matrix` of several kinds, sharing the decompositions between them.
+
+    ZCA and PCA need one eigen-decomposition of ``Sigma``, ZCA-cor and PCA-cor one of the
+    correlation matrix; each is done once however many kinds use it (at D = 3,072 a
+    decomposition takes seconds).
+
+    Returns:
+        ``{kind: W}`` in the order of ``kinds``.
+    """
+    for kind in kinds:
+        _check_kind(kind)
     S = _as_float64(cov, "cov")
     if S.ndim != 2 or S.shape[0] != S.shape[1]:
         raise ValueError(f"cov must be a square (D, D) matrix, got shape {S.shape}")
@@ -127,12 +145,12 @@ def whitening_matrix(cov, kind: str = "zca", eps: float = 0.0) -> np.ndarray:
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     D = S.shape[0]
     S = (S + S.T) / 2 + eps * np.eye(D)
-
-    if kind in ("zca", "pca"):
+    out: dict[str, np.ndarray] = {}
+    if {"zca", "pca"} & set(kinds):
         lam, U = _sorted_eigh(S, "covariance")
         W_pca = U.T / np.sqrt(lam)[:, None]  # Lambda^-1/2 U^T
-        return U @ W_pca if kind == "zca" else W_pca
-    if kind in ("zca-cor", "pca-cor"):
+        out.update(zca=U @ W_pca, pca=W_pca)
+    if {"zca-cor", "pca-cor"} & set(kinds):
         v = np.diag(S)
         if v.min() <= 0:
             raise np.linalg.LinAlgError(
@@ -141,17 +159,30 @@ def whitening_matrix(cov, kind: str = "zca", eps: float = 0.0) -> np.ndarray:
         P = S * v_isqrt[:, None] * v_isqrt[None, :]  # V^-1/2 Sigma V^-1/2
         theta, G = _sorted_eigh(P, "correlation matrix")
         W_pca_cor = (G.T / np.sqrt(theta)[:, None]) * v_isqrt[None, :]  # Theta^-1/2 G^T V^-1/2
-        return G @ W_pca_cor if kind == "zca-cor" else W_pca_cor
-    # cholesky: W = L^T with L L^T = inv(Sigma)
-    _check_positive_definite(np.linalg.eigvalsh(S), "covariance")
-    try:
-        c = scipy.linalg.cho_factor(S, lower=True)
-    except np.linalg.LinAlgError as err:
-        raise np.linalg.LinAlgError(
-            "the covariance is not positive definite; pass eps > 0 to add a ridge") from err
-    S_inv = scipy.linalg.cho_solve(c, np.eye(D))
-    L = np.linalg.cholesky((S_inv + S_inv.T) / 2)
-    return L.T
+        out.update({"zca-cor": G @ W_pca_cor, "pca-cor": W_pca_cor})
+    if "cholesky" in kinds:  # W = L^T with L L^T = inv(Sigma)
+        if "zca" not in out:
+            _check_positive_definite(np.linalg.eigvalsh(S), "covariance")
+        try:
+            c = scipy.linalg.cho_factor(S, lower=True)
+        except np.linalg.LinAlgError as err:
+            raise np.linalg.LinAlgError(
+                "the covariance is not positive definite; pass eps > 0 to add a ridge") from err
+        S_inv = scipy.linalg.cho_solve(c, np.eye(D))
+        out["cholesky"] = np.linalg.cholesky((S_inv + S_inv.T) / 2).T
+    return {kind: out[kind] for kind in kinds}
+
+
+def fit_whiteners(X, kinds=KINDS, eps: float = 0.0) -> dict[str, "Whitener"]:
+    """``{kind: Whitener(kind, eps).fit(X)}``, with one covariance and shared decompositions."""
+    X, _ = _as_matrix(X, "X")
+    out = {kind: Whitener(kind, eps) for kind in kinds}
+    first = out[kinds[0]]
+    first._fit_moments(X)
+    for kind, W in whitening_matrices(first.cov_, kinds, eps).items():
+        w = out[kind]
+        w.mean_, w.cov_, w.n_samples_, w.matrix = first.mean_, first.cov_, first.n_samples_, W
+    return out
 
 
 class Whitener:
@@ -190,6 +221,11 @@ class Whitener:
             ValueError: NaNs, fewer samples than dimensions without a ridge.
         """
         X, _ = _as_matrix(X, "X")
+        self._fit_moments(X)
+        self.matrix = whitening_matrix(self.cov_, self.kind, self.eps)
+        return self
+
+    def _fit_moments(self, X: np.ndarray) -> None:
         N, D = X.shape
         if N <= D and self.eps == 0:
             raise ValueError(
@@ -197,10 +233,8 @@ class Whitener:
                 "singular; use more samples or pass eps > 0 (a ridge eps * I)")
         self.mean_ = X.mean(axis=0)
         self.cov_ = covariance(X)
-        self.matrix = whitening_matrix(self.cov_, self.kind, self.eps)
         self.n_samples_ = N
         self._lu = None
-        return self
 
     def _check_fitted(self, X) -> tuple[np.ndarray, tuple[int, ...]]:
         if self.matrix is None:

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from lib.fixed_point import fixed_point_noise, fixed_point_pairs
-from lib.models import DiffusionModel, GaussianModel
+from lib.data import photo_crops
+from lib.models import DiffusionModel, GaussianModel, load_model
 from lib.sampling import ddim_scheduler
 
 
@@ -306,3 +307,27 @@ def test_max_evaluations_stops_every_solver_at_the_budget(method):
     r = fixed_point_noise(model, _z0(2), 900, 1000, init="zero", method=method, max_evaluations=40)
     assert 40 <= r.evaluations[-1] < 40 + (1 if method == "picard" else 40)
     assert r.evaluations[-2] < 40 and len(r.residuals) == len(r.evaluations)
+
+
+@pytest.mark.parametrize("kwargs", [dict(method="picard"), dict(method="picard", relaxation=0.5),
+                                    dict(method="anderson", safeguard="blowup"),
+                                    dict(method="minimize")])
+def test_fixed_point_starts_match_separate_runs(kwargs):
+    from lib.fixed_point import fixed_point_starts
+
+    model = load_model("gaussian")
+    z0 = torch.as_tensor(photo_crops(3, 32, split="test", seed=7))
+    start = torch.randn(z0.shape, generator=torch.Generator().manual_seed(3))
+    inits = {"zero": "zero", "random": start}
+    together = fixed_point_starts(model, z0, 980, 6, inits, snapshots=[2], **kwargs)
+    assert list(together) == ["zero", "random"]
+    for name, init in inits.items():
+        alone = fixed_point_noise(model, z0, 980, 6, init=init, snapshots=[2], **kwargs)
+        r = together[name]
+        assert r.noise.shape == z0.shape and r.residuals.shape == alone.residuals.shape
+        assert torch.allclose(r.noise, alone.noise, rtol=1e-5, atol=1e-6), name
+        assert np.allclose(r.residuals, alone.residuals, rtol=1e-5)
+        assert np.array_equal(r.evaluations, alone.evaluations)
+        assert torch.allclose(r.snapshots[2], alone.snapshots[2], rtol=1e-5, atol=1e-6)
+    # the two starts really are different runs
+    assert not torch.allclose(together["zero"].noise, together["random"].noise)

@@ -87,3 +87,50 @@ def test_embedded_models_load_and_predict_noise(name):
         assert value < 0.5 and value == pytest.approx(card_mse[band], rel=0.3), (band, value)
     with pytest.raises(ValueError, match="NaN"):
         model.eps(torch.full((1, 3, 32, 32), float("nan")), 10)
+
+
+def test_gaussian_from_eigh_matches_the_covariance_and_the_cached_load(tmp_path, monkeypatch):
+    import lib.models
+    from lib.whitening import covariance
+
+    rng = np.random.default_rng(2)
+    D = 12
+    A = rng.standard_normal((D, D))
+    cov, mu = A @ A.T / D + 0.1 * np.eye(D), rng.standard_normal(D)
+    lam, U = np.linalg.eigh(cov)
+    a, b = GaussianModel(mu, cov, (3, 2, 2)), GaussianModel.from_eigh(mu, lam, U, (3, 2, 2))
+    x = torch.randn(4, 3, 2, 2, dtype=torch.float64)
+    assert torch.allclose(a.eps(x, 700), b.eps(x, 700), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="eigenvalues"):
+        GaussianModel.from_eigh(mu, lam[:-1], U, (3, 2, 2))
+    # the loaded model's moments are those of the crops, and come from the disk cache next time
+    monkeypatch.setenv("LIB_CACHE_DIR", str(tmp_path))
+    lib.models._crop_eigh.cache_clear()
+    m = lib.models._load_gaussian("cpu", None, n=300, size=4, seed=5)
+    X = photo_crops(300, 4, split="train", seed=5).reshape(300, -1)
+    rebuilt = (m.eigvecs * m.eigvals) @ m.eigvecs.T
+    assert torch.allclose(rebuilt, torch.as_tensor(covariance(X)), atol=1e-10)
+    assert torch.allclose(m.mean, torch.as_tensor(X.mean(0), dtype=torch.float64))
+    assert len(list((tmp_path / "gaussian_model").glob("*.pkl"))) == 1
+    lib.models._crop_eigh.cache_clear()
+    again = lib.models._load_gaussian("cpu", None, n=300, size=4, seed=5)
+    assert torch.equal(again.eigvecs, m.eigvecs)
+    lib.models._crop_eigh.cache_clear()
+
+
+def test_embedded_model_runs_in_chunks_with_the_numbers_of_one_call():
+    import copy
+
+    m = load_model("tiny-a")
+    assert m.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2 * m.cpu_chunk + 3, *m.sample_shape, generator=torch.Generator().manual_seed(0))
+    plain = copy.deepcopy(m.unet).to(memory_format=torch.contiguous_format)
+    labels = m.cond(["cat"]).expand(len(x))
+    with torch.no_grad():
+        whole = plain(x, torch.full((len(x),), 700), class_labels=labels).sample
+    chunked = m.eps(x, 700, m.cond(["cat"]))
+    assert chunked.shape == x.shape and chunked.is_contiguous()
+    assert float((chunked - whole).norm() / whole.norm()) < 1e-5  # float32 rounding only
+    # a sample's prediction does not depend on the batch around it
+    part = m.eps(x[m.cpu_chunk - 2:m.cpu_chunk + 2], 700, m.cond(["cat"]))
+    assert torch.allclose(part, chunked[m.cpu_chunk - 2:m.cpu_chunk + 2], rtol=1e-5, atol=1e-6)

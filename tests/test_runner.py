@@ -75,3 +75,171 @@ def test_gpu_profile_without_gpu_is_refused():
     with pytest.raises(RuntimeError, match="PROFILE = 'cpu'"):
         resolve("gpu")
     assert resolve("cpu").n_fit == 20_000
+
+
+# ---- reuse of unchanged chapters -------------------------------------------------------------
+
+def write_reuse_book(folder):
+    """Two chapters: 01 imports nothing from lib, 02 imports lib.schedule (and what it imports)."""
+    folder.mkdir()
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    stamp = "import time\nprint(time.time_ns())"
+    nbformat.write(new_notebook(cells=[new_code_cell(stamp)], metadata=meta),
+                   folder / "01_plain.ipynb")
+    nbformat.write(new_notebook(cells=[new_code_cell("from lib.schedule import sd_alphas_cumprod\n"
+                                                     + stamp)], metadata=meta),
+                   folder / "02_lib.ipynb")
+    return folder
+
+
+def stamps(run_dir):
+    return {p.stem: nbformat.read(p, as_version=4).cells[0].outputs[-1]["text"]
+            for p in sorted((run_dir / "book").glob("*.ipynb"))}
+
+
+@pytest.fixture
+def reuse_env(tmp_path, monkeypatch):
+    """A book, a copy of lib and a data folder the keys are computed from, and a runs folder."""
+    import shutil
+
+    import lib.runner
+
+    lib_copy = tmp_path / "lib"
+    lib_copy.mkdir()
+    for p in lib.runner.LIB_DIR.glob("*.py"):
+        shutil.copy2(p, lib_copy / p.name)
+    data = tmp_path / "data"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / "w.bin").write_bytes(b"weights")
+    monkeypatch.setattr(lib.runner, "LIB_DIR", lib_copy)
+    monkeypatch.setattr(lib.runner, "DATA_DIR", data)
+    monkeypatch.delenv("LIB_NO_CACHE", raising=False)
+    book = write_reuse_book(tmp_path / "book")
+    lines = []
+
+    def run(**kw):
+        out, rec = run_chapters("cpu", book_dir=book, runs_dir=tmp_path / "runs",
+                                log=lines.append, **kw)
+        return out, rec
+
+    return book, lib_copy, data, run, lines
+
+
+def test_an_unchanged_chapter_is_reused_and_the_runner_says_so(reuse_env):
+    book, _, _, run, lines = reuse_env
+    first, rec1 = run()
+    assert rec1.reused == {} and set(rec1.seconds) == {"01_plain", "02_lib"}
+    second, rec2 = run()
+    assert second != first
+    assert set(rec2.reused) == {"01_plain", "02_lib"} and rec2.seconds == {}
+    assert stamps(second) == stamps(first)  # the earlier outputs, not a new execution
+    assert any(line.startswith("  01_plain: reused, unchanged since") for line in lines)
+    saved = json.loads((second / "run.json").read_text())
+    assert saved["reused"]["02_lib"] == str(first)
+    # a third run reuses through the second (which itself reused)
+    third, rec3 = run()
+    assert set(rec3.reused) == {"01_plain", "02_lib"} and stamps(third) == stamps(first)
+
+
+def test_a_changed_chapter_alone_is_re_executed(reuse_env):
+    book, _, _, run, lines = reuse_env
+    first, _ = run()
+    nb = nbformat.read(book / "01_plain.ipynb", as_version=4)
+    nb.cells.append(new_code_cell("x = 1"))
+    nbformat.write(nb, book / "01_plain.ipynb")
+    second, rec = run()
+    assert set(rec.seconds) == {"01_plain"} and set(rec.reused) == {"02_lib"}
+    assert stamps(second)["01_plain"] != stamps(first)["01_plain"]
+    assert any("01_plain: executing (changed since" in line and "source" in line
+               for line in lines)
+
+
+def test_a_lib_change_re_executes_the_chapters_that_import_it(reuse_env):
+    _, lib_copy, _, run, lines = reuse_env
+    run()
+    (lib_copy / "annealing.py").write_text((lib_copy / "annealing.py").read_text() + "\n# edit\n")
+    _, rec = run()  # 02 imports lib.schedule, which does not import lib.annealing
+    assert set(rec.reused) == {"01_plain", "02_lib"}
+    (lib_copy / "schedule.py").write_text((lib_copy / "schedule.py").read_text() + "\n# edit\n")
+    _, rec = run()
+    assert set(rec.seconds) == {"02_lib"} and set(rec.reused) == {"01_plain"}
+    assert any("02_lib: executing" in line and "lib/schedule.py" in line for line in lines)
+    (lib_copy / "__init__.py").write_text((lib_copy / "__init__.py").read_text() + "\n# edit\n")
+    _, rec = run()  # every lib import runs lib/__init__.py
+    assert set(rec.seconds) == {"02_lib"}
+
+
+def test_a_weights_change_re_executes_every_chapter(reuse_env):
+    _, _, data, run, _ = reuse_env
+    run()
+    (data / "models" / "w.bin").write_bytes(b"new weights")
+    _, rec = run()
+    assert set(rec.seconds) == {"01_plain", "02_lib"} and rec.reused == {}
+
+
+def test_rerun_no_cache_in_place_and_profile_execute_everything(reuse_env, monkeypatch):
+    _, _, _, run, _ = reuse_env
+    run()
+    assert run(reuse=False)[1].reused == {}
+    monkeypatch.setenv("LIB_NO_CACHE", "1")
+    assert run()[1].reused == {}
+    monkeypatch.delenv("LIB_NO_CACHE")
+    assert set(run()[1].reused) == {"01_plain", "02_lib"}
+    monkeypatch.setenv("LIB_ROUNDING_JITTER", "8")  # another floating-point environment
+    assert run()[1].reused == {}
+
+
+def test_chapter_modules_follow_imports_through_lib(tmp_path):
+    from lib.runner import chapter_modules
+
+    pkg = tmp_path / "lib"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import f\n\ndef g():\n    from lib import c\n")
+    (pkg / "b.py").write_text("import numpy\nfrom lib.d import h\n")
+    (pkg / "c.py").write_text("")
+    (pkg / "d.py").write_text("")
+    (pkg / "e.py").write_text("")
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+
+    def modules(code):
+        path = tmp_path / "nb.ipynb"
+        nbformat.write(new_notebook(cells=[new_code_cell(code)], metadata=meta), path)
+        return chapter_modules(path, pkg)
+
+    everything = ["__init__.py", "a.py", "b.py", "c.py", "d.py", "e.py"]
+    assert modules("from lib.a import g") == ["__init__.py", "a.py", "b.py", "c.py", "d.py"]
+    assert modules("%matplotlib inline\nfrom lib import d, e") == ["__init__.py", "d.py", "e.py"]
+    assert modules("import numpy") == []
+    assert modules("import lib") == everything
+    assert modules("from lib import *") == everything
+    assert modules("def broken(:\n  pass") == everything  # cannot parse: assume everything
+    # the real chapters: chapter 5 needs the annealing, chapter 1 does not
+    from lib.runner import BOOK_DIR
+
+    ch1 = chapter_modules(BOOK_DIR / "01_preliminaries.ipynb")
+    ch5 = chapter_modules(BOOK_DIR / "05_annealing.ipynb")
+    assert "annealing.py" in ch5 and "annealing.py" not in ch1 and "whitening.py" in ch1
+
+
+def test_cli_reuses_and_its_flags_execute(reuse_env, monkeypatch, capsys):
+    import lib.runner
+
+    book, _, _, run, _ = reuse_env
+    runs = book.parent / "runs"
+    monkeypatch.setattr(lib.runner, "BOOK_DIR", book)
+    monkeypatch.setattr(lib.runner, "RUNS_DIR", runs)
+    monkeypatch.setenv("LIB_NO_CACHE", "0")  # restored after the test (--no-cache sets it)
+
+    def last_record():
+        latest = runs / "cpu" / "latest"
+        return json.loads((latest / "run.json").read_text())
+
+    assert main(["run"]) == 0 and last_record()["reused"] == {}
+    assert main(["run"]) == 0 and set(last_record()["reused"]) == {"01_plain", "02_lib"}
+    assert "01_plain: reused, unchanged since" in capsys.readouterr().out
+    assert main(["run", "--rerun"]) == 0 and last_record()["reused"] == {}
+    assert main(["run", "--no-cache"]) == 0 and last_record()["reused"] == {}
+    import os
+
+    assert os.environ["LIB_NO_CACHE"] == "1"  # the chapters' kernels inherit it

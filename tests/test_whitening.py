@@ -216,3 +216,35 @@ def test_best_ridge_is_the_argmin_of_the_held_out_sweep():
     X_same = rng.multivariate_normal(np.zeros(D), cov_fit, 200_000)
     eps_same, _ = best_ridge(covariance(X_same), covariance(X_same), [0.0, 1e-2, 1.0])
     assert eps_same == 0.0
+
+
+def test_fit_whiteners_shares_one_covariance_and_matches_separate_fits():
+    from lib.whitening import fit_whiteners, whitening_matrices
+
+    rng = np.random.default_rng(3)
+    D = 48
+    A = rng.standard_normal((D, D)) / np.sqrt(D) + np.eye(D)
+    X = rng.standard_normal((500, D)) @ A.T * rng.uniform(0.5, 2, D)
+    together = fit_whiteners(X, eps=1e-6)
+    assert list(together) == list(KINDS)
+    for kind, w in together.items():
+        alone = Whitener(kind, eps=1e-6).fit(X)
+        assert np.array_equal(w.matrix, alone.matrix), kind  # the same arithmetic, bit for bit
+        assert np.array_equal(w.mean_, alone.mean_) and w.cov_ is together["zca"].cov_
+        assert w.eps == 1e-6 and w.n_samples_ == 500
+        assert rel(covariance(w.transform(X)), np.eye(D)) < 1e-2  # a tiny ridge: nearly white
+    # a subset in its given order, and the one-kind function is the many-kind one
+    S = covariance(X)
+    some = whitening_matrices(S, ("cholesky", "pca"))
+    assert list(some) == ["cholesky", "pca"]
+    assert np.array_equal(some["pca"], whitening_matrix(S, "pca"))
+    with pytest.raises(ValueError, match="unknown"):
+        whitening_matrices(S, ("zca", "nope"))
+
+
+def test_covariance_is_the_unbiased_estimate():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((300, 20)) * np.arange(1, 21) + 5.0
+    S = covariance(X)
+    assert np.allclose(S, np.cov(X, rowvar=False), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(S, S.T)  # exactly symmetric
