@@ -171,26 +171,35 @@ def image_slider(frames, labels, *, slider_prefix: str, titles=None, upscale: in
     return fig
 
 
-def format_table(header, rows, *, digits: int = 3) -> str:
+def format_table(header, rows, *, digits=3) -> str:
     """A plain-text table with right-aligned columns; floats rounded to ``digits`` decimals.
 
     Args:
         header: column names.
         rows: sequences of the same length as ``header`` (str, int, float or None).
+        digits: decimals for every float, or a dict ``{column name: decimals}`` with the
+            default 3 for the others (print each number only to the precision that is robust).
     """
     header = [str(h) for h in header]
+    if isinstance(digits, dict):
+        unknown = set(digits) - set(header)
+        if unknown:
+            raise ValueError(f"digits names columns that are not in the header: {sorted(unknown)}")
+        per_column = [digits.get(h, 3) for h in header]
+    else:
+        per_column = [digits] * len(header)
 
-    def cell(v) -> str:
+    def cell(v, d) -> str:
         if v is None:
             return "-"
         if isinstance(v, (float, np.floating)):
-            return f"{v:.{digits}f}"
+            return f"{v:.{d}f}"
         return str(v)
 
-    body = [[cell(v) for v in row] for row in rows]
-    for row in body:
+    for row in rows:
         if len(row) != len(header):
             raise ValueError(f"a row has {len(row)} cells for {len(header)} columns")
+    body = [[cell(v, d) for v, d in zip(row, per_column)] for row in rows]
     widths = [max(len(h), *(len(r[j]) for r in body)) if body else len(h) for j, h in enumerate(header)]
     lines = [" | ".join(h.rjust(w) for h, w in zip(header, widths)),
              "-+-".join("-" * w for w in widths)]

@@ -98,3 +98,10 @@ def test_words_paste_without_quotes():
 
     assert PlainTextFormatter()(Words("tiny-a")) == "tiny-a"
     assert PlainTextFormatter()("tiny-a") == "'tiny-a'"  # what a plain str would paste
+
+
+def test_format_table_digits_per_column():
+    text = format_table(["psnr", "ssim"], [[32.01749, 0.87123]], digits={"psnr": 1})
+    assert text.splitlines()[-1].split(" | ") == ["32.0", "0.871"]  # the others keep 3
+    with pytest.raises(ValueError, match="not in the header"):
+        format_table(["psnr"], [[1.0]], digits={"PSNR": 1})
