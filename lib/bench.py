@@ -352,6 +352,11 @@ def run_bench(*, device: str | None = None, quick: bool = False, compile: bool =
     from lib.models import load_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda needs a CUDA GPU and none is available; "
+                         "run with --device cpu (the default here)")
+    if not device.startswith(("cuda", "cpu")):
+        raise ValueError(f"device must be cpu or cuda, got {device!r}")
     sd_unet = device.startswith("cuda") if sd_unet is None else sd_unet
     t0 = time.perf_counter()
     rows: list[Row] = []

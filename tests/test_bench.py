@@ -110,3 +110,15 @@ def test_gpu_rows_compare_bf16_with_eager_and_count_images(tiny):
     assert names == ["bf16 autocast / eager fp32", "tiny-a forward, batch 2"]
     assert rows[0].goal == 1.5 and rows[0].extra["relative_change"] > 1e-4
     assert rows[1].unit == "images/s" and rows[1].value > 0
+
+
+def test_bench_refuses_a_missing_gpu_and_unknown_devices(capsys):
+    import torch
+
+    from lib.__main__ import main
+
+    assert main(["bench", "--device", "tpu"]) == 2
+    assert "device must be cpu or cuda" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["bench", "--device", "cuda"]) == 2
+        assert "--device cpu" in capsys.readouterr().err
