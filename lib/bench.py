@@ -361,9 +361,9 @@ def run_bench(*, device: str | None = None, quick: bool = False, compile: bool =
     t0 = time.perf_counter()
     rows: list[Row] = []
     reps = 2 if quick else 3
-    models = ["tiny-a"] if quick else ["tiny-a", "tiny-b"]
-    for name in models:
-        model = load_model(name, device=device)
+    models = {name: load_model(name, device=device)
+              for name in (["tiny-a"] if quick else ["tiny-a", "tiny-b"])}
+    for name, model in models.items():
         log(f"loops: {name} ...")
         rows += bench_loops(model, evals=5 if quick else 10, repeats=reps)
         if device.startswith("cuda"):
@@ -375,7 +375,7 @@ def run_bench(*, device: str | None = None, quick: bool = False, compile: bool =
     rows += bench_solvers(n_images=4 if quick else 8, tol=1e-2 if quick else 5e-3,
                           max_evals=600 if quick else 2000)
     log("inference options ...")
-    rows += bench_options(load_model("tiny-a", device=device), repeats=reps,
+    rows += bench_options(models["tiny-a"], repeats=reps,
                           evals=3 if quick else 5, compile=compile and not quick)
     if sd_unet:
         log("SD-2.1-sized UNet ...")

@@ -141,18 +141,7 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     abar = model.alphas_cumprod[t].to(z0.dtype)
     a, s = abar.sqrt(), (1 - abar).sqrt()
 
-    if isinstance(init, str):
-        if init == "random":
-            eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
-        elif init == "zero":
-            eps = torch.zeros_like(z0)
-        else:
-            raise ValueError(f"unknown init {init!r}; expected one of {INITS} or a tensor")
-    else:
-        eps = torch.as_tensor(init).to(z0.dtype)
-        if eps.shape != z0.shape:
-            raise ValueError(f"init must have the shape of z0 {tuple(z0.shape)}, got {tuple(eps.shape)}")
-    eps = eps.to(z0.device)
+    eps = _initial_noise(init, z0, generator)
 
     def f(e: torch.Tensor) -> torch.Tensor:  # Eq. (7): the model's noise at z_t(e)
         return model.eps(a * z0 + s * e, t, cond, guidance_scale).to(z0.dtype)
@@ -218,6 +207,22 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
             break
     return _result(z0, eps, g, residuals, np.arange(1, len(residuals) + 1, dtype=float), a, s, t,
                    method, tol, kept)
+
+
+def _initial_noise(init, z0: torch.Tensor, generator) -> torch.Tensor:
+    """The start of the iteration: ``"random"``, ``"zero"`` or a tensor of ``z0``'s shape."""
+    if isinstance(init, str):
+        if init == "random":
+            eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+        elif init == "zero":
+            eps = torch.zeros_like(z0)
+        else:
+            raise ValueError(f"unknown init {init!r}; expected one of {INITS} or a tensor")
+    else:
+        eps = torch.as_tensor(init).to(z0.dtype)
+        if eps.shape != z0.shape:
+            raise ValueError(f"init must have the shape of z0 {tuple(z0.shape)}, got {tuple(eps.shape)}")
+    return eps.to(z0.device)
 
 
 def _result(z0, eps, g, residuals, cost, a, s, t, method, tol, kept=None) -> FixedPointResult:
@@ -306,18 +311,7 @@ def fixed_point_starts(model, z0, t: int, iters: int, inits: dict, **kwargs
             or not stackable_cond:
         return {name: fixed_point_noise(model, z0, t, iters, init=init, **kwargs)
                 for name, init in inits.items()}
-    starts = []
-    for init in inits.values():
-        if isinstance(init, str):
-            if init not in INITS:
-                raise ValueError(f"unknown init {init!r}; expected one of {INITS} or a tensor")
-            init = (torch.zeros_like(z0) if init == "zero" else
-                    torch.randn(z0.shape, generator=kwargs.get("generator"), dtype=z0.dtype))
-        init = torch.as_tensor(init).to(z0.dtype)
-        if init.shape != z0.shape:
-            raise ValueError(f"each init must have the shape of z0 {tuple(z0.shape)}, "
-                             f"got {tuple(init.shape)}")
-        starts.append(init.to(z0.device))
+    starts = [_initial_noise(init, z0, kwargs.get("generator")) for init in inits.values()]
     k = len(starts)
     kwargs.pop("cond", None)
     if cond is not None and cond.shape[0] == B and B > 1:

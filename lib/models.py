@@ -180,6 +180,10 @@ class GaussianModel(DiffusionModel):
                   **kwargs) -> "GaussianModel":
         """The model from ``Sigma``'s eigen-decomposition (ascending eigenvalues, columns)."""
         model = cls.__new__(cls)
+        model._setup(mean, eigvals, eigvecs, sample_shape, alphas_cumprod, kwargs)
+        return model
+
+    def _setup(self, mean, eigvals, eigvecs, sample_shape, alphas_cumprod, kwargs) -> None:
         mean = torch.as_tensor(np.asarray(mean), dtype=torch.float64).reshape(-1)
         lam = torch.as_tensor(np.asarray(eigvals), dtype=torch.float64)
         U = torch.as_tensor(np.asarray(eigvecs), dtype=torch.float64)
@@ -187,10 +191,6 @@ class GaussianModel(DiffusionModel):
         if mean.numel() != D or lam.shape != (D,) or U.shape != (D, D):
             raise ValueError(f"need a mean of {D} entries, {D} eigenvalues and a ({D}, {D}) "
                              f"eigenvector matrix for samples of shape {tuple(sample_shape)}")
-        model._setup(mean, lam, U, sample_shape, alphas_cumprod, kwargs)
-        return model
-
-    def _setup(self, mean, lam, U, sample_shape, alphas_cumprod, kwargs) -> None:
         super().__init__(sd_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod,
                          sample_shape, **kwargs)
         self.mean, self.eigvals, self.eigvecs = mean, lam.clamp_min(0), U

@@ -139,7 +139,7 @@ def _lib_imports(tree: ast.AST, package: str, lib_dir: Path) -> set[str] | None:
                 names = [a.name for a in node.names]
                 if "*" in names:
                     return None
-                found.update(n for n in names if (lib_dir / f"{n}.py").exists())
+                found.update(names)  # modules among them are kept below
             elif module.startswith("lib."):
                 found.add(module.split(".")[1])
     return {m for m in found if (lib_dir / f"{m}.py").exists()}
@@ -149,8 +149,10 @@ def _all_modules(lib_dir: Path) -> list[str]:
     return sorted(p.stem for p in lib_dir.glob("*.py"))
 
 
-def chapter_modules(notebook: Path, lib_dir: Path | None = None) -> list[str]:
+def chapter_modules(notebook, lib_dir: Path | None = None) -> list[str]:
     """The ``lib`` modules a chapter's code can run: its imports, followed through ``lib``.
+
+    ``notebook`` is a path or an already read ``nbformat`` notebook.
 
     Returns module file names (``"fixed_point.py"``), with ``__init__.py`` whenever any is
     imported (an empty list when the chapter imports nothing from ``lib``). Code that cannot be
@@ -159,7 +161,8 @@ def chapter_modules(notebook: Path, lib_dir: Path | None = None) -> list[str]:
     import nbformat
 
     lib_dir = Path(lib_dir or LIB_DIR)
-    nb = nbformat.read(notebook, as_version=4)
+    nb = notebook if isinstance(notebook, nbformat.NotebookNode) else \
+        nbformat.read(notebook, as_version=4)
     code = "\n".join("\n".join(line for line in c.source.splitlines()
                                 if not line.lstrip().startswith(("%", "!")))
                       for c in nb.cells if c.cell_type == "code")
@@ -233,7 +236,7 @@ def chapter_key(notebook: Path, profile: str, parameters: dict | None = None, *,
     parts = {
         "source": _sha256(json.dumps(cells).encode()),
         "modules": {m: _sha256((lib_dir / m).read_bytes())
-                    for m in chapter_modules(notebook, lib_dir)},
+                    for m in chapter_modules(nb, lib_dir)},
         "data": shared["data"],
         "profile": profile,
         "parameters": parameters or {},
@@ -261,18 +264,18 @@ def _records(runs_dir: Path, profile: str) -> list[tuple[Path, dict]]:
     return found
 
 
-def find_reusable(chapter: str, key: dict, profile: str, runs_dir: Path | None = None,
-                  exclude: Path | None = None) -> tuple[Path | None, str]:
+def find_reusable(chapter: str, key: dict, records: list[tuple[Path, dict]]
+                  ) -> tuple[Path | None, str]:
     """An earlier run that executed ``chapter`` with this key, and a line saying why (not).
+
+    Args:
+        records: the earlier runs of the profile, newest first (:func:`_records`).
 
     Returns ``(run folder, reason)``; the folder is ``None`` when nothing can be reused, and
     the reason then names what changed since the newest earlier execution of the chapter.
     """
-    runs_dir = Path(runs_dir or RUNS_DIR)
     newest = None
-    for run_dir, rec in _records(runs_dir, profile):
-        if exclude is not None and run_dir.resolve() == Path(exclude).resolve():
-            continue
+    for run_dir, rec in records:
         old = rec.get("keys", {}).get(chapter)
         done = chapter in rec.get("seconds", {}) or chapter in rec.get("reused", {})
         if not old or not done or not (run_dir / "book" / f"{chapter}.ipynb").exists():
@@ -401,6 +404,9 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     bar = tqdm(selected, desc="chapters", unit="chapter", file=sys.stderr)
     parameters = None if profile == "cpu" else {"PROFILE": profile}
     reuse = reuse and not in_place and cache_enabled()
+    # the earlier runs, read once (this run's own folder is not among them)
+    earlier_runs = [(d, rec) for d, rec in _records(runs_dir, profile)
+                    if d.resolve() != run_dir.resolve()] if reuse else []
     shared: dict = {}
     for nb in bar:
         bar.set_postfix_str(nb.stem)
@@ -408,7 +414,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
         key = chapter_key(nb, profile, parameters, _shared=shared)
         record.keys[nb.stem] = key
         if reuse:
-            earlier, why = find_reusable(nb.stem, key, profile, runs_dir, exclude=run_dir)
+            earlier, why = find_reusable(nb.stem, key, earlier_runs)
             if earlier is not None:
                 _link(earlier / "book" / nb.name, target)
                 if (earlier / "figures" / nb.stem).is_dir():

@@ -146,10 +146,11 @@ def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarr
     D = S.shape[0]
     S = (S + S.T) / 2 + eps * np.eye(D)
     out: dict[str, np.ndarray] = {}
-    if {"zca", "pca"} & set(kinds):
+    if {"zca", "pca"} & set(kinds):  # _sorted_eigh also checks that Sigma is positive definite
         lam, U = _sorted_eigh(S, "covariance")
-        W_pca = U.T / np.sqrt(lam)[:, None]  # Lambda^-1/2 U^T
-        out.update(zca=U @ W_pca, pca=W_pca)
+        out["pca"] = U.T / np.sqrt(lam)[:, None]  # Lambda^-1/2 U^T
+        if "zca" in kinds:
+            out["zca"] = U @ out["pca"]
     if {"zca-cor", "pca-cor"} & set(kinds):
         v = np.diag(S)
         if v.min() <= 0:
@@ -159,9 +160,11 @@ def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarr
         P = S * v_isqrt[:, None] * v_isqrt[None, :]  # V^-1/2 Sigma V^-1/2
         theta, G = _sorted_eigh(P, "correlation matrix")
         W_pca_cor = (G.T / np.sqrt(theta)[:, None]) * v_isqrt[None, :]  # Theta^-1/2 G^T V^-1/2
-        out.update({"zca-cor": G @ W_pca_cor, "pca-cor": W_pca_cor})
+        out["pca-cor"] = W_pca_cor
+        if "zca-cor" in kinds:
+            out["zca-cor"] = G @ W_pca_cor
     if "cholesky" in kinds:  # W = L^T with L L^T = inv(Sigma)
-        if "zca" not in out:
+        if "pca" not in out:  # not checked by an eigendecomposition above
             _check_positive_definite(np.linalg.eigvalsh(S), "covariance")
         try:
             c = scipy.linalg.cho_factor(S, lower=True)
