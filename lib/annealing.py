@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 import torch
 from tqdm.auto import tqdm
 
@@ -71,12 +73,20 @@ def _square_matrix(M, name: str) -> np.ndarray:
 
 
 def _invert(M: np.ndarray, name: str) -> np.ndarray:
-    cond = np.linalg.cond(M)
+    """``M^-1`` from one LU factorisation, refused when LAPACK's estimate of the 1-norm condition
+    number exceeds :data:`MAX_CONDITION` (an SVD for the exact 2-norm one would cost five times
+    the inverse at D = 3,072; the two norms' condition numbers differ by at most a factor D)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)  # exactly singular: rcond 0
+        lu, piv = scipy.linalg.lu_factor(M, check_finite=False)
+    gecon, = scipy.linalg.get_lapack_funcs(("gecon",), (lu,))
+    rcond, info = gecon(lu, np.linalg.norm(M, 1), norm="1")
+    cond = 1.0 / rcond if rcond > 0 and info == 0 else np.inf
     if not np.isfinite(cond) or cond > MAX_CONDITION:
         raise ValueError(
-            f"{name} is not invertible (condition number {cond:.3g}); fit the whitening with a "
-            "ridge (Whitener('zca', eps=1e-3)) or with more samples than dimensions")
-    return np.linalg.inv(M)
+            f"{name} is not invertible (condition number about {cond:.3g}); fit the whitening "
+            "with a ridge (Whitener('zca', eps=1e-3)) or with more samples than dimensions")
+    return scipy.linalg.lu_solve((lu, piv), np.eye(M.shape[0]), check_finite=False)
 
 
 def dewhitening(source, mean=None) -> DeWhitening:

@@ -19,6 +19,10 @@ repeated (the median of the repeats), so that a shared, noisy machine moves both
   project's 2-core CPU that is ``channels_last`` with chunks of 16 samples
   (:attr:`lib.models.UNetModel.cpu_chunk`); bf16 is faster but changes the prediction by about
   4e-3, and ``torch.compile`` takes about 50 s to compile for no gain over ``channels_last``;
+* **side by side**: on a CPU with several threads, the network evaluations per second of
+  separate processes with one share of the threads each, all at once, divided by one process
+  with all the threads. Above 1, independent work (the chapters, the test files) is better run
+  side by side than one after the other: the runner and ``make test`` do so.
 * on a GPU also compiled and bf16 against eager float32 (goal >= 1.5), and evaluations per
   second of the tiny models and of a UNet of Stable Diffusion 2.1's size built from its config
   with random weights.
@@ -311,6 +315,57 @@ def bench_options(model, *, batch: int = 32, evals: int = 5, repeats: int = 3,
     return rows
 
 
+def _side_worker(name: str, threads: int, batch: int, evals: int, repeats: int, barrier) -> list:
+    """One process of :func:`bench_side_by_side`: its network loop's (start, end) per repeat."""
+    torch.set_num_threads(threads)
+    from lib.models import load_model
+
+    model = load_model(name)
+    g = torch.Generator().manual_seed(0)
+    run = _bare_forward(model, torch.randn((batch, *model.sample_shape), generator=g), 980, evals)
+    run()  # warm-up
+    spans = []
+    for _ in range(repeats):
+        barrier.wait()  # every process starts each repeat together
+        t0 = time.monotonic()
+        run()
+        spans.append((t0, time.monotonic()))
+    return spans
+
+
+def bench_side_by_side(name: str = "tiny-a", *, processes: int = 2, batch: int = 32,
+                       evals: int = 5, repeats: int = 3) -> list[Row]:
+    """Evaluations per second of ``processes`` processes with an equal share of this process's
+    threads, all at once, divided by this process alone with all of them (lib's forward pass)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lib.models import load_model
+
+    total = torch.get_num_threads()
+    if total < processes:
+        return []
+    model = load_model(name)
+    g = torch.Generator().manual_seed(0)
+    alone = _interleaved({"one": _bare_forward(model, torch.randn((batch, *model.sample_shape),
+                                                                 generator=g), 980, evals)},
+                         repeats)["one"]
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(processes)
+        with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+            futures = [pool.submit(_side_worker, name, total // processes, batch, evals, repeats,
+                                   barrier) for _ in range(processes)]
+            spans = [f.result() for f in futures]
+    together = statistics.median(max(s[r][1] for s in spans) - min(s[r][0] for s in spans)
+                                 for r in range(repeats))
+    ratio = (processes * batch * evals / together) / (batch * evals / alone)
+    return [Row("options", f"{processes} processes x {total // processes} thread(s) / 1 process "
+                f"x {total} threads", ratio, None,
+                detail=f"{name}, batch {batch}; evaluations per second, all processes together",
+                extra={"processes": processes, "threads_each": total // processes})]
+
+
 def bench_sd_unet(*, device: str = "cuda", batch: int = 4, evals: int = 5, repeats: int = 3,
                   config: dict | None = None) -> list[Row]:
     """Evaluations per second of a UNet of Stable Diffusion 2.1's size (random weights).
@@ -377,6 +432,9 @@ def run_bench(*, device: str | None = None, quick: bool = False, compile: bool =
     log("inference options ...")
     rows += bench_options(models["tiny-a"], repeats=reps,
                           evals=3 if quick else 5, compile=compile and not quick)
+    if not device.startswith("cuda"):
+        log("side by side ...")
+        rows += bench_side_by_side(repeats=reps, evals=3 if quick else 5)
     if sd_unet:
         log("SD-2.1-sized UNet ...")
         rows += bench_sd_unet(device=device)

@@ -97,7 +97,7 @@ def _update(h, value) -> None:
         value = value.numpy()
     a = np.ascontiguousarray(value)
     h.update(f"{a.dtype}{a.shape}".encode())
-    h.update(a.tobytes())
+    h.update(memoryview(a.reshape(-1)).cast("B") if a.size else b"")  # no copy of the bytes
 
 
 def _canonical(value) -> Any:

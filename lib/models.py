@@ -178,7 +178,8 @@ class GaussianModel(DiffusionModel):
     @classmethod
     def from_eigh(cls, mean, eigvals, eigvecs, sample_shape, alphas_cumprod=None,
                   **kwargs) -> "GaussianModel":
-        """The model from ``Sigma``'s eigen-decomposition (ascending eigenvalues, columns)."""
+        """The model from ``Sigma``'s eigen-decomposition (eigenvalues in any order, eigenvectors
+        as columns in the same order)."""
         model = cls.__new__(cls)
         model._setup(mean, eigvals, eigvecs, sample_shape, alphas_cumprod, kwargs)
         return model
@@ -460,26 +461,26 @@ def load_stable_diffusion(name: str, device=None, dtype=None, repo: str | None =
 
 
 #: bump when the crops or the moments behind the ``gaussian`` model change
-GAUSSIAN_VERSION = "1"
+GAUSSIAN_VERSION = "2"
 
 
 @functools.lru_cache(maxsize=4)
 def _crop_eigh(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, ascending eigenvalues and eigenvectors of the training crops' covariance.
+    """Mean, eigenvalues (descending) and eigenvectors of the training crops' covariance.
 
     Done once per machine: the result goes to the disk cache (:mod:`lib.cache`), since the
     crops, the covariance and a D = 3,072 eigen-decomposition take 10-15 s on 2 cores and
-    every chapter loads this model.
+    every chapter loads this model. The covariance and its decomposition are
+    :mod:`lib.whitening`'s, so the chapters that whiten the same crops share them.
     """
     from lib.cache import cached
 
     def compute():
         from lib.data import photo_crops
-        from lib.whitening import covariance
+        from lib.whitening import covariance, covariance_eigh
 
         X = photo_crops(n, size, split="train", seed=seed).reshape(n, -1)
-        cov = covariance(X)
-        lam, U = np.linalg.eigh((cov + cov.T) / 2)
+        lam, U = covariance_eigh(covariance(X))
         return X.mean(axis=0), lam, U
 
     return cached("gaussian_model", GAUSSIAN_VERSION, compute, n=n, size=size, seed=seed)

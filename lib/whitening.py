@@ -83,10 +83,28 @@ def _check_positive_definite(lam: np.ndarray, what: str) -> None:
             "samples than dimensions and no duplicated features")
 
 
-def _sorted_eigh(S: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition with decreasing eigenvalues and the sign convention U[i, i] > 0."""
-    lam, U = np.linalg.eigh(S)
-    lam, U = lam[::-1], U[:, ::-1]
+#: Covariances of data with at least this many values (N x D), and eigen-decompositions of
+#: matrices at least this wide, go through the disk cache (:mod:`lib.cache`), keyed by the
+#: data's bytes: at D = 3,072 each takes seconds, and chapters 1, 5 and 6 and the ``gaussian``
+#: model all use the same 20,000 training crops (chapters 3 and 4 another set).
+CACHE_MIN_VALUES = 1 << 22
+CACHE_MIN_SIDE = 1024
+
+
+def _eigh(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.linalg.eigh`` of a symmetric float64 matrix, through the disk cache when it is large."""
+    if S.shape[0] < CACHE_MIN_SIDE:
+        return np.linalg.eigh(S)
+    from lib.cache import cached
+
+    return cached("eigh", "1", lambda: np.linalg.eigh(S), S=S)
+
+
+def _sorted_eigh(S: np.ndarray, what: str, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of ``S + shift I`` with decreasing eigenvalues and the sign convention
+    U[i, i] > 0 (``S``'s own eigenvectors: one decomposition serves every ridge ``shift``)."""
+    lam, U = _eigh(S)
+    lam, U = lam[::-1] + shift, U[:, ::-1]
     _check_positive_definite(lam, what)
     signs = np.where(np.diag(U) < 0, -1.0, 1.0)
     return lam, U * signs
@@ -101,6 +119,14 @@ def covariance(X) -> np.ndarray:
     X, _ = _as_matrix(X, "X")
     if X.shape[0] < 2:
         raise ValueError("need at least two samples to estimate a covariance")
+    if X.size < CACHE_MIN_VALUES:
+        return _covariance(X)
+    from lib.cache import cached
+
+    return cached("covariance", "1", lambda: _covariance(X), X=X)
+
+
+def _covariance(X: np.ndarray) -> np.ndarray:
     Xc = X - X.mean(axis=0)
     # BLAS syrk: only one triangle of Xc^T Xc is computed (half the work of a product)
     upper = scipy.linalg.blas.dsyrk(1.0 / (X.shape[0] - 1), Xc.T)
@@ -144,10 +170,11 @@ def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarr
     if not (np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     D = S.shape[0]
-    S = (S + S.T) / 2 + eps * np.eye(D)
+    S_sym = (S + S.T) / 2
+    S = S_sym + eps * np.eye(D)
     out: dict[str, np.ndarray] = {}
     if {"zca", "pca"} & set(kinds):  # _sorted_eigh also checks that Sigma is positive definite
-        lam, U = _sorted_eigh(S, "covariance")
+        lam, U = _sorted_eigh(S_sym, "covariance", shift=eps)  # Sigma + eps I = U (Lambda + eps) U^T
         out["pca"] = U.T / np.sqrt(lam)[:, None]  # Lambda^-1/2 U^T
         if "zca" in kinds:
             out["zca"] = U @ out["pca"]
@@ -340,7 +367,7 @@ def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
     S_test = _as_float64(cov_test, "cov_test")
     if S_fit.shape != S_test.shape or S_fit.ndim != 2 or S_fit.shape[0] != S_fit.shape[1]:
         raise ValueError(f"need two square matrices of one shape, got {S_fit.shape} and {S_test.shape}")
-    lam, U = np.linalg.eigh((S_fit + S_fit.T) / 2)
+    lam, U = _eigh((S_fit + S_fit.T) / 2)
     M = U.T @ S_test @ U
     D = lam.size
     out = []

@@ -205,3 +205,16 @@ def test_bad_arguments(small_data):
         anneal_loss(torch.zeros(3, 1, 4, 4), torch.zeros(2, 1, 4, 4), "baseline")
     with pytest.raises(ValueError, match="needs dewhiten"):
         anneal_loss(torch.zeros(3, 1, 4, 4), torch.zeros(1, 1, 4, 4), "backward")
+
+
+def test_dewhitening_inverts_exactly_and_refuses_ill_conditioned_matrices():
+    rng = np.random.default_rng(4)
+    Q, _ = np.linalg.qr(rng.standard_normal((20, 20)))
+    for cond, ok in ((1e6, True), (1e14, False)):
+        A = (Q * np.geomspace(1.0, 1.0 / cond, 20)) @ Q.T
+        if ok:
+            dw = dewhitening(A)
+            assert np.allclose(dw.whiten @ A, np.eye(20), atol=1e-8)
+        else:
+            with pytest.raises(ValueError, match="not invertible"):
+                dewhitening(A)

@@ -56,15 +56,15 @@ def test_solver_counts_are_where_the_residual_first_meets_the_tolerance(monkeypa
         return res
 
     monkeypatch.setattr(fixed_point, "fixed_point_noise", spy)
-    rows = bench.bench_solvers(n_images=3, tol=1e-2, max_evals=600)
+    rows = bench.bench_solvers(n_images=3, tol=2e-2, max_evals=300)
     picard = rows[0].value
     res = seen["picard"]
     first = []
     for b in range(3):
-        hit = np.flatnonzero(res.residuals[:, b] < 1e-2)
+        hit = np.flatnonzero(res.residuals[:, b] < 2e-2)
         first.append(res.evaluations[hit[0]] if hit.size else np.inf)
         if hit.size:  # the residual was above the tolerance before that evaluation
-            assert (res.residuals[:hit[0], b] >= 1e-2).all()
+            assert (res.residuals[:hit[0], b] >= 2e-2).all()
     assert picard == np.median(first) and np.isfinite(picard)
     by_name = {r.name: r for r in rows}
     anderson = by_name["Picard / Anderson, evaluations to the tolerance"]
@@ -122,3 +122,33 @@ def test_bench_refuses_a_missing_gpu_and_unknown_devices(capsys):
     if not torch.cuda.is_available():
         assert main(["bench", "--device", "cuda"]) == 2
         assert "--device cpu" in capsys.readouterr().err
+
+
+def test_side_by_side_shares_the_threads_and_compares_with_one_process():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert bench.bench_side_by_side(processes=2) == []  # one thread cannot be shared by two
+        torch.set_num_threads(2)
+        (row,) = bench.bench_side_by_side(processes=2, batch=2, evals=1, repeats=2)
+    finally:
+        torch.set_num_threads(before)
+    assert row.name == "2 processes x 1 thread(s) / 1 process x 2 threads"
+    assert row.extra == {"processes": 2, "threads_each": 1} and np.isfinite(row.value) and row.value > 0
+
+
+def test_side_worker_times_each_repeat_after_the_others_are_ready():
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        spans = bench._side_worker("tiny-a", 1, 2, 1, 3, threading.Barrier(1))
+        assert torch.get_num_threads() == 1  # the worker's share
+    finally:
+        torch.set_num_threads(before)
+    assert len(spans) == 3 and all(t1 > t0 for t0, t1 in spans)
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(2))  # one after the other

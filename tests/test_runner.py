@@ -86,8 +86,10 @@ def write_reuse_book(folder):
     stamp = "import time\nprint(time.time_ns())"
     nbformat.write(new_notebook(cells=[new_code_cell(stamp)], metadata=meta),
                    folder / "01_plain.ipynb")
-    nbformat.write(new_notebook(cells=[new_code_cell("from lib.schedule import sd_alphas_cumprod\n"
-                                                     + stamp)], metadata=meta),
+    # the key follows the import inside the function; the kernel never runs it (importing
+    # torch would add seconds to each of the many executions below)
+    uses = "def uses_schedule():\n    from lib.schedule import sd_alphas_cumprod\n"
+    nbformat.write(new_notebook(cells=[new_code_cell(uses + stamp)], metadata=meta),
                    folder / "02_lib.ipynb")
     return folder
 
@@ -243,3 +245,64 @@ def test_cli_reuses_and_its_flags_execute(reuse_env, monkeypatch, capsys):
     import os
 
     assert os.environ["LIB_NO_CACHE"] == "1"  # the chapters' kernels inherit it
+
+
+# ---- chapters side by side -------------------------------------------------------------------
+
+def write_thread_book(folder, failing=False):
+    """Three chapters that print the thread count their kernel was given (and its pid)."""
+    folder.mkdir()
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    show = "import os\nprint(os.environ.get('OMP_NUM_THREADS'), os.getpid())"
+    for i in range(1, 4):
+        cells = [new_code_cell(show)]
+        if failing and i == 2:
+            cells.append(new_code_cell("raise ValueError('boom')"))
+        nbformat.write(new_notebook(cells=cells, metadata=meta), folder / f"0{i}_c.ipynb")
+    return folder
+
+
+def kernel_threads(run_dir):
+    return {p.stem: nbformat.read(p, as_version=4).cells[0].outputs[-1]["text"].split()[0]
+            for p in sorted((run_dir / "book").glob("*.ipynb"))}
+
+
+def test_chapters_run_side_by_side_sharing_the_thread_budget(tmp_path, monkeypatch):
+    book = write_thread_book(tmp_path / "book")
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    out, rec = run_chapters("cpu", out=tmp_path / "two", book_dir=book, jobs=2, log=lambda *a: None)
+    assert (rec.jobs, rec.threads_per_job) == (2, 2) and set(rec.seconds) == {"01_c", "02_c", "03_c"}
+    assert set(kernel_threads(out).values()) == {"2"}  # each kernel got its share
+    saved = json.loads((out / "run.json").read_text())
+    assert saved["jobs"] == 2 and saved["wall_seconds"] > 0
+    out1, rec1 = run_chapters("cpu", out=tmp_path / "one", book_dir=book, jobs=1, log=lambda *a: None)
+    assert rec1.jobs == 1 and set(kernel_threads(out1).values()) == {"4"}  # the whole budget
+    import os
+
+    assert os.environ["OMP_NUM_THREADS"] == "4"  # the runner's own environment is restored
+    with pytest.raises(ValueError, match="jobs"):
+        run_chapters("cpu", out=tmp_path / "bad", book_dir=book, jobs=0, log=lambda *a: None)
+
+
+def test_a_failure_side_by_side_names_the_chapter_and_the_others_finish(tmp_path, monkeypatch):
+    book = write_thread_book(tmp_path / "book", failing=True)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    with pytest.raises(ChapterFailed, match=r"chapter 02_c failed at cell index 1: ValueError: boom"):
+        run_chapters("cpu", out=tmp_path / "run", book_dir=book, jobs=2, log=lambda *a: None)
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert saved["status"] == "failed" and "01_c" in saved["seconds"]  # started with 02: finished
+
+
+def test_thread_budget_and_the_longest_chapters_first(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from lib.runner import _longest_first, thread_budget
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_budget() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    assert thread_budget() >= 1  # unreadable: the CPUs
+    todo = [Path(f"{n}.ipynb") for n in ("01_a", "02_b", "03_c", "04_d")]
+    records = [(Path("new"), {"seconds": {"02_b": 10.0, "03_c": 50.0}}),  # 02_b from the cache
+               (Path("old"), {"seconds": {"02_b": 99.0, "01_a": 20.0}})]
+    assert [p.stem for p in _longest_first(todo, records)] == ["02_b", "03_c", "01_a", "04_d"]

@@ -248,3 +248,39 @@ def test_covariance_is_the_unbiased_estimate():
     S = covariance(X)
     assert np.allclose(S, np.cov(X, rowvar=False), rtol=1e-12, atol=1e-12)
     assert np.array_equal(S, S.T)  # exactly symmetric
+
+
+def test_large_covariances_and_decompositions_come_from_the_disk_cache(tmp_path, monkeypatch):
+    import lib.whitening as wh
+
+    monkeypatch.setenv("LIB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(wh, "CACHE_MIN_VALUES", 100)  # these small arrays count as large
+    monkeypatch.setattr(wh, "CACHE_MIN_SIDE", 8)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 12))
+    entries = lambda name: len(list((tmp_path / name).glob("*.pkl")))  # noqa: E731
+    cov = covariance(X)
+    assert np.allclose(cov, np.cov(X, rowvar=False), rtol=1e-12, atol=1e-12)
+    assert entries("covariance") == 1
+    compute = wh._covariance
+    monkeypatch.setattr(wh, "_covariance", lambda _: pytest.fail("a hit must not recompute"))
+    assert np.array_equal(covariance(X), cov)  # the same data: the stored result
+    monkeypatch.setattr(wh, "_covariance", compute)
+    X2 = X.copy()
+    X2[0, 0] += 1e-9
+    assert not np.array_equal(covariance(X2), cov) and entries("covariance") == 2  # new data: a miss
+    # one decomposition of Sigma serves every ridge and the held-out sweep, with the same results
+    # as decomposing Sigma + eps I afresh
+    for eps in (0.0, 1e-3, 1e-1):
+        lam, U = np.linalg.eigh(cov + eps * np.eye(12))
+        assert rel(whitening_matrix(cov, "zca", eps), (U / np.sqrt(lam)) @ U.T) < 1e-10
+    held = covariance(X2)
+    sweep = wh.heldout_whiteness_vs_eps(cov, held, (1e-3, 1e-1))
+    assert entries("eigh") == 1
+    for eps, err in zip((1e-3, 1e-1), sweep):
+        W = whitening_matrix(cov, "pca", eps)
+        assert np.isclose(err, np.linalg.norm(W @ held @ W.T - np.eye(12)) / np.sqrt(12), rtol=1e-9)
+    monkeypatch.setenv("LIB_NO_CACHE", "1")
+    covariance(X * 2)
+    whitening_matrix(cov * 2, "zca")
+    assert entries("covariance") == 2 and entries("eigh") == 1  # cache off: nothing stored
