@@ -19,6 +19,9 @@ repeated (the median of the repeats), so that a shared, noisy machine moves both
   project's 2-core CPU that is ``channels_last`` with chunks of 16 samples
   (:attr:`lib.models.UNetModel.cpu_chunk`); bf16 is faster but changes the prediction by about
   4e-3, and ``torch.compile`` takes about 50 s to compile for no gain over ``channels_last``;
+* **hardware**: the floating-point operations per second of the network's forward pass (counted
+  by torch's ``FlopCounterMode``) divided by those of a large float32 matrix product on the same
+  device, the most this hardware gives: how much faster the network could still run in float32;
 * **side by side**: on a CPU with several threads, the network evaluations per second of
   separate processes with one share of the threads each, all at once, divided by one process
   with all the threads. Above 1, independent work (the chapters, the test files) is better run
@@ -315,6 +318,36 @@ def bench_options(model, *, batch: int = 32, evals: int = 5, repeats: int = 3,
     return rows
 
 
+def bench_flops(model, *, batch: int = 16, evals: int = 5, repeats: int = 3,
+                size: int = 2048) -> list[Row]:
+    """FLOP/s of the network's forward pass (as ``lib`` runs it) over those of a ``size`` x
+    ``size`` float32 matrix product, measured side by side."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((batch, *model.sample_shape), generator=g).to(model.device, model.dtype)
+    net = _bare_forward(model, x, 980, evals)
+    tt = torch.full((batch,), 980, dtype=torch.long, device=x.device)
+    labels = torch.full((batch,), model.null_class, dtype=torch.long, device=x.device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model._forward(x, tt, labels)
+    net_flops = counter.get_total_flops() * evals
+    a = torch.randn((size, size), generator=g).to(model.device)
+    b = torch.randn((size, size), generator=g).to(model.device)
+
+    def products():
+        for _ in range(evals):
+            torch.mm(a, b)
+    sec = _interleaved({"net": net, "mm": products}, repeats, model.device)
+    net_rate, mm_rate = net_flops / sec["net"], 2 * size**3 * evals / sec["mm"]
+    return [Row("hardware", f"network / {size}x{size} matrix product, FLOP/s ({model.name})",
+                net_rate / mm_rate, None,
+                detail=f"{net_rate / 1e9:.0f} vs {mm_rate / 1e9:.0f} GFLOP/s; "
+                       f"{net_flops / evals / batch / 1e9:.3f} GFLOP per image, batch {batch}",
+                extra={"network_gflops": net_rate / 1e9, "matmul_gflops": mm_rate / 1e9,
+                       "gflop_per_image": net_flops / evals / batch / 1e9})]
+
+
 def _side_worker(name: str, threads: int, batch: int, evals: int, repeats: int, barrier) -> list:
     """One process of :func:`bench_side_by_side`: its network loop's (start, end) per repeat."""
     torch.set_num_threads(threads)
@@ -421,6 +454,7 @@ def run_bench(*, device: str | None = None, quick: bool = False, compile: bool =
     for name, model in models.items():
         log(f"loops: {name} ...")
         rows += bench_loops(model, evals=5 if quick else 10, repeats=reps)
+        rows += bench_flops(model, evals=3 if quick else 5, repeats=reps)
         if device.startswith("cuda"):
             rows += _gpu_rates(model, reps)
     log("annealing ...")

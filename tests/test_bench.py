@@ -152,3 +152,14 @@ def test_side_worker_times_each_repeat_after_the_others_are_ready():
         torch.set_num_threads(before)
     assert len(spans) == 3 and all(t1 > t0 for t0, t1 in spans)
     assert all(spans[i][1] <= spans[i + 1][0] for i in range(2))  # one after the other
+
+
+def test_flop_rate_is_the_counted_work_over_the_measured_time(tiny, monkeypatch):
+    seconds = {"net": 2.0, "mm": 0.5}
+    monkeypatch.setattr(bench, "_interleaved", lambda fns, repeats, device="cpu": seconds)
+    (row,) = bench.bench_flops(tiny, batch=2, evals=3, repeats=1, size=64)
+    per_image = row.extra["gflop_per_image"]
+    assert 0.5 < per_image < 1.0  # the tiny UNet: about 0.76 GFLOP per 32 x 32 image
+    assert row.extra["network_gflops"] == pytest.approx(per_image * 2 * 3 / 2.0)
+    assert row.extra["matmul_gflops"] == pytest.approx(2 * 64**3 * 3 / 0.5 / 1e9)
+    assert row.value == pytest.approx(row.extra["network_gflops"] / row.extra["matmul_gflops"])
