@@ -453,8 +453,8 @@ def run_bench(*, device: str | None = None, quick: bool = False, compile: bool =
               for name in (["tiny-a"] if quick else ["tiny-a", "tiny-b"])}
     for name, model in models.items():
         log(f"loops: {name} ...")
-        rows += bench_loops(model, evals=5 if quick else 10, repeats=reps)
-        rows += bench_flops(model, evals=3 if quick else 5, repeats=reps)
+        rows += bench_loops(model, evals=4 if quick else 8, repeats=reps)
+        rows += bench_flops(model, evals=2 if quick else 3, repeats=reps)
         if device.startswith("cuda"):
             rows += _gpu_rates(model, reps)
     log("annealing ...")
@@ -462,13 +462,13 @@ def run_bench(*, device: str | None = None, quick: bool = False, compile: bool =
                             repeats=reps)
     log("solvers ...")
     rows += bench_solvers(n_images=4 if quick else 8, tol=1e-2 if quick else 5e-3,
-                          max_evals=600 if quick else 2000)
+                          max_evals=600 if quick else 1200)
     log("inference options ...")
     rows += bench_options(models["tiny-a"], repeats=reps,
-                          evals=3 if quick else 5, compile=compile and not quick)
+                          evals=2 if quick else 3, compile=compile and not quick)
     if not device.startswith("cuda"):
         log("side by side ...")
-        rows += bench_side_by_side(repeats=reps, evals=3 if quick else 5)
+        rows += bench_side_by_side(repeats=reps, evals=2 if quick else 3)
     if sd_unet:
         log("SD-2.1-sized UNet ...")
         rows += bench_sd_unet(device=device)
