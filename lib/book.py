@@ -10,13 +10,19 @@ folder, the JavaScript that would otherwise come from CDNs:
 * ``lib/web/widgets-setup.js``, the book's own glue between those (see its comments).
 
 They are cached under ``_build/assets`` (ignored by git); nothing third-party is committed.
-The book is built by copying ``_config.yml``, ``_toc.yml`` and the notebooks of one run (or the
-committed ``book/*.ipynb``) into a staging folder and running ``jupyter-book build`` there with
-execution off: the notebooks already carry their outputs.
+
+Progress bars are for interactive runs: the staged copy of each notebook drops the tqdm bars
+saved in its outputs (frozen at whatever they showed when the run ended) and the widget models
+only they used (:func:`quiet_notebook`).
+The book is built by copying ``_config.yml``, ``_toc.yml``, the bibliography
+(``references.bib``), the pages that are not notebooks (``book/references.md``) and the
+notebooks of one run (or the committed ``book/*.ipynb``) into a staging folder and running
+``jupyter-book build`` there with execution off: the notebooks already carry their outputs.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +31,8 @@ from pathlib import Path
 
 from lib.runner import BOOK_DIR, ROOT
 
-__all__ = ["NPM_PACKAGES", "fetch_assets", "build_book"]
+__all__ = ["NPM_PACKAGES", "fetch_assets", "build_book", "pages_without_notebook",
+           "is_progress_bar", "quiet_notebook"]
 
 ASSETS_DIR = ROOT / "_build" / "assets"
 # npm package -> (files or folders to keep, relative to the package root; where under _assets)
@@ -87,6 +94,54 @@ def fetch_assets(assets_dir: Path = ASSETS_DIR) -> Path:
     return web
 
 
+_TQDM = re.compile(r"\d+%\|.*\|\s*\d+/\d+")  # tqdm's line: " 40%|####      | 4/10 [...]"
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def is_progress_bar(output: dict) -> bool:
+    """A tqdm progress bar saved in a notebook: a widget view whose text fallback is tqdm's line."""
+    data = output.get("data", {})
+    return _WIDGET_VIEW in data and bool(_TQDM.search(str(data.get("text/plain", ""))))
+
+
+def quiet_notebook(nb) -> int:
+    """Drop the saved progress bars from a notebook (in place), and the widget models that no
+    remaining view uses; return how many bars were dropped."""
+    dropped, views = 0, []
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if is_progress_bar(out):
+                dropped += 1
+                continue
+            if _WIDGET_VIEW in out.get("data", {}):
+                views.append(out["data"][_WIDGET_VIEW]["model_id"])
+            kept.append(out)
+        cell["outputs"] = kept
+    state = nb.get("metadata", {}).get("widgets", {}).get(_WIDGET_STATE, {}).get("state")
+    if dropped and state is not None:
+        used, todo = set(), list(views)
+        while todo:  # every model a kept view reaches through "IPY_MODEL_<id>" references
+            mid = todo.pop()
+            if mid in used or mid not in state:
+                continue
+            used.add(mid)
+            todo += re.findall(r"IPY_MODEL_(\w+)", str(state[mid]))
+        for mid in [m for m in state if m not in used]:
+            del state[mid]
+    return dropped
+
+
+def pages_without_notebook(book_dir: Path | None = None) -> list[Path]:
+    """The book's MyST pages that are not a notebook's twin (``book/references.md``): the same in
+    every build, whichever run's notebooks it shows."""
+    book_dir = Path(book_dir or BOOK_DIR)
+    return sorted(p for p in book_dir.glob("*.md") if not p.with_suffix(".ipynb").exists())
+
+
 def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
                build_root: Path | None = None, force: bool = False, log=print) -> Path:
     """Build the HTML book from a folder of executed notebooks; return the HTML folder.
@@ -116,8 +171,16 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
     (stage / "book").mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, stage / name)
+    for src in sorted(ROOT.glob("*.bib")):
+        shutil.copy2(src, stage / src.name)
+    for page in pages_without_notebook():
+        shutil.copy2(page, stage / "book" / page.name)
+    import nbformat
+
     for nb in notebooks:
-        shutil.copy2(nb, stage / "book" / nb.name)
+        staged = nbformat.read(nb, as_version=4)
+        quiet_notebook(staged)
+        nbformat.write(staged, stage / "book" / nb.name)
     shutil.copytree(fetch_assets(), stage / "_assets")
     log(f"building the book from {notebook_dir} ...")
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "--warningiserror",
@@ -144,6 +207,7 @@ def _build_key(notebooks: list[Path]) -> str:
                        .encode())
     here = Path(__file__).parent
     inputs = [ROOT / "_config.yml", ROOT / "_toc.yml", *sorted(ROOT.glob("*.bib")),
+              *pages_without_notebook(),
               here / "book.py", here / "sphinx_ext.py",
               *sorted(p for p in (here / "web").rglob("*") if p.is_file()), *notebooks]
     for p in inputs:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import posixpath
+import re
 import shutil
 import threading
 import time
@@ -20,6 +22,7 @@ import nbformat
 import pytest
 import yaml
 
+from lib.book import is_progress_bar
 from lib.runner import ROOT
 
 pytestmark = pytest.mark.browser
@@ -34,12 +37,19 @@ def toc_pages() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def site():
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("headless Chromium is needed: apt-get install chromium chromium-driver")
+def built():
+    """The HTML folder of the book built from the committed notebooks."""
     from lib.book import build_book
 
-    html = build_book(None, label="browser-test", log=lambda *a: None)
+    return build_book(None, label="browser-test", log=lambda *a: None)
+
+
+@pytest.fixture(scope="module")
+def site(built):
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("headless Chromium is needed: apt-get install chromium chromium-driver")
+    html = built
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -74,7 +84,10 @@ def browser():
 
 
 def expected_outputs(page: str) -> tuple[int, int, int, bool]:
-    """Plotly figures, widget views, image widgets and whether there is math, from the notebook."""
+    """Plotly figures, widget views, image widgets and whether there is math, from the notebook
+    (or, for a page that is no notebook, from its MyST source)."""
+    if not (ROOT / f"{page}.ipynb").exists():
+        return 0, 0, 0, "$" in (ROOT / f"{page}.md").read_text()
     nb = nbformat.read(ROOT / f"{page}.ipynb", as_version=4)
     state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
     images = sum(m.get("model_name") == "ImageModel" for m in state.get("state", {}).values())
@@ -84,13 +97,15 @@ def expected_outputs(page: str) -> tuple[int, int, int, bool]:
         if cell.cell_type == "markdown" and "$" in cell.source:
             math = True
         for out in cell.get("outputs", []):
+            if is_progress_bar(out):  # dropped from the built pages (lib.book.quiet_notebook)
+                continue
             data = out.get("data", {})
             figures += "plotly-graph-div" in str(data.get("text/html", ""))
             widgets += "application/vnd.jupyter.widget-view+json" in data
     return figures, widgets, images, math
 
 
-PAGE_STATE_JS = """
+PAGE_STATE_JS = r"""
 const divs = Array.from(document.querySelectorAll('.plotly-graph-div'));
 return {
   plotly: divs.length,
@@ -101,6 +116,10 @@ return {
   widgetImages: Array.from(document.querySelectorAll('img.widget-image, .widget-image img, img.jupyter-widgets'))
       .filter(i => i.complete && i.naturalWidth > 0).length,
   math: document.querySelectorAll('mjx-container').length,
+  rawRoles: (document.querySelector('main') || document.body).innerText
+      .match(/\{(cite|ref|eq|numref)(:[a-z]+)?\}`/g) || [],
+  citations: document.querySelectorAll('main a[href*="references.html#id"], main a[href^="#id"]').length,
+  progressBars: document.querySelectorAll('.widget-progress, progress').length,
 };
 """
 
@@ -153,3 +172,21 @@ def test_page_renders_offline(site, browser, page):
     assert state["widgetImages"] >= n_images, f"{path}: {state['widgetImages']} of {n_images} image widgets drew"
     if has_math:
         assert state["math"] > 0, f"{path}: math did not typeset"
+    assert not state["rawRoles"], f"{path}: roles left as raw text: {state['rawRoles']}"
+    assert state["progressBars"] == 0, f"{path}: a frozen progress bar"
+    cites = len(re.findall(r"\{cite(?::[pt])?\}`", (ROOT / f"{page}.md").read_text()))
+    assert state["citations"] >= min(cites, 1), f"{path}: citations do not link to the references"
+
+
+def test_equation_links_land_on_the_equation(built):
+    """Every link to an equation label points at a page that has that label's anchor."""
+    pages = {p.relative_to(built).as_posix(): p.read_text() for p in built.rglob("*.html")}
+    links = 0
+    for name, text in pages.items():
+        for target, anchor in re.findall(r'href="([^"#]*)#(eq-\d+)"', text):
+            page = posixpath.normpath(posixpath.join(posixpath.dirname(name), target)) \
+                if target else name
+            assert page in pages, f"{name} links {target}#{anchor}: no such page"
+            assert f'id="{anchor}"' in pages[page], f"{name} links {page}#{anchor}: no such anchor"
+            links += 1
+    assert links >= 30  # the chapters mention the paper's equations about forty times

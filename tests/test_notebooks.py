@@ -15,6 +15,7 @@ import nbformat
 import pytest
 import yaml
 
+from lib.book import pages_without_notebook
 from lib.runner import BOOK_DIR, ROOT, chapters, new_run_dir, select_chapters
 
 CHAPTERS = chapters()
@@ -23,7 +24,9 @@ CHAPTERS = chapters()
 def test_there_are_chapters_and_toc_lists_them_all():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     listed = [toc["root"]] + [c["file"] for c in toc["chapters"]]
-    assert listed == [f"book/{p.stem}" for p in CHAPTERS]
+    pages = [f"book/{p.stem}" for p in pages_without_notebook()]
+    assert pages == ["book/references"]  # the bibliography, built from references.bib
+    assert listed == [f"book/{p.stem}" for p in CHAPTERS] + pages  # the chapters, then the pages
 
 
 def _code_cells(nb):
@@ -157,3 +160,61 @@ def test_nbval_checks_the_chapters_in_a_perturbed_floating_point_environment(tmp
     plain = _nbval(path, tmp_path, LIB_NBVAL_PERTURB="0")
     assert plain.returncode == 1 and "1 failed, 3 passed" in plain.stdout, plain.stdout[-3000:]
     assert "kernels 8 AVX2" in plain.stdout and "last bit 1000.0" not in plain.stdout
+
+
+def test_licence_and_citation_name_this_book():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert cff["repository-code"] == config["repository"]["url"]
+    assert cff["version"] == project["version"]
+    assert set(cff["license"]) == {"MIT", "CC-BY-4.0"}
+    licence = (ROOT / "LICENSE").read_text()
+    assert "MIT License" in licence and "CC BY 4.0" in licence
+    paper = cff["references"][0]
+    assert paper["url"] == "https://openreview.net/forum?id=2xljvcYOLm"
+
+
+def test_every_citation_is_in_the_bibliography_and_every_entry_is_cited():
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "references.bib").read_text(), re.M))
+    cited = set()
+    for md in sorted(BOOK_DIR.glob("*.md")):
+        for group in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", md.read_text()):
+            cited |= {k.strip() for k in group.split(",")}
+    assert cited - keys == set(), "cited but not in references.bib"
+    assert keys - cited == set(), "in references.bib but never cited"
+
+
+def _prose_lines(path):
+    """The markdown lines of a chapter's MyST twin that are prose: not code cells, headings or
+    directive titles."""
+    in_code = False
+    for line in path.read_text().splitlines():
+        if line.startswith("```{code-cell}"):
+            in_code = True
+        elif in_code and line.strip() == "```":
+            in_code = False
+        elif not in_code and not line.startswith(("#", "```")):
+            yield line
+
+
+def test_equations_are_displayed_once_with_the_papers_numbers_and_every_mention_links():
+    labels = {}
+    for md in sorted(BOOK_DIR.glob("*.md")):
+        lines = md.read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = re.fullmatch(r"\(eq-(\d+)\)=", line)
+            if m:
+                assert m.group(1) not in labels, f"eq-{m.group(1)} is labelled twice"
+                block = "\n".join(lines[i + 1:i + 6])
+                assert lines[i + 1].startswith("$$") and f"\\tag{{{m.group(1)}}}$$" in block, \
+                    f"{md.name}: eq-{m.group(1)} must label a $$ block tagged {m.group(1)}"
+                labels[m.group(1)] = md.name
+    assert sorted(labels, key=int) == [str(n) for n in range(1, 12)]  # the paper's Eqs. (1)-(11)
+    for md in sorted(BOOK_DIR.glob("*.md")):
+        for line in _prose_lines(md):
+            assert "\\qquad (" not in line, f"{md.name}: a typed equation number: {line}"
+            bare = re.sub(r"\{ref\}`[^`]*`", "", line)
+            assert not re.search(r"\bEqs?\.\s*\(?\d", bare), f"{md.name}: unlinked mention: {line}"
+            for n in re.findall(r"<eq-(\d+)>", line):
+                assert n in labels, f"{md.name} links eq-{n}, which no chapter displays"
