@@ -171,15 +171,17 @@ def test_licence_and_citation_name_this_book():
     assert set(cff["license"]) == {"MIT", "CC-BY-4.0"}
     licence = (ROOT / "LICENSE").read_text()
     assert "MIT License" in licence and "CC BY 4.0" in licence
-    paper = cff["references"][0]
-    assert paper["url"] == "https://openreview.net/forum?id=2xljvcYOLm"
+    paper = cff["references"][0]  # the paper, the same in the citation file, the bibliography
+    bib = (ROOT / "references.bib").read_text()  # and the intro's link
+    bib_url = re.search(r"@misc\{paper,.*?url\s*=\s*\{([^}]+)\}", bib, re.S).group(1)
+    assert paper["url"] == bib_url and f"]({bib_url})" in (BOOK_DIR / "00_intro.md").read_text()
 
 
 def test_every_citation_is_in_the_bibliography_and_every_entry_is_cited():
     keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "references.bib").read_text(), re.M))
     cited = set()
     for md in sorted(BOOK_DIR.glob("*.md")):
-        for group in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", md.read_text()):
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", md.read_text()):
             cited |= {k.strip() for k in group.split(",")}
     assert cited - keys == set(), "cited but not in references.bib"
     assert keys - cited == set(), "in references.bib but never cited"
@@ -215,6 +217,25 @@ def test_equations_are_displayed_once_with_the_papers_numbers_and_every_mention_
         for line in _prose_lines(md):
             assert "\\qquad (" not in line, f"{md.name}: a typed equation number: {line}"
             bare = re.sub(r"\{ref\}`[^`]*`", "", line)
-            assert not re.search(r"\bEqs?\.\s*\(?\d", bare), f"{md.name}: unlinked mention: {line}"
-            for n in re.findall(r"<eq-(\d+)>", line):
+            assert not re.search(r"\b(Eqs?\.?|Equations?)\s*\(?\d|\bEqs?\.$", bare), \
+                f"{md.name}: unlinked mention: {line}"
+            for text, n in re.findall(r"\{ref\}`([^`<]*)<eq-(\d+)>`", line):
                 assert n in labels, f"{md.name} links eq-{n}, which no chapter displays"
+                shown = re.findall(r"\d+", text)
+                assert shown == [n], f"{md.name}: the link text {text!r} does not name eq-{n}"
+
+
+def test_cells_that_draw_or_import_are_collapsed_in_the_book():
+    """Plotting and import cells are collapsed (hide-input) or removed; the code stays one click
+    away in the book and in full in Jupyter and Colab."""
+    drawing = re.compile(r"\bshow\(|make_subplots\(|go\.Figure\(|image_grid\(|image_slider\(")
+    for path in CHAPTERS:
+        for cell in _code_cells(nbformat.read(path, as_version=4)):
+            tags = cell.metadata.get("tags", [])
+            if "parameters" in tags:
+                continue
+            draws = bool(drawing.search(cell.source))
+            imports = cell.source.lstrip().startswith(("import ", "from "))
+            if draws or imports:
+                assert {"hide-input", "remove-input", "remove-cell"} & set(tags), \
+                    f"{path.name}: a cell that draws or imports is shown in full: {cell.source[:60]!r}"
