@@ -24,8 +24,9 @@ repeated (the median of the repeats), so that a shared, noisy machine moves both
   device, the most this hardware gives: how much faster the network could still run in float32;
 * **side by side**: on a CPU with several threads, the network evaluations per second of
   separate processes with one share of the threads each, all at once, divided by one process
-  with all the threads. Above 1, independent work (the chapters, the test files) is better run
-  side by side than one after the other: the runner and ``make test`` do so.
+  with all the threads. For the bare network it is about 1.0-1.2 on this project's 2-core CPU;
+  whole chapters side by side (``python -m lib run --jobs 2``) did worse (0.9), so the runner
+  executes one chapter at a time by default.
 * on a GPU also compiled and bf16 against eager float32 (goal >= 1.5), and evaluations per
   second of the tiny models and of a UNet of Stable Diffusion 2.1's size built from its config
   with random weights.
@@ -109,6 +110,12 @@ def _interleaved(fns: dict, repeats: int, device="cpu") -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _noise_batch(model, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A seeded standard-normal batch in the model's sample shape, device and dtype."""
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    return torch.randn((batch, *model.sample_shape), generator=g).to(model.device, model.dtype)
+
+
 def _bare_forward(model, x, t: int, n: int):
     """``n`` network calls on inputs prepared once, as ``lib`` makes them (its memory format
     and chunks, :meth:`lib.models.UNetModel._forward`): the floor the loops are held to."""
@@ -127,8 +134,7 @@ def bench_loops(model, *, batch: int = 32, evals: int = 10, repeats: int = 3) ->
     from lib.fixed_point import fixed_point_noise
     from lib.sampling import ddim_sample
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn((batch, *model.sample_shape), generator=g).to(model.device, model.dtype)
+    x = _noise_batch(model, batch)
     fns = {
         "bare": _bare_forward(model, x, 980, evals),
         # iters = evals - 1 iterations cost evals network evaluations (the first included)
@@ -234,7 +240,7 @@ def bench_options(model, *, batch: int = 32, evals: int = 5, repeats: int = 3,
     import copy
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn((batch, *model.sample_shape), generator=g).to(model.device, model.dtype)
+    x = _noise_batch(model, batch, g)
     t = 980
     tt = torch.full((batch,), t, dtype=torch.long, device=x.device)
     labels = torch.full((batch,), model.null_class, dtype=torch.long, device=x.device)
@@ -325,13 +331,10 @@ def bench_flops(model, *, batch: int = 16, evals: int = 5, repeats: int = 3,
     from torch.utils.flop_counter import FlopCounterMode
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn((batch, *model.sample_shape), generator=g).to(model.device, model.dtype)
-    net = _bare_forward(model, x, 980, evals)
-    tt = torch.full((batch,), 980, dtype=torch.long, device=x.device)
-    labels = torch.full((batch,), model.null_class, dtype=torch.long, device=x.device)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model._forward(x, tt, labels)
-    net_flops = counter.get_total_flops() * evals
+    net = _bare_forward(model, _noise_batch(model, batch, g), 980, evals)
+    with FlopCounterMode(display=False) as counter:  # the very calls that are timed
+        net()
+    net_flops = counter.get_total_flops()
     a = torch.randn((size, size), generator=g).to(model.device)
     b = torch.randn((size, size), generator=g).to(model.device)
 
@@ -354,8 +357,7 @@ def _side_worker(name: str, threads: int, batch: int, evals: int, repeats: int, 
     from lib.models import load_model
 
     model = load_model(name)
-    g = torch.Generator().manual_seed(0)
-    run = _bare_forward(model, torch.randn((batch, *model.sample_shape), generator=g), 980, evals)
+    run = _bare_forward(model, _noise_batch(model, batch), 980, evals)
     run()  # warm-up
     spans = []
     for _ in range(repeats):
@@ -379,9 +381,7 @@ def bench_side_by_side(name: str = "tiny-a", *, processes: int = 2, batch: int =
     if total < processes:
         return []
     model = load_model(name)
-    g = torch.Generator().manual_seed(0)
-    alone = _interleaved({"one": _bare_forward(model, torch.randn((batch, *model.sample_shape),
-                                                                 generator=g), 980, evals)},
+    alone = _interleaved({"one": _bare_forward(model, _noise_batch(model, batch), 980, evals)},
                          repeats)["one"]
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:

@@ -10,14 +10,14 @@ folder, the JavaScript that would otherwise come from CDNs:
 * ``lib/web/widgets-setup.js``, the book's own glue between those (see its comments).
 
 They are cached under ``_build/assets`` (ignored by git); nothing third-party is committed.
-
-Progress bars are for interactive runs: the staged copy of each notebook drops the tqdm bars
-saved in its outputs (frozen at whatever they showed when the run ended) and the widget models
-only they used (:func:`quiet_notebook`).
 The book is built by copying ``_config.yml``, ``_toc.yml``, the bibliography
 (``references.bib``), the pages that are not notebooks (``book/references.md``) and the
 notebooks of one run (or the committed ``book/*.ipynb``) into a staging folder and running
 ``jupyter-book build`` there with execution off: the notebooks already carry their outputs.
+
+Progress bars are for interactive runs: the staged copy of each notebook drops the tqdm bars
+saved in its outputs (frozen at whatever they showed when the run ended) and the widget models
+only they used (:func:`quiet_notebook`).
 """
 
 from __future__ import annotations

@@ -482,9 +482,13 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     earlier_runs = [(d, rec) for d, rec in _records(runs_dir, profile)
                     if d.resolve() != run_dir.resolve()]
     shared: dict = {}
+
+    def target_of(nb: Path) -> Path:  # where a chapter's executed notebook goes
+        return nb if in_place else nb_dir / nb.name
+
     todo = []
     for nb in selected:
-        target = nb if in_place else nb_dir / nb.name
+        target = target_of(nb)
         key = chapter_key(nb, profile, parameters, _shared=shared)
         record.keys[nb.stem] = key
         if reuse:
@@ -507,8 +511,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     order = _longest_first(todo, earlier_runs)
 
     def args_of(nb):
-        target = nb if in_place else nb_dir / nb.name
-        return (str(nb), str(target), parameters, kernel_name,
+        return (str(nb), str(target_of(nb)), parameters, kernel_name,
                 str(run_dir / "figures" / nb.stem), threads)
 
     def finished(nb, result) -> ChapterFailed | None:
@@ -516,8 +519,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
             cell, message, written = result["error"]
             record.status, record.error = "failed", f"{nb.stem}: {message}"
             record.write(run_dir / "run.json")
-            target = nb if in_place else nb_dir / nb.name
-            return ChapterFailed(nb.stem, cell, message, target if written else None)
+            return ChapterFailed(nb.stem, cell, message, target_of(nb) if written else None)
         record.seconds[nb.stem] = round(result["seconds"], 1)
         record.write(run_dir / "run.json")
         if in_place:

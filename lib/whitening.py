@@ -170,14 +170,16 @@ def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarr
     if not (np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     D = S.shape[0]
-    S_sym = (S + S.T) / 2
-    S = S_sym + eps * np.eye(D)
+    S = (S + S.T) / 2
     out: dict[str, np.ndarray] = {}
     if {"zca", "pca"} & set(kinds):  # _sorted_eigh also checks that Sigma is positive definite
-        lam, U = _sorted_eigh(S_sym, "covariance", shift=eps)  # Sigma + eps I = U (Lambda + eps) U^T
+        lam, U = _sorted_eigh(S, "covariance", shift=eps)  # Sigma + eps I = U (Lambda + eps) U^T
         out["pca"] = U.T / np.sqrt(lam)[:, None]  # Lambda^-1/2 U^T
         if "zca" in kinds:
             out["zca"] = U @ out["pca"]
+    if not {"zca-cor", "pca-cor", "cholesky"} & set(kinds):
+        return {kind: out[kind] for kind in kinds}
+    S = S + eps * np.eye(D)  # the correlation and Cholesky kinds work on Sigma + eps I itself
     if {"zca-cor", "pca-cor"} & set(kinds):
         v = np.diag(S)
         if v.min() <= 0:
