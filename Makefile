@@ -5,7 +5,10 @@
 # Developers: make unit (the unit tests and the browser check, no chapter re-execution; about
 # 3 minutes), make bench (python -m lib bench: the hot loops against the bare network).
 # Also: make book PROFILE=gpu (on a GPU machine), make html RUN=runs/gpu/latest (build from an
-# existing run), make notebooks (developers: refresh the committed cpu outputs and .md twins).
+# existing run), make notebooks (developers: refresh the committed cpu outputs, their record
+# book/run.json and the .md twins).
+# The environment: pip install -e ".[test,pinned]", the exact versions of pyproject.toml's
+# `pinned` and `test` extras (the package's own dependencies are ranges, for Colab).
 
 PROFILE ?= cpu
 VENV ?= .venv
@@ -20,7 +23,7 @@ export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,pinned]"
 	touch $(STAMP)
 
 book: $(STAMP)

@@ -4,11 +4,13 @@
   chapters with papermill (see :mod:`lib.runner`); a chapter unchanged since an earlier run
   (source, the ``lib`` modules it imports, weights, profile) is reused, not executed;
   ``--rerun`` executes it anyway, ``--no-cache`` also recomputes every cached result.
+  ``--in-place`` writes into the committed ``book/*.ipynb`` and their record ``book/run.json``.
 * ``python -m lib book --profile cpu [--run DIR]``: execute every chapter (a new run), or take
   an existing run with ``--run``, then build the HTML book from it (see :mod:`lib.book`).
 * ``python -m lib bench [--quick] [--device cuda] [--out FILE]``: the hot loops against the
   bare network, as ratios beside their goals (see :mod:`lib.bench`).
-* ``python -m lib book --committed``: build from the committed notebooks, executing nothing.
+* ``python -m lib book --committed``: build from the committed notebooks, executing nothing
+  (their record, ``book/run.json``, ends each chapter; the Colab cells install ``HEAD``).
 * ``python -m lib train --model tiny-a [--steps N] [--max-minutes M] [--publish [--force]]``:
   train an embedded model (resuming from ``runs/train/<name>/checkpoint.pt``), export its EMA
   weights, measure its quality, and with ``--publish`` copy it to ``data/models`` (see

@@ -15,9 +15,23 @@ The book is built by copying ``_config.yml``, ``_toc.yml``, the bibliography
 notebooks of one run (or the committed ``book/*.ipynb``) into a staging folder and running
 ``jupyter-book build`` there with execution off: the notebooks already carry their outputs.
 
-Progress bars are for interactive runs: the staged copy of each notebook drops the tqdm bars
-saved in its outputs (frozen at whatever they showed when the run ended) and the widget models
-only they used (:func:`quiet_notebook`).
+Each notebook is staged by :func:`stage_notebook`, which makes four changes to the copy:
+
+* Progress bars are for interactive runs: it drops the tqdm bars saved in the outputs (frozen at
+  whatever they showed when the run ended) and the widget models only they used
+  (:func:`quiet_notebook`).
+* The Colab setup cell (:func:`setup_cell_source`) installs the package at ``main``; the staged
+  copy installs the commit the book was built from (the run's ``git_commit``, or ``HEAD`` for the
+  committed notebooks), unless that commit had uncommitted changes or is unknown.
+* Colab's notebook metadata (:data:`COLAB_METADATA`) asks for a GPU runtime.
+* A last markdown cell, "How this chapter was made" (:func:`provenance_cell_source`): profile,
+  commit, CPU, cores, device, run time and date from the run's record (``run.json``, or the
+  committed ``book/run.json``), and the command that regenerates the chapter's figures. A chapter
+  the record does not have says so.
+
+Colab's launch buttons open the notebooks committed on GitHub (``repository.branch``), not these
+staged copies: the committed setup cell installs ``main``, as the notebook itself comes from
+``main``. The staged copies are what a reader downloads from a page.
 """
 
 from __future__ import annotations
@@ -29,10 +43,11 @@ import sys
 import tarfile
 from pathlib import Path
 
-from lib.runner import BOOK_DIR, ROOT
+from lib.runner import BOOK_DIR, COMMITTED_RECORD, ROOT
 
 __all__ = ["NPM_PACKAGES", "fetch_assets", "build_book", "pages_without_notebook",
-           "is_progress_bar", "quiet_notebook"]
+           "is_progress_bar", "quiet_notebook", "repository_url", "setup_cell_source",
+           "SETUP_PLACEHOLDER", "COLAB_METADATA", "provenance_cell_source", "stage_notebook"]
 
 ASSETS_DIR = ROOT / "_build" / "assets"
 # npm package -> (files or folders to keep, relative to the package root; where under _assets)
@@ -135,6 +150,201 @@ def quiet_notebook(nb) -> int:
     return dropped
 
 
+def repository_url(config: Path | None = None) -> str:
+    """The book's repository, ``repository.url`` of ``_config.yml`` (set there and only there)."""
+    import yaml
+
+    config = Path(config or ROOT / "_config.yml")
+    url = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("repository", {}).get("url")
+    if not url:
+        raise ValueError(f"{config} sets no repository.url; the Colab setup cell installs from it")
+    return url.rstrip("/")
+
+
+#: the line of the committed setup cell that the book build replaces with the commit it builds
+SETUP_PLACEHOLDER = 'BOOK_COMMIT = "main"  # the book build writes the commit it was built from here'
+
+_SETUP_CELL = '''# Setup, in Colab only: installs the book's package (lib) from its repository at BOOK_COMMIT, with
+# the packages Colab lacks; Colab's own torch, numpy, transformers ... stay when they fit.
+import sys
+
+{commit_line}
+# the repository is _config.yml's repository.url
+BOOK_PACKAGE = "dewhitening-book[colab] @ git+{url}"
+
+if "google.colab" in sys.modules:
+    import shutil
+    import subprocess
+
+    spec = f"{{BOOK_PACKAGE}}@{{BOOK_COMMIT}}"
+    print(f"Installing {{spec}} (a minute or two) ...", flush=True)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec],
+                         capture_output=True, text=True)
+    if pip.returncode == 0:
+        print("Installed.")
+        if shutil.which("nvidia-smi") is None:
+            print("No GPU in this runtime: the chapter runs the cpu profile (the small embedded "
+                  "models). For the paper's Stable Diffusion models: Runtime > Change runtime "
+                  "type > T4 GPU, then Runtime > Run all.")
+    else:
+        said = [line for line in pip.stderr.splitlines() if line.startswith("ERROR")]
+        said = said or [line for line in pip.stderr.splitlines() if line.strip()] or ["no message"]
+        print(f"Could not install the book's package (pip exited with {{pip.returncode}}: "
+              f"{{said[-1].strip()}}).\\n"
+              "Check that the runtime reaches the internet and run this cell again (Runtime > "
+              "Disconnect and delete runtime starts a fresh one), or run the chapter on your own "
+              f'machine: pip install "{{spec}}" (or clone the repository and run make book).')
+'''
+
+
+def _commit_line(commit: str | None) -> str:
+    """The ``BOOK_COMMIT = ...`` line (with a comment line above it when it is not a commit)."""
+    if commit == "main":
+        return SETUP_PLACEHOLDER
+    if commit is None:
+        return ("# the book build did not know its commit (no git repository): installs main\n"
+                'BOOK_COMMIT = "main"')
+    sha, _, rest = commit.partition("+")
+    if not re.fullmatch(r"[0-9a-f]{7,40}", sha) or rest not in ("", "uncommitted"):
+        raise ValueError(f"{commit!r} is not a git commit (hex, optionally +uncommitted)")
+    if rest:
+        return (f"# built from uncommitted changes to {sha[:12]}, which no commit holds: "
+                "installs main\n"
+                'BOOK_COMMIT = "main"')
+    return ("# the commit this page was built from (the book build wrote it)\n"
+            f'BOOK_COMMIT = "{sha}"')
+
+
+def setup_cell_source(commit: str | None = "main", *, url: str | None = None) -> str:
+    """The source of every chapter's first code cell: in Colab, install this package.
+
+    In Colab it runs ``pip install "dewhitening-book[colab] @ git+URL@COMMIT"``: the ``colab``
+    extra and the package's dependency ranges (``pyproject.toml``), so pip keeps Colab's own
+    packages when they are in range. When pip fails it prints what failed and what to do
+    instead, not a traceback. Elsewhere it does nothing.
+
+    Args:
+        commit: ``"main"`` (the default) gives the committed cell, whose ``BOOK_COMMIT`` line is
+            :data:`SETUP_PLACEHOLDER`; a commit sha gives the cell the book build stages; a sha
+            with ``+uncommitted``, or ``None`` (unknown), installs ``main`` and says why.
+        url: the repository (default :func:`repository_url`).
+
+    Returns:
+        the cell's source.
+    """
+    return _SETUP_CELL.format(commit_line=_commit_line(commit), url=url or repository_url())
+
+
+#: Colab's notebook metadata for a GPU runtime (Runtime > Change runtime type > T4 GPU)
+COLAB_METADATA = {"accelerator": "GPU", "colab": {"provenance": [], "gpuType": "T4"}}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def provenance_cell_source(chapter: str, entry: dict | None, source: str, *, profile: str = "cpu",
+                           runs_model: bool = True, url: str | None = None) -> str:
+    """The markdown of a chapter's last cell: how it was made, from its record entry.
+
+    Args:
+        chapter: the notebook's name (``"02_correlation"``).
+        entry: the chapter's entry (:func:`lib.runner.read_chapter_entry`), or ``None`` when the
+            record has none: the page then says so and gives no numbers.
+        source: where the entry comes from, or why there is none.
+        profile: the profile of the build, for the command when there is no entry.
+        runs_model: ``False`` for a page that runs no model (the intro): one short paragraph.
+        url: the repository, for the commit link (default :func:`repository_url`).
+    """
+    url = url or repository_url()
+    title = "## How this chapter was made" if runs_model else "## How this page was made"
+    if entry is None:
+        command = f"`python -m lib run --profile {profile} --chapters {chapter}`"
+        return (f"{title}\n\nThe book was built without a record of this "
+                f"{'chapter' if runs_model else 'page'}'s execution ({source}), so the profile, "
+                "commit, machine and run time of its outputs are not known."
+                + (f" To regenerate its figures, in a clone of the repository: {command}."
+                   if runs_model else ""))
+    commit = entry.get("git_commit")
+    if commit:
+        sha, _, rest = commit.partition("+")
+        commit_text = f"[`{sha[:12]}`]({url}/commit/{sha})" + \
+            (" plus uncommitted changes" if rest else "")
+    else:
+        commit_text = "not recorded"
+    date = str(entry["finished"])[:10] if entry.get("finished") else "not recorded"
+    seconds = _duration(entry["seconds"]) if entry.get("seconds") is not None else "not recorded"
+    machine = ", ".join([entry.get("cpu") or "CPU model not recorded",
+                         f"{entry['cores']} cores" if entry.get("cores") else "cores not recorded",
+                         *([f"{entry['threads']} threads"] if entry.get("threads") else [])])
+    profile = entry.get("profile") or profile
+    if not runs_model:
+        return (f"{title}\n\nExecuted with the `{profile}` profile at commit {commit_text} on "
+                f"{date}, in {seconds} ({machine}); it runs no model.")
+    torch = f" (torch {entry['torch']})" if entry.get("torch") else ""
+    return "\n".join([
+        title, "",
+        f"The outputs on this page come from executing this notebook (recorded in {source}):", "",
+        f"* **Profile:** `{profile}`",
+        f"* **Commit:** {commit_text}",
+        f"* **Machine:** {machine}",
+        f"* **Device:** {entry.get('device') or 'not recorded'}{torch}",
+        f"* **Run time:** {seconds}",
+        f"* **Date:** {date}", "",
+        "To regenerate its figures, in a clone of the repository at that commit (`make` installs "
+        "the pinned dependencies into `.venv`): "
+        f"`python -m lib run --profile {profile} --chapters {chapter}`. The executed notebook "
+        f"and every figure (plotly JSON and a standalone HTML page) land in "
+        f"`runs/{profile}/<time>/`.",
+    ])
+
+
+def stage_notebook(nb, chapter: str, *, record: Path | None, commit: str | None,
+                   profile: str = "cpu", url: str | None = None) -> str | None:
+    """Prepare a notebook (in place) for the book: the four changes in this module's docstring.
+
+    Args:
+        nb: the executed notebook (``nbformat`` v4).
+        chapter: its name (``"02_correlation"``).
+        record: the run's ``run.json`` or the committed ``book/run.json``; ``None``: none.
+        commit: what the setup cell installs (see :func:`setup_cell_source`).
+        profile: the profile of the build (the command of a chapter with no record entry).
+        url: the repository (default :func:`repository_url`).
+
+    Returns:
+        ``None``, or a line saying why the chapter has no record entry.
+
+    Raises:
+        ValueError: if the notebook has a Colab setup cell without :data:`SETUP_PLACEHOLDER`.
+    """
+    import nbformat
+
+    from lib.runner import chapter_modules, read_chapter_entry
+
+    url = url or repository_url()
+    quiet_notebook(nb)
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code" and "google.colab" in cell.get("source", ""):
+            if SETUP_PLACEHOLDER not in cell.source:
+                raise ValueError(f"{chapter}: the Colab setup cell has no line "
+                                 f"{SETUP_PLACEHOLDER!r}; its source must be "
+                                 "lib.book.setup_cell_source()")
+            cell.source = cell.source.replace(SETUP_PLACEHOLDER, _commit_line(commit))
+    nb.metadata["accelerator"] = COLAB_METADATA["accelerator"]
+    nb.metadata["colab"] = {**nb.metadata.get("colab", {}), **COLAB_METADATA["colab"]}
+    if record is not None:
+        entry, source = read_chapter_entry(Path(record), chapter)
+    else:
+        entry, source = None, "no record was given to the build"
+    runs_model = "models.py" in chapter_modules(nb)
+    nb.cells.append(nbformat.v4.new_markdown_cell(provenance_cell_source(
+        chapter, entry, source, profile=profile, runs_model=runs_model, url=url)))
+    return None if entry is not None else f"{chapter}: no record of its execution ({source})"
+
+
 def pages_without_notebook(book_dir: Path | None = None) -> list[Path]:
     """The book's MyST pages that are not a notebook's twin (``book/references.md``): the same in
     every build, whichever run's notebooks it shows."""
@@ -143,24 +353,48 @@ def pages_without_notebook(book_dir: Path | None = None) -> list[Path]:
 
 
 def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
+               record: Path | None = None, commit: str | None = "record",
                build_root: Path | None = None, force: bool = False, log=print) -> Path:
     """Build the HTML book from a folder of executed notebooks; return the HTML folder.
 
-    A build whose inputs (the notebooks' bytes, ``_config.yml``, ``_toc.yml``, bibliographies,
-    this module, :mod:`lib.sphinx_ext`, ``lib/web``, the jupyter-book version) are those of the
-    build already in the staging folder is skipped, and says so; ``force`` rebuilds.
+    A build whose inputs (the notebooks' bytes, their record, the commit, ``_config.yml``,
+    ``_toc.yml``, bibliographies, this module, :mod:`lib.runner`, :mod:`lib.sphinx_ext`,
+    ``lib/web``, the jupyter-book version) are those of the build already in the staging folder
+    is skipped, and says so; ``force`` rebuilds.
 
     Args:
         notebook_dir: folder with the chapters' ``.ipynb`` (a run's ``book/``); default the
             committed ``book/``.
         label: name of the staging folder under ``_build/`` (e.g. the profile).
+        record: the notebooks' record: default the committed ``book/run.json`` for the
+            committed notebooks, else the run's ``run.json`` beside ``notebook_dir``.
+        commit: what the Colab setup cells install (:func:`setup_cell_source`); default
+            (``"record"``) the record's ``git_commit`` for a run, ``HEAD`` (with
+            ``+uncommitted`` when the tree differs) for the committed notebooks.
     """
+    import json
+
+    from lib.runner import git_commit
+
+    committed = notebook_dir is None or Path(notebook_dir).resolve() == BOOK_DIR.resolve()
     notebook_dir = Path(notebook_dir or BOOK_DIR)
     notebooks = sorted(notebook_dir.glob("*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no notebooks in {notebook_dir}")
+    if record is None:
+        record = notebook_dir / COMMITTED_RECORD if committed else notebook_dir.parent / "run.json"
+    record = Path(record)
+    run = {}
+    if record.is_file():
+        try:
+            run = json.loads(record.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"the record {record} is not valid JSON: {err}") from err
+    if commit == "record":
+        commit = git_commit() if committed else run.get("git_commit")
+    profile = run.get("profile") or ("cpu" if committed else label)
     stage = (build_root or ROOT / "_build") / f"src-{label}"
-    key = _build_key(notebooks)
+    key = _build_key(notebooks, [record] if record.is_file() else [], f"commit {commit}")
     html = stage / "_build" / "html"
     if not force and (html / "index.html").exists() and (stage / BUILD_KEY).exists() \
             and (stage / BUILD_KEY).read_text() == key:
@@ -177,10 +411,16 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
         shutil.copy2(page, stage / "book" / page.name)
     import nbformat
 
+    url = repository_url()
     for nb in notebooks:
         staged = nbformat.read(nb, as_version=4)
-        quiet_notebook(staged)
+        missing = stage_notebook(staged, nb.stem, record=record, commit=commit, profile=profile,
+                                 url=url)
+        if missing:
+            log(f"warning: {missing}; its page says so")
         nbformat.write(staged, stage / "book" / nb.name)
+    log(f"the Colab setup cells install commit {commit}" if commit and "+" not in commit
+        else f"the Colab setup cells install main (the build's commit: {commit or 'unknown'})")
     shutil.copytree(fetch_assets(), stage / "_assets")
     log(f"building the book from {notebook_dir} ...")
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(stage), "--warningiserror",
@@ -198,18 +438,20 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
 BUILD_KEY = ".build-key"
 
 
-def _build_key(notebooks: list[Path]) -> str:
-    """sha256 of everything the HTML is made from: notebooks, configuration, build code."""
+def _build_key(notebooks: list[Path], records: list[Path] = (), extra: str = "") -> str:
+    """sha256 of everything the HTML is made from: notebooks, their record, configuration,
+    build code, and ``extra`` (the commit the setup cells install)."""
     import hashlib
     from importlib.metadata import version
 
-    h = hashlib.sha256(f"jupyter-book {version('jupyter-book')}, plotly {version('plotly')}"
-                       .encode())
+    h = hashlib.sha256(f"jupyter-book {version('jupyter-book')}, plotly {version('plotly')}, "
+                       f"{extra}".encode())
     here = Path(__file__).parent
     inputs = [ROOT / "_config.yml", ROOT / "_toc.yml", *sorted(ROOT.glob("*.bib")),
               *pages_without_notebook(),
-              here / "book.py", here / "sphinx_ext.py",
-              *sorted(p for p in (here / "web").rglob("*") if p.is_file()), *notebooks]
+              here / "book.py", here / "runner.py", here / "sphinx_ext.py",
+              *sorted(p for p in (here / "web").rglob("*") if p.is_file()), *records,
+              *notebooks]
     for p in inputs:
         h.update(p.name.encode())
         h.update(hashlib.sha256(p.read_bytes()).digest())

@@ -28,8 +28,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "significant",
-           "gains_figure", "binned_gains", "Words", "FIGURE_DIR_ENV"]
+__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "Table", "significant",
+           "gains_figure", "binned_gains", "Words", "span", "left_align_titles", "FIGURE_DIR_ENV"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -139,6 +139,21 @@ def image_grid(images, *, titles=None, cols: int | None = None, upscale: int = 1
     return fig
 
 
+def left_align_titles(fig: go.Figure, *, font_size: int | None = None) -> go.Figure:
+    """Start each subplot title at its subplot's left edge instead of centring it.
+
+    For grids whose first image of a row carries a long row label ("tiny-a: (b) fixed-point
+    noise") and the others none: centred, the label would run off the figure's left edge.
+    """
+    width = np.diff(fig.layout.xaxis.domain)[0] if fig.layout.xaxis.domain else 1.0
+    for ann in fig.layout.annotations:
+        if ann.text and ann.xref == "paper" and ann.x is not None:
+            ann.update(x=ann.x - width / 2, xanchor="left")
+            if font_size:
+                ann.update(font_size=font_size)
+    return fig
+
+
 def image_slider(frames, labels, *, slider_prefix: str, titles=None, upscale: int = 1,
                  height: int = 360, title: str | None = None, fmt: str = "png",
                  cols: int | None = None) -> go.Figure:
@@ -171,16 +186,8 @@ def image_slider(frames, labels, *, slider_prefix: str, titles=None, upscale: in
     return fig
 
 
-def format_table(header, rows, *, digits=3) -> str:
-    """A plain-text table with right-aligned columns; floats rounded to ``digits`` decimals.
-
-    Args:
-        header: column names.
-        rows: sequences of the same length as ``header`` (str, int, float or None).
-        digits: decimals for every float, or a dict ``{column name: decimals}`` with the
-            default 3 for the others (print each number only to the precision that is robust).
-    """
-    header = [str(h) for h in header]
+def _table_cells(header, rows, digits) -> list[list[str]]:
+    """The cells of a table as strings: floats to their column's decimals, None as ``-``."""
     if isinstance(digits, dict):
         unknown = set(digits) - set(header)
         if unknown:
@@ -199,12 +206,65 @@ def format_table(header, rows, *, digits=3) -> str:
     for row in rows:
         if len(row) != len(header):
             raise ValueError(f"a row has {len(row)} cells for {len(header)} columns")
-    body = [[cell(v, d) for v, d in zip(row, per_column)] for row in rows]
+    return [[cell(v, d) for v, d in zip(row, per_column)] for row in rows]
+
+
+def format_table(header, rows, *, digits=3) -> str:
+    """A plain-text table with right-aligned columns; floats rounded to ``digits`` decimals.
+
+    Args:
+        header: column names.
+        rows: sequences of the same length as ``header`` (str, int, float or None).
+        digits: decimals for every float, or a dict ``{column name: decimals}`` with the
+            default 3 for the others (print each number only to the precision that is robust).
+    """
+    header = [str(h) for h in header]
+    body = _table_cells(header, rows, digits)
     widths = [max(len(h), *(len(r[j]) for r in body)) if body else len(h) for j, h in enumerate(header)]
     lines = [" | ".join(h.rjust(w) for h, w in zip(header, widths)),
              "-+-".join("-" * w for w in widths)]
     lines += [" | ".join(c.rjust(w) for c, w in zip(r, widths)) for r in body]
     return "\n".join(lines)
+
+
+class Table:
+    """A table that renders as an HTML table in the book and as aligned text in a terminal.
+
+    ``display(Table(header, rows))`` in a chapter: the page shows an HTML table, while the
+    plain-text form (:func:`format_table`, the same rounded values) is what a console prints and
+    what nbval compares alongside the HTML. Cells that are already strings are shown as they
+    are, so a column can carry its own rounding (:func:`significant`).
+
+    Args:
+        header, rows, digits: as for :func:`format_table`.
+        caption: an optional line above the table.
+    """
+
+    def __init__(self, header, rows, *, digits=3, caption: str | None = None):
+        self.header = [str(h) for h in header]
+        self.rows = [list(r) for r in rows]
+        self.caption = caption
+        self.text = format_table(self.header, self.rows, digits=digits)
+        self.cells = _table_cells(self.header, self.rows, digits)
+
+    def __repr__(self) -> str:
+        return (f"{self.caption}\n" if self.caption else "") + self.text
+
+    def _repr_html_(self) -> str:
+        import html
+
+        def numeric(c: str) -> bool:
+            return bool(re.fullmatch(r"[-+<>~ ]*[\d.,]+(e[-+]?\d+)?%?|nan|-", c))
+
+        numeric_column = [all(numeric(row[j]) for row in self.cells) for j in range(len(self.header))]
+        head = "".join(f'<th class="{"num" if num else "text"}">{html.escape(h)}</th>'
+                       for h, num in zip(self.header, numeric_column))
+        body = "".join("<tr>" + "".join(
+            f'<td class="{"num" if numeric(c) else "text"}">{html.escape(c)}</td>' for c in row) + "</tr>"
+            for row in self.cells)
+        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        return (f'<table class="lib-table">{caption}<thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table>")
 
 
 def significant(x: float, digits: int = 3, *, floor: float | None = None) -> str:
@@ -329,11 +389,49 @@ def binned_gains(gains, *, lam_min: float, per_decade: int = 4) -> tuple[np.ndar
 
 
 class Words:
-    """Text for myst-nb's ``glue``: its plain-text form is the text itself, so
-    ``{glue:text}`key``` pastes ``tiny-a`` where a ``str`` would paste ``'tiny-a'``."""
+    """Text for myst-nb's ``glue``, pasted exactly as written.
+
+    ``{glue:text}`` reads the glued value's plain-text form back with ``ast.literal_eval``, so
+    a bare ``0.80`` would come back as the float ``0.8`` and lose its trailing zero. The
+    plain-text form of ``Words`` is therefore a Python string literal (``'0.80'``), which reads
+    back as the text itself; ``str()`` gives the text.
+    """
 
     def __init__(self, text):
         self.text = str(text)
 
     def __repr__(self) -> str:
+        return repr(self.text)
+
+    def __str__(self) -> str:
         return self.text
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Words) and other.text == self.text
+
+    __hash__ = None
+
+
+def span(values, fmt: str = ".2f", *, scale: float = 1.0) -> Words:
+    """The range of some numbers as prose: ``0.96-0.99``, or one number when they round alike.
+
+    For a glued sentence such as "the RMS distance is 0.96-0.99 across models".
+
+    Args:
+        values: the numbers (NaNs are left out; none left gives ``-``).
+        fmt: a format spec for each end (``".2f"``, ``".0f"``, ``".0%"``, ``","``).
+        scale: multiply by this first (e.g. 100 for percentages written as numbers).
+
+    Returns:
+        A :class:`Words` with ``lo-hi`` (``lo to hi`` when either end is negative, so a minus sign
+        is never read as a dash), or the single value when both ends print the same.
+    """
+    v = np.asarray([float(x) * scale for x in np.ravel(values)], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return Words("-")
+    lo, hi = format(float(v.min()), fmt), format(float(v.max()), fmt)
+    if lo == hi:
+        return Words(lo)
+    sep = " to " if v.min() < 0 else "-"
+    return Words(f"{lo}{sep}{hi}")

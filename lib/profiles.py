@@ -8,7 +8,7 @@ default ``cpu`` to ``sd``, checks that a GPU profile has a GPU, and returns the 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Profile", "PROFILES", "resolve", "in_colab"]
 
@@ -36,6 +36,11 @@ class Profile:
         n_conv: images of chapter 3's convergence study; conv_evals: its budget in network
             evaluations per solver.
         sd_image_size: image side for the Hub models (latents are 8x smaller).
+        n_noises: noises of each set in chapter 2 (sharing the seed's block means, and
+            independent ones).
+        n_samples: live samples per model for the appendix's spectra.
+        chapter_parameters: ``{chapter: {name: value}}``, values the runner gives a chapter's
+            ``parameters`` cell under this profile (papermill), beside ``PROFILE``.
     """
 
     name: str
@@ -55,6 +60,9 @@ class Profile:
     n_conv: int = 8
     conv_evals: int = 300
     sd_image_size: int = 256
+    n_noises: int = 256
+    n_samples: int = 128
+    chapter_parameters: dict = field(default_factory=dict)
 
 
 PROFILES: dict[str, Profile] = {
@@ -63,11 +71,24 @@ PROFILES: dict[str, Profile] = {
     "gpu": Profile("gpu", "cuda", True, 50_000, 10_000, 32,
                    "embedded models at the paper's scale (N = 50,000) on a CUDA GPU",
                    n_pairs=50_000, n_pairs_test=5_000, n_sweep=2_000, n_sweep_random=1_000,
-                   sweep_iters=(10, 20, 50, 100, 200), n_inversion=2_000, n_conv=64, conv_evals=600),
+                   sweep_iters=(10, 20, 50, 100, 200), n_inversion=2_000, n_conv=64, conv_evals=600,
+                   n_noises=2_000, n_samples=1_000),
     "sd": Profile("sd", "cuda", True, 50_000, 10_000, 32,
                   "Stable Diffusion models from the Hugging Face Hub on a CUDA GPU (Colab)",
                   n_pairs=10_000, n_pairs_test=1_000, n_sweep=1_000, n_sweep_random=250,
-                  sweep_iters=(10, 20, 50, 100), n_inversion=250, n_conv=16),
+                  sweep_iters=(10, 20, 50, 100), n_inversion=250, n_conv=16, n_noises=1_000,
+                  n_samples=1_000),
+    # not for reading: every chapter in a few minutes, so that the tests can build a whole book
+    # from a run of a profile other than cpu and check that its prose shows that run's numbers
+    "mini": Profile("mini", "cpu", False, 4_000, 500, 32,
+                    "embedded models at toy sizes, for the tests (numbers mean little)",
+                    n_pairs=96, n_pairs_test=48, fp_iters=5, n_sweep=48, n_sweep_random=24,
+                    sweep_iters=(5, 10), n_inversion=24, n_conv=2, conv_evals=30, n_noises=48,
+                    n_samples=32, chapter_parameters={
+                        "03_fixed_point": {"ITERS": 10, "N_ZCA_TARGETS": 8},
+                        "05_annealing": {"N_ITERS": 200, "N_TARGETS": 4, "N_CHAINS": 4},
+                        "06_applications": {"N_ITERS": 200, "N_TARGETS": 4, "N_EDIT": 4,
+                                            "STRENGTHS": [0.5, 0.9, 1.0]}}),
 }
 
 

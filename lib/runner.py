@@ -5,8 +5,9 @@ A run writes, under ``runs/<profile>/<run id>/`` (or ``--out DIR``):
 * ``book/<chapter>.ipynb``: the executed notebooks;
 * ``figures/<chapter>/<name>.json`` and ``.html``: every figure, as plotly JSON and as a
   standalone page (``lib.plotting.show`` writes them when ``LIB_FIGURE_DIR`` is set);
-* ``run.json``: profile, chapters, time of each, status, git commit, machine, and each
-  chapter's dependency key (:func:`chapter_key`) with the run it was reused from, if any.
+* ``run.json``: profile, chapters, time of each and when it finished, status, git commit,
+  machine (CPU model, cores, threads) and device, and each chapter's dependency key
+  (:func:`chapter_key`) with the run it was reused from, if any.
 
 **Do each piece of work once.** Before executing a chapter the runner computes its key: the
 sha256 of the notebook's cells (sources and tags, not outputs), of every ``lib`` module the
@@ -31,7 +32,11 @@ A run never overwrites an earlier one: each gets a fresh folder, ``runs/<profile
 points to the newest run that finished, and an explicit ``--out`` must be a new or empty
 folder. ``--in-place``
 (``cpu`` profile only) writes the outputs back into the committed ``book/*.ipynb``; that is how
-the committed notebooks get their outputs (``make notebooks``).
+the committed notebooks get their outputs (``make notebooks``). It also writes their record,
+``book/run.json`` (:data:`COMMITTED_RECORD`), committed beside them: one entry per chapter
+(:func:`chapter_entry`: profile, commit, CPU model, cores, threads, device, seconds, when it
+finished), updated for each chapter the run executes and kept for the others. The book build
+ends each chapter with it (:mod:`lib.book`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -51,14 +57,18 @@ from pathlib import Path
 
 from lib.plotting import FIGURE_DIR_ENV
 
-__all__ = ["ROOT", "BOOK_DIR", "chapters", "select_chapters", "new_run_dir", "run_chapters",
-           "ChapterFailed", "RunRecord", "chapter_modules", "chapter_key", "find_reusable"]
+__all__ = ["ROOT", "BOOK_DIR", "COMMITTED_RECORD", "chapters", "select_chapters", "new_run_dir",
+           "run_chapters", "ChapterFailed", "RunRecord", "chapter_modules", "chapter_key",
+           "find_reusable", "cpu_model", "device_name", "git_commit", "chapter_entry",
+           "read_chapter_entry", "update_committed_record"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK_DIR = ROOT / "book"
 RUNS_DIR = ROOT / "runs"
 LIB_DIR = ROOT / "lib"
 DATA_DIR = ROOT / "data"
+#: the record of the committed notebooks' run, beside them in ``book/`` (``--in-place`` writes it)
+COMMITTED_RECORD = "run.json"
 #: packages whose version can change a chapter's numbers or figures
 KEY_PACKAGES = ("torch", "numpy", "scipy", "diffusers", "transformers", "plotly", "scikit-image",
                 "scikit-learn", "matplotlib", "ipywidgets", "myst-nb")
@@ -76,15 +86,51 @@ class ChapterFailed(RuntimeError):
         self.chapter, self.cell_index = chapter, cell_index
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s "model name", e.g. "AMD EPYC 7763 64-Core
+    Processor"), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(profile: str) -> str:
+    """What a profile's chapters compute on: ``"CPU"``, or the name of CUDA GPU 0.
+
+    torch is imported only for a profile that runs on a GPU.
+    """
+    from lib.profiles import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    if not PROFILES[profile].device.startswith("cuda"):
+        return "CPU"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU found"
+    return torch.cuda.get_device_name(0)
+
+
 @dataclass
 class RunRecord:
-    """What ``run.json`` holds."""
+    """What ``run.json`` holds.
+
+    ``seconds`` and ``finished`` (ISO time) are per executed chapter; ``reused`` names the run
+    a chapter's outputs were taken from instead. ``cpu``, ``cores``, ``threads`` (per chapter
+    kernel) and ``device`` say where the chapters executed; ``machine`` adds the host name.
+    """
 
     profile: str
     out: str
     started: str
     chapters: list[str]
     seconds: dict[str, float] = field(default_factory=dict)
+    finished: dict[str, str] = field(default_factory=dict)
     keys: dict[str, dict] = field(default_factory=dict)
     reused: dict[str, str] = field(default_factory=dict)
     status: str = "running"
@@ -95,9 +141,111 @@ class RunRecord:
     wall_seconds: float | None = None
     machine: str = field(default_factory=lambda: f"{platform.node()} {platform.machine()}, "
                                                  f"{os.cpu_count()} CPUs")
+    cpu: str = field(default_factory=cpu_model)
+    cores: int | None = field(default_factory=os.cpu_count)
+    threads: int | None = None
+    device: str | None = None
+    python: str = field(default_factory=platform.python_version)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+
+#: what a page says about how its chapter was made: one entry per chapter (:func:`chapter_entry`)
+ENTRY_FIELDS = ("profile", "git_commit", "finished", "seconds", "cpu", "cores", "threads",
+                "device", "torch", "python")
+
+
+def chapter_entry(record: dict, chapter: str) -> dict:
+    """How one chapter executed in a run, from the run's record (``run.json`` as a dict), trimmed
+    to :data:`ENTRY_FIELDS`: no host name, no path.
+
+    Fields an older record lacks are ``None``, except two it implies: the device of the ``cpu``
+    profile is ``"CPU"``, and the cores are read from ``machine``.
+
+    Raises:
+        KeyError: if the run did not execute ``chapter`` (reused or never reached).
+    """
+    if chapter not in record.get("seconds", {}):
+        raise KeyError(f"run {record.get('out', '?')} did not execute chapter {chapter}")
+    packages = record.get("keys", {}).get(chapter, {}).get("packages", {})
+    device = record.get("device") or ("CPU" if record.get("profile") == "cpu" else None)
+    cores = record.get("cores")
+    if cores is None:  # older records name the CPUs only in "machine": "host x86_64, 2 CPUs"
+        found = re.search(r"(\d+) CPUs", record.get("machine") or "")
+        cores = int(found.group(1)) if found else None
+    return {
+        "profile": record.get("profile"),
+        "git_commit": record.get("git_commit"),
+        "finished": record.get("finished", {}).get(chapter) or record.get("started"),
+        "seconds": record["seconds"][chapter],
+        "cpu": record.get("cpu"),
+        "cores": cores,
+        "threads": record.get("threads") or record.get("threads_per_job"),
+        "device": device,
+        "torch": packages.get("torch"),
+        "python": record.get("python") or record.get("keys", {}).get(chapter, {}).get("python"),
+    }
+
+
+def read_chapter_entry(record_path: Path, chapter: str) -> tuple[dict | None, str]:
+    """The entry (:func:`chapter_entry`) of the run that executed a chapter, and where it is from.
+
+    ``record_path`` is a run's ``run.json`` or the committed ``book/run.json``. A chapter that a
+    run reused from an earlier run is followed to the run that executed it.
+
+    Returns:
+        ``(entry, source)``; ``entry`` is ``None`` when no record has the chapter, and
+        ``source`` then says what is missing.
+    """
+    seen: list[Path] = []
+    path = Path(record_path)
+    while True:
+        if not path.is_file():
+            why = f"no record {path.name} in {path.parent.name}/" if not seen else \
+                f"{seen[-1].parent.name} reused it from {path.parent.name}, whose record is gone"
+            return None, why
+        if path.resolve() in seen:
+            return None, f"the records reuse chapter {chapter} in a circle"
+        seen.append(path.resolve())
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            return None, f"{path} cannot be read: {err}"
+        if "seconds" not in record:  # the committed record: one entry per chapter
+            entry = record.get("chapters", {}).get(chapter)
+            if entry is None:
+                return None, f"{path.parent.name}/{path.name} has no entry for {chapter}"
+            return {k: entry.get(k) for k in ENTRY_FIELDS}, f"{path.parent.name}/{path.name}"
+        if chapter in record["seconds"]:
+            return chapter_entry(record, chapter), f"run {path.parent.name}"
+        earlier = record.get("reused", {}).get(chapter)
+        if earlier is None:
+            return None, f"run {path.parent.name} did not execute {chapter}"
+        path = Path(earlier) / "run.json"
+
+
+def update_committed_record(path: Path, entries: dict[str, dict], keep: list[str]) -> None:
+    """Write the committed record: these chapters' entries replace theirs, the other chapters'
+    entries stay (a run of some chapters leaves the others' outputs as they were).
+
+    Args:
+        path: ``book/run.json``.
+        entries: chapter -> :func:`chapter_entry`.
+        keep: the book's chapters; entries of chapters no longer in the book are dropped.
+    """
+    old = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8")).get("chapters", {})
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); delete it or fix it") from err
+    merged = {c: e for c, e in {**old, **entries}.items() if c in keep}
+    out = {"about": "How the committed notebooks in book/ were executed: one entry per chapter, "
+                    "written by `python -m lib run --profile cpu --in-place` (make notebooks). "
+                    "The book build ends each chapter with its entry.",
+           "chapters": dict(sorted(merged.items()))}
+    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
 
 
 def chapters(book_dir: Path | None = None) -> list[Path]:
@@ -321,12 +469,15 @@ def _link_tree(src: Path, dst: Path) -> None:
             _link(p, dst / p.relative_to(src))
 
 
-def _git_commit() -> str | None:
+def git_commit(root: Path | None = None) -> str | None:
+    """The checked-out commit (full sha), with ``+uncommitted`` when ``lib``, ``book`` or
+    ``data`` differ from it; ``None`` outside a git repository."""
+    root = Path(root or ROOT)
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, text=True,
                              capture_output=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "lib", "book", "data"],
-                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
+                               cwd=root, text=True, capture_output=True).stdout.strip()
         return out + ("+uncommitted" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -473,10 +624,18 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
         nb_dir.mkdir(exist_ok=True)
     record = RunRecord(profile=profile, out=str(run_dir),
                        started=_dt.datetime.now().isoformat(timespec="seconds"),
-                       chapters=[p.stem for p in selected], git_commit=_git_commit())
+                       chapters=[p.stem for p in selected], git_commit=git_commit(),
+                       device=device_name(profile))
     record.write(run_dir / "run.json")
     log(f"running {len(selected)} chapter(s) with profile {profile!r} into {run_dir}")
-    parameters = None if profile == "cpu" else {"PROFILE": profile}
+    from lib.profiles import PROFILES
+
+    extra = PROFILES[profile].chapter_parameters if profile in PROFILES else {}
+
+    def parameters_of(nb: Path) -> dict | None:  # papermill's: the profile and its overrides
+        if profile == "cpu" and not extra.get(nb.stem):
+            return None
+        return {"PROFILE": profile, **extra.get(nb.stem, {})}
     reuse = reuse and not in_place and cache_enabled()
     # the earlier runs, read once (this run's own folder is not among them)
     earlier_runs = [(d, rec) for d, rec in _records(runs_dir, profile)
@@ -489,7 +648,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     todo = []
     for nb in selected:
         target = target_of(nb)
-        key = chapter_key(nb, profile, parameters, _shared=shared)
+        key = chapter_key(nb, profile, parameters_of(nb), _shared=shared)
         record.keys[nb.stem] = key
         if reuse:
             earlier, why = find_reusable(nb.stem, key, earlier_runs)
@@ -506,12 +665,13 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     jobs = min(jobs or 1, max(1, len(todo)))
     threads = max(1, thread_budget() // jobs) if jobs > 1 else None
     record.jobs, record.threads_per_job = jobs, threads
+    record.threads = threads or thread_budget()
     if jobs > 1:
         log(f"executing {len(todo)} chapter(s), {jobs} at a time with {threads} thread(s) each")
     order = _longest_first(todo, earlier_runs)
 
     def args_of(nb):
-        return (str(nb), str(target_of(nb)), parameters, kernel_name,
+        return (str(nb), str(target_of(nb)), parameters_of(nb), kernel_name,
                 str(run_dir / "figures" / nb.stem), threads)
 
     def finished(nb, result) -> ChapterFailed | None:
@@ -521,9 +681,13 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
             record.write(run_dir / "run.json")
             return ChapterFailed(nb.stem, cell, message, target_of(nb) if written else None)
         record.seconds[nb.stem] = round(result["seconds"], 1)
+        record.finished[nb.stem] = _dt.datetime.now().isoformat(timespec="seconds")
         record.write(run_dir / "run.json")
         if in_place:
             _strip_papermill_metadata(nb)
+            update_committed_record(book_dir / COMMITTED_RECORD,
+                                    {nb.stem: chapter_entry(asdict(record), nb.stem)},
+                                    keep=[p.stem for p in chapters(book_dir)])
         log(f"  {nb.stem}: {result['seconds']:.1f} s")
         return None
 

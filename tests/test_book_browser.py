@@ -83,6 +83,14 @@ def browser():
     driver.quit()
 
 
+def expected_figures(page: str) -> int:
+    """The numbered figures a page should carry: its cells with myst-nb figure metadata."""
+    if not (ROOT / f"{page}.ipynb").exists():
+        return 0
+    nb = nbformat.read(ROOT / f"{page}.ipynb", as_version=4)
+    return sum("figure" in c.metadata.get("mystnb", {}) for c in nb.cells)
+
+
 def expected_outputs(page: str) -> tuple[int, int, int, bool]:
     """Plotly figures, widget views, image widgets and whether there is math, from the notebook
     (or, for a page that is no notebook, from its MyST source)."""
@@ -117,7 +125,13 @@ return {
       .filter(i => i.complete && i.naturalWidth > 0).length,
   math: document.querySelectorAll('mjx-container').length,
   rawRoles: (document.querySelector('main') || document.body).innerText
-      .match(/\{(cite|ref|eq|numref)(:[a-z]+)?\}`/g) || [],
+      .match(/\{(cite|ref|eq|numref|glue)(:[a-z]+)?\}`/g) || [],
+  // numbered figures: myst-nb's figure metadata wraps the output in <figure> with a caption
+  captions: Array.from(document.querySelectorAll('main figure figcaption .caption-number'))
+      .map(c => c.innerText.trim()),
+  missingGlue: (document.querySelector('main') || document.body).innerText
+      .match(/glue key .* not found|UNKNOWN GLUE/gi) || [],
+  toggles: document.querySelectorAll('main .cell.tag_hide-input details.hide').length,
   // sphinxcontrib-bibtex's citation links carry the entry's text as their title
   citations: document.querySelectorAll('main a.reference.internal[title][href*="#id"]').length,
   entries: document.querySelectorAll('main [role="doc-biblioentry"]').length,
@@ -176,6 +190,10 @@ def test_page_renders_offline(site, browser, page):
         assert state["math"] > 0, f"{path}: math did not typeset"
     assert not state["rawRoles"], f"{path}: roles left as raw text: {state['rawRoles']}"
     assert state["progressBars"] == 0, f"{path}: a frozen progress bar"
+    n_captions = expected_figures(page)
+    assert len(state["captions"]) == n_captions, \
+        f"{path}: {len(state['captions'])} numbered captions, {n_captions} figures"
+    assert all(re.fullmatch(r"Fig\. (\d+|A)\.\d+", c) for c in state["captions"]), state["captions"]
     keys = sum(len(g.split(",")) for g in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`",
                                                       (ROOT / f"{page}.md").read_text()))
     assert state["citations"] == keys, f"{path}: {state['citations']} citation links, {keys} cited"
@@ -196,3 +214,36 @@ def test_equation_links_land_on_the_equation(built):
             assert f'id="{anchor}"' in pages[page], f"{name} links {page}#{anchor}: no such anchor"
             links += 1
     assert links >= 30  # the chapters mention the paper's equations about forty times
+
+
+def test_figure_and_section_links_land_on_their_targets(built):
+    """Every {numref} link to a figure and every {ref} link to a section points at a page that
+    has that anchor, and the figure links show the paper's figure numbers."""
+    pages = {p.relative_to(built).as_posix(): p.read_text() for p in built.rglob("*.html")}
+    counts = {"fig": 0, "sec": 0}
+    for name, text in pages.items():
+        for target, anchor in re.findall(r'href="([^"#]*)#((?:fig|sec)-[\w-]+)"', text):
+            page = posixpath.normpath(posixpath.join(posixpath.dirname(name), target)) \
+                if target else name
+            assert page in pages, f"{name} links {target}#{anchor}: no such page"
+            assert f'id="{anchor}"' in pages[page], f"{name} links {page}#{anchor}: no such anchor"
+            counts[anchor.split("-")[0]] += 1
+    assert counts["fig"] >= 30 and counts["sec"] >= 10, counts
+
+
+def test_collapsed_code_opens_with_its_toggle(site, browser):
+    """A collapsed (hide-input) cell's code is hidden until its toggle is clicked."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{site}/book/02_correlation.html")
+    details = browser.find_elements(By.CSS_SELECTOR, "main .cell.tag_hide-input details.hide")
+    assert details, "no collapsed cell on the page"
+    first = details[0]
+    code = first.find_element(By.CSS_SELECTOR, "pre")
+    assert not code.is_displayed()
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", first)
+    first.find_element(By.CSS_SELECTOR, "summary").click()
+    deadline = time.time() + 5
+    while not code.is_displayed() and time.time() < deadline:
+        time.sleep(0.1)
+    assert code.is_displayed(), "the toggle did not show the code"

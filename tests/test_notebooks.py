@@ -74,18 +74,25 @@ def test_colab_setup_cell_installs_from_the_configured_repository(path):
     setup = [c for c in _code_cells(nb) if "google.colab" in c.source]
     assert len(setup) == 1
     assert f"git+{url}" in setup[0].source
+    from lib.book import setup_cell_source
+
+    assert setup[0].source.rstrip() == setup_cell_source().rstrip(), "the setup cell is lib.book.setup_cell_source()"
+    assert nb.metadata.get("accelerator") == "GPU", "Colab should start the notebook on a GPU"
+    assert nb.metadata.get("colab", {}).get("gpuType"), "Colab's GPU type is missing"
     # it comes before the parameters cell, so PROFILE can switch to "sd" after it
     params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     assert nb.cells.index(setup[0]) < params
 
 
 def test_environment_yml_matches_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = project["dependencies"] + [d for ds in project["optional-dependencies"].values() for d in ds]
+    """environment.yml installs exactly what make installs: the `pinned` and `test` extras (the
+    package's own dependencies are ranges; tests/test_colab_install.py checks they hold the pins)."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = extras["pinned"] + extras["test"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert sorted(pins) == sorted(pip_section)
-    assert all("==" in p for p in pins), "every dependency is pinned exactly"
+    assert all("==" in p for p in pins), "every pin is exact"
 
 
 def test_select_chapters():
@@ -239,3 +246,90 @@ def test_cells_that_draw_or_import_are_collapsed_in_the_book():
             if draws or imports:
                 assert {"hide-input", "remove-input", "remove-cell"} & set(tags), \
                     f"{path.name}: a cell that draws or imports is shown in full: {cell.source[:60]!r}"
+
+
+def test_typed_numbers_catches_a_hand_typed_measurement_and_nothing_else():
+    from lib.prose import typed_numbers
+
+    # measured-looking numbers typed by hand are caught, in prose and in inline math
+    assert typed_numbers("correlates at 0.44-0.45 with the seed, $r = 0.29$, about 6 % of it, "
+                         "on 256 noises") == ["0.44", "0.45", "0.29", "6 %", "256"]
+    # glued numbers, structure, the paper's numbers and powers of ten are not
+    assert typed_numbers("at {glue:text}`r:.2f` (Sec. 4.2, Figs. 7-13, chapter 4, "
+                         "{ref}`3.1 <sec-3-1>`, Eq. (7)); the paper's N = 50,000 at $t = 0.98T$; "
+                         "below $10^{-3}$ in $[0.1, 1)$; a 1/k^2 share; 8x8 blocks") == []
+    assert typed_numbers("## 4.3 Fig. 5 redone\n1. first point") == []
+    assert typed_numbers("its 95 % interval") == []  # a convention (FIXED_NUMBERS)
+    assert typed_numbers("a made-up 0.98 tuned", allowed=set()) == ["0.98"]
+
+
+def _markdown_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+
+
+def _glued_keys(nb) -> set[str]:
+    keys = set()
+    for cell in _code_cells(nb):
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                keys.add(name)
+    return keys
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_measured_number_in_the_prose_is_glued_from_the_run(path):
+    """A number typed into the prose would show the cpu run's value in a book built from another
+    profile's run; only the paper's numbers (lib.prose.PAPER_NUMBERS) may be typed."""
+    from lib.prose import typed_numbers
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in _markdown_cells(path):
+        assert typed_numbers(cell.source) == [], f"{path.name}: typed, not glued: {cell.source[:120]!r}"
+    used = {m.group(1) for cell in _markdown_cells(path)
+            for m in re.finditer(r"\{glue(?::[a-z]+)?\}`([\w.-]+)", cell.source)}
+    for cell in _code_cells(nb):  # captions paste glued numbers too
+        caption = cell.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
+        used |= set(re.findall(r"\{glue(?::[a-z]+)?\}`([\w.-]+)", caption))
+    missing = used - _glued_keys(nb)
+    assert not missing, f"{path.name}: the prose pastes keys that no cell glued: {sorted(missing)}"
+
+
+def test_every_figure_is_numbered_captioned_and_every_mention_links():
+    """Each cell that shows a figure is a numbered figure (myst-nb's figure metadata) with a
+    caption; every "Fig. n" in the prose is a link ({ref} with the paper's figure number as its
+    text) to a figure that exists."""
+    labels = {}
+    for path in CHAPTERS:
+        for cell in _code_cells(nbformat.read(path, as_version=4)):
+            if "show(" not in cell.source:
+                continue
+            assert cell.source.count("show(") == 1, f"{path.name}: one figure per cell: {cell.source[:80]!r}"
+            figure = cell.metadata.get("mystnb", {}).get("figure", {})
+            assert figure.get("name", "").startswith("fig-"), f"{path.name}: an unnamed figure"
+            assert len(figure.get("caption", "")) > 40, f"{path.name}: {figure.get('name')} has no caption"
+            assert figure["name"] not in labels, f"{figure['name']} is used twice"
+            labels[figure["name"]] = path.name
+    assert len(labels) >= 30
+    for path in CHAPTERS:
+        for cell in _markdown_cells(path):
+            for line in cell.source.splitlines():
+                if line.lstrip().startswith("#"):
+                    continue
+                for target in re.findall(r"\{(?:num)?ref\}`[^`<]*<(fig-[\w-]+)>`", line):
+                    assert target in labels, f"{path.name} links {target}, which no chapter shows"
+                bare = re.sub(r"\{(?:num)?ref\}`[^`]*`", "", line)
+                assert not re.search(r"\bFigs?\.\s*\d", bare), f"{path.name}: unlinked mention: {line}"
+
+
+def test_no_line_of_inline_math_starts_like_a_list_item():
+    """A line that starts with "- " inside $...$ ends the math and starts a bullet: the page then
+    shows raw LaTeX (it happened to chapter 4's norm identity)."""
+    for path in CHAPTERS:
+        for cell in _markdown_cells(path):
+            text = re.sub(r"\$\$.*?\$\$", "", cell.source, flags=re.S)
+            before = ""
+            for line in text.splitlines(keepends=True):
+                if re.match(r"\s*[-+*]\s", line):
+                    assert before.count("$") % 2 == 0, f"{path.name}: a math line starts a list: {line!r}"
+                before += line

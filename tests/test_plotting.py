@@ -91,13 +91,17 @@ def test_binned_gains_are_medians_per_quarter_decade():
     assert np.allclose(y, x ** -0.5, rtol=0.15)  # the median of a monotone law ~ the law at the bin centre
 
 
-def test_words_paste_without_quotes():
+def test_words_paste_exactly_as_written():
     from IPython.core.formatters import PlainTextFormatter
+    from myst_nb.core.variables import format_plain_text
 
     from lib.plotting import Words
 
-    assert PlainTextFormatter()(Words("tiny-a")) == "tiny-a"
-    assert PlainTextFormatter()("tiny-a") == "'tiny-a'"  # what a plain str would paste
+    for text in ("tiny-a", "0.80", "0.96-0.99", "8 of 8"):
+        assert format_plain_text(PlainTextFormatter()(Words(text)), "") == text
+    assert format_plain_text(PlainTextFormatter()("0.80"), "") == "0.80"  # a str too
+    assert format_plain_text("0.80", "") == "0.8"  # what a bare number's text would lose
+    assert str(Words("tiny-a")) == "tiny-a"
 
 
 def test_format_table_digits_per_column():
@@ -105,3 +109,42 @@ def test_format_table_digits_per_column():
     assert text.splitlines()[-1].split(" | ") == ["32.0", "0.871"]  # the others keep 3
     with pytest.raises(ValueError, match="not in the header"):
         format_table(["psnr"], [[1.0]], digits={"PSNR": 1})
+
+
+def test_span_reads_a_range_or_one_number():
+    from lib.plotting import span
+
+    assert str(span([0.961, 0.99, 0.97])) == "0.96-0.99"
+    assert str(span([0.441, 0.444])) == "0.44"  # both ends round alike
+    assert str(span([-0.012, 0.02])) == "-0.01 to 0.02"  # never a minus read as a dash
+    assert str(span([180.4, 203.0], ".0f")) == "180-203"
+    assert str(span([0.08, 0.1], ".0%")) == "8%-10%"
+    assert str(span([float("nan"), 0.5])) == "0.50"
+    assert str(span([])) == "-"
+
+
+def test_left_align_titles_moves_each_title_to_its_subplot_edge():
+    import numpy as np
+
+    from lib.plotting import image_grid, left_align_titles
+
+    fig = image_grid([np.zeros((3, 4, 4))] * 6, titles=["row 1", "", "", "row 2", "", ""], cols=3)
+    centres = [a.x for a in fig.layout.annotations]
+    left_align_titles(fig, font_size=9)
+    lefts = [a.x for a in fig.layout.annotations]
+    assert lefts == [c - np.diff(fig.layout.xaxis.domain)[0] / 2 for c in centres]
+    assert np.isclose(lefts[0], fig.layout.xaxis.domain[0])  # the first column's left edge
+    assert all(a.xanchor == "left" and a.font.size == 9 for a in fig.layout.annotations)
+
+
+def test_table_html_and_text_carry_the_same_rounded_cells():
+    from lib.plotting import Table, format_table
+
+    rows = [["zca", 0.12345, 3, None], ["pca-cor", 10.5, 12, "1.2e-05"]]
+    t = Table(["kind", "error", "n", "note"], rows, digits={"error": 2}, caption="a caption")
+    assert repr(t) == "a caption\n" + format_table(["kind", "error", "n", "note"], rows, digits={"error": 2})
+    assert t.cells == [["zca", "0.12", "3", "-"], ["pca-cor", "10.50", "12", "1.2e-05"]]
+    html = t._repr_html_()
+    assert html.count("<tr>") == 3 and "<caption>a caption</caption>" in html
+    assert '<td class="num">10.50</td>' in html and '<td class="text">pca-cor</td>' in html
+    assert '<th class="num">error</th>' in html and '<th class="text">kind</th>' in html

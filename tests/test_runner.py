@@ -36,11 +36,57 @@ def test_run_saves_notebooks_figures_and_times(tmp_path):
     assert fig["data"][0]["y"] == [1, 3, 2]
     saved = json.loads((out / "run.json").read_text())
     assert saved["status"] == "ok" and saved["seconds"]["01_tiny"] > 0
+    from lib.runner import cpu_model
+
+    assert saved["cpu"] == cpu_model() and saved["device"] == "CPU" and saved["threads"] >= 1
+    assert saved["finished"]["01_tiny"] >= saved["started"]
     # the source notebook was not touched
     assert not nbformat.read(book / "01_tiny.ipynb", as_version=4).cells[1].get("outputs")
     # a second run into the same folder is refused
     with pytest.raises(FileExistsError):
         run_chapters("cpu", out=out, book_dir=book, log=lambda *a: None)
+
+
+def test_the_in_place_run_writes_the_committed_record(tmp_path):
+    """``--in-place`` (make notebooks) writes book/run.json: one trimmed entry per chapter, kept
+    for the chapters a later run does not execute, read back by the book build."""
+    import os
+    import platform
+
+    from lib.runner import chapter_entry, cpu_model, read_chapter_entry
+
+    book = write_book(tmp_path / "book")
+    _, rec = run_chapters("cpu", out=tmp_path / "run1", book_dir=book, in_place=True,
+                          log=lambda *a: None)
+    text = (book / "run.json").read_text()
+    entry = json.loads(text)["chapters"]["01_tiny"]
+    assert entry == chapter_entry(json.loads((tmp_path / "run1" / "run.json").read_text()),
+                                  "01_tiny")
+    assert entry["profile"] == "cpu" and entry["seconds"] == rec.seconds["01_tiny"] > 0
+    assert entry["git_commit"] == rec.git_commit and entry["finished"] == rec.finished["01_tiny"]
+    assert (entry["cpu"], entry["cores"], entry["device"]) == (cpu_model(), os.cpu_count(), "CPU")
+    assert entry["torch"] == rec.keys["01_tiny"]["packages"]["torch"]
+    assert str(tmp_path) not in text and "/" not in str(entry["cpu"])  # no paths
+    if len(platform.node()) >= 6:
+        assert platform.node() not in text  # no host name
+    # the outputs are in the committed notebook, the record beside it
+    assert nbformat.read(book / "01_tiny.ipynb", as_version=4).cells[1].outputs
+    assert read_chapter_entry(book / "run.json", "01_tiny") == (entry, "book/run.json")
+    # a run of another chapter alone keeps 01's entry; a chapter gone from the book drops out
+    nb = nbformat.read(book / "01_tiny.ipynb", as_version=4)
+    nbformat.write(nb, book / "02_more.ipynb")
+    run_chapters("cpu", ["02"], out=tmp_path / "run2", book_dir=book, in_place=True,
+                 log=lambda *a: None)
+    chapters = json.loads((book / "run.json").read_text())["chapters"]
+    assert sorted(chapters) == ["01_tiny", "02_more"] and chapters["01_tiny"] == entry
+    (book / "01_tiny.ipynb").unlink()
+    run_chapters("cpu", ["02"], out=tmp_path / "run3", book_dir=book, in_place=True,
+                 log=lambda *a: None)
+    assert sorted(json.loads((book / "run.json").read_text())["chapters"]) == ["02_more"]
+    # a run into a run folder leaves the committed record alone
+    before = (book / "run.json").read_text()
+    run_chapters("cpu", out=tmp_path / "run4", book_dir=book, log=lambda *a: None)
+    assert (book / "run.json").read_text() == before
 
 
 def test_failure_names_chapter_and_cell(tmp_path, capsys, monkeypatch):

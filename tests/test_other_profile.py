@@ -1,0 +1,72 @@
+"""A book built from a run of another profile shows that run's numbers in its prose.
+
+Every measured number in the chapters' text is glued (myst-nb ``{glue:text}``) from the cell
+that computed it. This test runs the whole book under the ``mini`` profile (toy sizes, a few
+minutes on the CPU), builds the HTML from that run, and checks that the numbers pasted into
+every page's prose and captions are exactly that run's glued values, formatted as the text asks,
+and that enough of them differ from the committed ``cpu`` run for the check to mean something.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from html import unescape
+
+import nbformat
+
+from lib.runner import BOOK_DIR, chapters
+
+GLUE = re.compile(r"\{glue(?::text)?\}`([\w.-]+)(?::([^`]*))?`")
+
+
+def _glued(nb) -> dict[str, str]:
+    values = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook", {})
+            if meta.get("name"):
+                values[meta["name"]] = out["data"][meta["mime_prefix"] + "text/plain"]
+    return values
+
+
+def _expected(nb) -> Counter:
+    """The text every glue role of a notebook pastes, from its own glued values."""
+    from myst_nb.core.variables import format_plain_text
+
+    values = _glued(nb)
+    texts = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    texts += [c.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
+              for c in nb.cells if c.cell_type == "code"]
+    pasted = Counter()
+    for text in texts:
+        for key, spec in GLUE.findall(text):
+            pasted[format_plain_text(values[key], spec or "")] += 1
+    return pasted
+
+
+# Sphinx's smartquotes curl the straight quotes of pasted text
+STRAIGHT = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+
+
+def _pasted(html: str) -> Counter:
+    return Counter(unescape(re.sub(r"<[^>]+>", "", m)).translate(STRAIGHT)
+                   for m in re.findall(r'<span class="pasted-text">(.*?)</span>', html, re.S))
+
+
+def test_a_book_built_from_a_mini_run_shows_the_mini_runs_numbers(tmp_path):
+    from lib.book import build_book
+    from lib.runner import run_chapters
+
+    run_dir, record = run_chapters("mini", out=tmp_path / "run", reuse=False, log=lambda *a: None)
+    html = build_book(run_dir / "book", label="mini-test", build_root=tmp_path / "build",
+                      log=lambda *a: None)
+    differ = 0
+    for path in chapters():
+        ran = nbformat.read(run_dir / "book" / path.name, as_version=4)
+        expected = _expected(ran)
+        page = (html / "book" / f"{path.stem}.html").read_text(encoding="utf-8")
+        assert _pasted(page) == expected, f"{path.stem}: the page's pasted numbers are not the run's"
+        committed = _glued(nbformat.read(BOOK_DIR / path.name, as_version=4))
+        differ += sum(committed.get(k) != v for k, v in _glued(ran).items())
+    assert differ >= 20, "too few glued values differ from the cpu run for the check to mean much"
