@@ -2,8 +2,8 @@
 #   make book   create .venv if missing, install the pinned dependencies, execute every
 #               chapter with PROFILE (default cpu) into runs/PROFILE/<time>/, build the HTML
 #   make test   unit tests, nbval re-execution of every committed chapter, browser check
-# Developers: make unit (the unit tests and the browser check, no chapter re-execution; about
-# 3 minutes), make bench (python -m lib bench: the hot loops against the bare network).
+# Developers: make unit (the unit tests and the browser check, no chapter re-execution, without
+# the whole-book mini run and the Colab install test that make test runs; about 3 minutes), make bench (python -m lib bench: the hot loops against the bare network).
 # Also: make book PROFILE=gpu (on a GPU machine), make html RUN=runs/gpu/latest (build from an
 # existing run), make notebooks (developers: refresh the committed cpu outputs, their record
 # book/run.json and the .md twins).
@@ -38,7 +38,7 @@ test: $(STAMP)
 		--nbval-sanitize-with tests/nbval_sanitize.cfg
 
 unit: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider tests
+	$(PY) -m pytest -p no:cacheprovider tests -m "not whole_book and not colab_install"
 
 bench: $(STAMP)
 	$(PY) -m lib bench

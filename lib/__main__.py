@@ -30,13 +30,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute chapters with papermill")
-    run.add_argument("--profile", default="cpu", help="cpu (default), gpu or sd")
+    run.add_argument("--profile", default="cpu", help="cpu (default), gpu, sd, or mini (toy sizes, for tests)")
     run.add_argument("--chapters", nargs="*", help="chapter names or numbers (default: all)")
     run.add_argument("--out", help="output folder (default: a new runs/PROFILE/<time>/)")
     run.add_argument("--in-place", action="store_true",
                      help="write outputs into the committed book/*.ipynb (cpu profile only)")
     book = sub.add_parser("book", help="run the chapters, then build the HTML book")
-    book.add_argument("--profile", default="cpu", help="cpu (default), gpu or sd")
+    book.add_argument("--profile", default="cpu", help="cpu (default), gpu, sd, or mini (toy sizes, for tests)")
     src = book.add_mutually_exclusive_group()
     src.add_argument("--run", help="build from this existing run folder instead of executing")
     src.add_argument("--committed", action="store_true",

@@ -25,7 +25,7 @@ Each notebook is staged by :func:`stage_notebook`, which makes four changes to t
   committed notebooks), unless that commit had uncommitted changes or is unknown.
 * Colab's notebook metadata (:data:`COLAB_METADATA`) asks for a GPU runtime.
 * A last markdown cell, "How this chapter was made" (:func:`provenance_cell_source`): profile,
-  commit, CPU, cores, device, run time and date from the run's record (``run.json``, or the
+  commit, CPU, CPUs, device, run time and date from the run's record (``run.json``, or the
   committed ``book/run.json``), and the command that regenerates the chapter's figures. A chapter
   the record does not have says so.
 
@@ -278,7 +278,7 @@ def provenance_cell_source(chapter: str, entry: dict | None, source: str, *, pro
     date = str(entry["finished"])[:10] if entry.get("finished") else "not recorded"
     seconds = _duration(entry["seconds"]) if entry.get("seconds") is not None else "not recorded"
     machine = ", ".join([entry.get("cpu") or "CPU model not recorded",
-                         f"{entry['cores']} cores" if entry.get("cores") else "cores not recorded",
+                         f"{entry['cores']} CPUs" if entry.get("cores") else "CPUs not recorded",
                          *([f"{entry['threads']} threads"] if entry.get("threads") else [])])
     profile = entry.get("profile") or profile
     if not runs_model:

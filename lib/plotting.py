@@ -144,6 +144,13 @@ def left_align_titles(fig: go.Figure, *, font_size: int | None = None) -> go.Fig
 
     For grids whose first image of a row carries a long row label ("tiny-a: (b) fixed-point
     noise") and the others none: centred, the label would run off the figure's left edge.
+
+    Args:
+        fig: a figure from :func:`image_grid` or :func:`image_slider` (equal columns).
+        font_size: also set the titles' font size.
+
+    Returns:
+        The same figure, changed in place.
     """
     width = np.diff(fig.layout.xaxis.domain)[0] if fig.layout.xaxis.domain else 1.0
     for ann in fig.layout.annotations:

@@ -18,7 +18,7 @@ class Profile:
     """Sizes and device of one profile.
 
     Attributes:
-        name: ``cpu``, ``gpu`` or ``sd``.
+        name: ``cpu``, ``gpu``, ``sd`` or ``mini`` (tests).
         device: torch device the chapters use.
         needs_gpu: whether the profile refuses to run without CUDA.
         n_fit: samples used to estimate covariances / fit linear maps.
@@ -62,7 +62,7 @@ class Profile:
     sd_image_size: int = 256
     n_noises: int = 256
     n_samples: int = 128
-    chapter_parameters: dict = field(default_factory=dict)
+    chapter_parameters: dict = field(default_factory=dict, hash=False)
 
 
 PROFILES: dict[str, Profile] = {

@@ -53,11 +53,13 @@ FIXED_NUMBERS = {
 _STRIP = [re.compile(p, re.S) for p in (
     r"\{glue(?::[a-z]+)?\}`[^`]*`",                       # glued numbers
     r"\{[a-z:]+\}`[^`]*`",                                  # ref, numref, eq, cite, func, ...
-    r"```.*?```", r"`[^`]*`",                               # code
+    r"```(?!\{)[^\n]*\n.*?```",                             # code blocks
+    r"(?m)^\s*```[^\n]*$", r"(?m)^:[a-z-]+:[^\n]*$",                # directive fences and options: their text stays
+    r"`[^`]*`",                                             # inline code
     r"\$\$.*?\$\$",                                         # display math
     r"\([a-z0-9-]+\)=",                                     # labels
+    r"\[[\d.\-, ]+\]\(#[^)]*\)",                            # section links such as [3.1](#sec)
     r"\]\([^)]*\)",                                         # link targets
-    r"\[[\d.\-, ]+\]\(#",                                   # section links such as [3.1](#...)
     r"\\(?:tag|label)\{[^}]*\}",
     r"\d+\^\{?-?\d*\}?", r"[\^_]\{[^}]*\}", r"[\^_]-?\d",  # powers and indices in math
     r"\\(?:frac|tfrac)\{\d+\}\{[^}]*\}",                    # \frac{1}{k^2}
@@ -68,7 +70,9 @@ _STRIP = [re.compile(p, re.S) for p in (
 # references to the paper's or the book's structure
 _STRUCTURE = re.compile(
     r"\b(?:Secs?|Figs?|Eqs?|Algs?|Tables?|Hypothes[ie]s|[Cc]hapters?|[Aa]ppendix|[Ss]ections?|"
-    r"[Pp]oints?|steps? of Alg)\.?\s*\(?[\d.]+[a-z]?\)?(?:\s*(?:[-,–]|and|to)\s*\(?[\d.]+[a-z]?\)?)*")
+    r"[Pp]oints?|steps? of Alg)\.?\s*\(?[\d.]+[a-z]?\)?"
+    # a list or range of them: "Figs. 7-13", "Secs. 3, 4": numbers without a leading "0."
+    r"(?:\s*(?:[-,–]|and|to)\s*\(?[1-9]\d*(?:\.\d+)?[a-z]?\)?(?!\d|\.\d))*")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s.*$", re.M)
 _LIST_MARKER = re.compile(r"^\s*\d+\.\s", re.M)
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?(?:\s?%)?(?![\w])")

@@ -140,9 +140,9 @@ class RunRecord:
     threads_per_job: int | None = None
     wall_seconds: float | None = None
     machine: str = field(default_factory=lambda: f"{platform.node()} {platform.machine()}, "
-                                                 f"{os.cpu_count()} CPUs")
+                                                 f"{available_cpus()} CPUs")
     cpu: str = field(default_factory=cpu_model)
-    cores: int | None = field(default_factory=os.cpu_count)
+    cores: int | None = field(default_factory=lambda: available_cpus())
     threads: int | None = None
     device: str | None = None
     python: str = field(default_factory=platform.python_version)
@@ -470,13 +470,14 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 
 def git_commit(root: Path | None = None) -> str | None:
-    """The checked-out commit (full sha), with ``+uncommitted`` when ``lib``, ``book`` or
-    ``data`` differ from it; ``None`` outside a git repository."""
+    """The checked-out commit (full sha), with ``+uncommitted`` when ``lib``, ``book``, ``data``
+    or ``pyproject.toml`` (the dependencies) differ from it; ``None`` outside a git repository."""
     root = Path(root or ROOT)
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, text=True,
                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lib", "book", "data"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lib", "book", "data",
+                                "pyproject.toml"],
                                cwd=root, text=True, capture_output=True).stdout.strip()
         return out + ("+uncommitted" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -527,6 +528,14 @@ def _strip_papermill_metadata(path: Path) -> None:
 
 #: environment variables that set a kernel's thread count (torch/OpenMP, OpenBLAS, MKL)
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def available_cpus() -> int:
+    """The logical CPUs this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def thread_budget() -> int:
@@ -679,6 +688,9 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
             cell, message, written = result["error"]
             record.status, record.error = "failed", f"{nb.stem}: {message}"
             record.write(run_dir / "run.json")
+            if in_place and written:  # its committed outputs are now partial: no entry describes them
+                update_committed_record(book_dir / COMMITTED_RECORD, {},
+                                        keep=[p.stem for p in chapters(book_dir) if p != nb])
             return ChapterFailed(nb.stem, cell, message, target_of(nb) if written else None)
         record.seconds[nb.stem] = round(result["seconds"], 1)
         record.finished[nb.stem] = _dt.datetime.now().isoformat(timespec="seconds")

@@ -31,8 +31,15 @@ def chapter_prefix(docname: str) -> str | None:
 
 
 def number_by_chapter(fignumbers: dict) -> dict:
-    """Renumber Sphinx's figure numbers ``{docname: {kind: {id: (n,)}}}`` as (chapter, k),
-    k counting each chapter's figures in their order; pages that are no chapter are left alone."""
+    """Renumber Sphinx's figure numbers as (chapter, k), k counting each chapter's figures.
+
+    Args:
+        fignumbers: Sphinx's ``env.toc_fignumbers``, ``{docname: {kind: {id: (n,)}}}``.
+
+    Returns:
+        The same dict, changed in place: a chapter's figures numbered ``("2", 1)``,
+        ``("2", 2)`` ... in their order; pages that are no chapter left alone.
+    """
     for docname, kinds in fignumbers.items():
         prefix = chapter_prefix(docname)
         if prefix is None:

@@ -8,21 +8,28 @@ from nbformat.v4 import new_markdown_cell, new_notebook
 import lib.book
 
 
-def test_an_unchanged_book_is_not_rebuilt(tmp_path, monkeypatch):
+def fake_jupyter_book(tmp_path, monkeypatch, label: str) -> list:
+    """Stand in for the npm assets and `jupyter-book build STAGE`: each build writes
+    ``index.html`` ("build n") into the staging folder of ``label``; returns the list of builds."""
     assets = tmp_path / "assets"
-    assets.mkdir()
+    assets.mkdir(exist_ok=True)
     (assets / "favicon.png").write_bytes(b"png")
     monkeypatch.setattr(lib.book, "fetch_assets", lambda: assets)
     builds = []
 
-    def fake_build(cmd, **kw):  # stands in for `jupyter-book build STAGE`
+    def fake_build(cmd, **kw):
         builds.append(cmd)
-        html = tmp_path / "_build" / "src-x" / "_build" / "html"
+        html = tmp_path / "_build" / f"src-{label}" / "_build" / "html"
         html.mkdir(parents=True, exist_ok=True)
         (html / "index.html").write_text(f"build {len(builds)}")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(lib.book.subprocess, "run", fake_build)
+    return builds
+
+
+def test_an_unchanged_book_is_not_rebuilt(tmp_path, monkeypatch):
+    builds = fake_jupyter_book(tmp_path, monkeypatch, "x")
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     nbformat.write(new_notebook(cells=[new_markdown_cell("# One")]), nbs / "01_one.ipynb")
@@ -128,7 +135,7 @@ def test_staging_puts_the_runs_record_into_the_last_cell(tmp_path):
     last = nb.cells[-1]
     assert last.cell_type == "markdown" and last.source.startswith("## How this chapter was made")
     for fact in ["**Profile:** `gpu`", f"[`{SHA[:12]}`]({URL}/commit/{SHA})",
-                 "**Machine:** AMD EPYC 9654 96-Core Processor, 16 cores, 16 threads",
+                 "**Machine:** AMD EPYC 9654 96-Core Processor, 16 CPUs, 16 threads",
                  "**Device:** NVIDIA H200 (torch 2.13.0+cu128)", "**Run time:** 10 min 29 s",
                  "**Date:** 2026-11-30", "(recorded in run run)",
                  "`python -m lib run --profile gpu --chapters 02_chapter`"]:
@@ -185,7 +192,7 @@ def test_the_committed_record_and_a_page_that_runs_no_model(tmp_path):
     last = nb.cells[-1].source
     assert last.startswith("## How this page was made") and "it runs no model" in last
     assert "`cpu` profile" in last and "2026-12-02" in last and "0.9 s" in last
-    assert "(AMD EPYC, 2 cores, 2 threads)" in last and "python -m lib run" not in last
+    assert "(AMD EPYC, 2 CPUs, 2 threads)" in last and "python -m lib run" not in last
 
 
 def test_a_setup_cell_without_the_placeholder_is_refused(tmp_path):
@@ -200,20 +207,7 @@ def test_a_setup_cell_without_the_placeholder_is_refused(tmp_path):
 
 
 def test_the_build_stages_every_chapter_and_rebuilds_when_the_record_changes(tmp_path, monkeypatch):
-    assets = tmp_path / "assets"
-    assets.mkdir()
-    (assets / "favicon.png").write_bytes(b"png")
-    monkeypatch.setattr(lib.book, "fetch_assets", lambda: assets)
-    builds = []
-
-    def fake_build(cmd, **kw):
-        builds.append(cmd)
-        html = tmp_path / "_build" / "src-gpu" / "_build" / "html"
-        html.mkdir(parents=True, exist_ok=True)
-        (html / "index.html").write_text("built")
-        return subprocess.CompletedProcess(cmd, 0, "", "")
-
-    monkeypatch.setattr(lib.book.subprocess, "run", fake_build)
+    builds = fake_jupyter_book(tmp_path, monkeypatch, "gpu")
     record = run_record(tmp_path / "run", executed={"02_chapter": (5.0, "2026-11-30T08:00:05")})
     nbs = tmp_path / "run" / "book"
     nbs.mkdir()

@@ -39,7 +39,7 @@ EXTRAS = PROJECT["optional-dependencies"]
 #: the extras that are ranges (with the base dependencies); `pinned` and `test` are exact
 RANGES = PROJECT["dependencies"] + EXTRAS["sd"] + EXTRAS["book"]
 #: what the test's stand-in for a Colab image lacks: Colab preinstalls the rest of the base
-COLAB_LACKS = {"diffusers"}
+COLAB_LACKS = {"diffusers", "myst-nb"}
 #: versions Colab ships (2025) that differ from the pins but are in range: pip must keep them
 COLAB_VERSIONS = {"ipywidgets": "7.7.1", "tqdm": "4.67.1"}
 
@@ -190,11 +190,12 @@ def test_the_setup_cell_installs_the_package_into_a_colab_like_environment(tmp_p
     after = _freeze(python)
     changed = {n: (v, after.get(n)) for n, v in before.items() if after.get(n) != v}
     assert changed == {}, f"the install changed preinstalled packages: {changed}"
-    assert {"dewhitening-book", "diffusers"} <= set(after) - set(before)
+    assert {"dewhitening-book", "diffusers", "myst-nb"} <= set(after) - set(before)
 
     # the installed package (not this checkout) imports and runs its embedded model
     t0 = time.perf_counter()
-    check = ("import torch, lib, lib.models\n"
+    check = ("import torch, lib, lib.models, lib.prose\n"
+             "lib.prose.glue('n', 3)  # the chapters' glue (myst-nb) is installed too\n"
              "m = lib.models.load_model('tiny-a')\n"
              "x = torch.zeros(1, *m.sample_shape)\n"
              "print(lib.__file__, tuple(m.eps(x, 500).shape))\n")

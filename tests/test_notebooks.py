@@ -260,6 +260,9 @@ def test_typed_numbers_catches_a_hand_typed_measurement_and_nothing_else():
                          "below $10^{-3}$ in $[0.1, 1)$; a 1/k^2 share; 8x8 blocks") == []
     assert typed_numbers("## 4.3 Fig. 5 redone\n1. first point") == []
     assert typed_numbers("its 95 % interval") == []  # a convention (FIXED_NUMBERS)
+    # a reference does not hide a measurement after it, and a directive's text is prose
+    assert typed_numbers("(Sec. 4.2, 0.80 here); Figs. 10, 12 and 13.") == ["0.80"]
+    assert typed_numbers("```{note}\nr = 0.44\n```\nand `x = 0.5` in code") == ["0.44"]
     assert typed_numbers("a made-up 0.98 tuned", allowed=set()) == ["0.98"]
 
 
@@ -288,8 +291,9 @@ def test_every_measured_number_in_the_prose_is_glued_from_the_run(path):
         assert typed_numbers(cell.source) == [], f"{path.name}: typed, not glued: {cell.source[:120]!r}"
     used = {m.group(1) for cell in _markdown_cells(path)
             for m in re.finditer(r"\{glue(?::[a-z]+)?\}`([\w.-]+)", cell.source)}
-    for cell in _code_cells(nb):  # captions paste glued numbers too
+    for cell in _code_cells(nb):  # captions paste glued numbers too, and type none
         caption = cell.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
+        assert typed_numbers(caption) == [], f"{path.name}: a caption types a number: {caption!r}"
         used |= set(re.findall(r"\{glue(?::[a-z]+)?\}`([\w.-]+)", caption))
     missing = used - _glued_keys(nb)
     assert not missing, f"{path.name}: the prose pastes keys that no cell glued: {sorted(missing)}"

@@ -14,6 +14,7 @@ from collections import Counter
 from html import unescape
 
 import nbformat
+import pytest
 
 from lib.runner import BOOK_DIR, chapters
 
@@ -54,6 +55,7 @@ def _pasted(html: str) -> Counter:
                    for m in re.findall(r'<span class="pasted-text">(.*?)</span>', html, re.S))
 
 
+@pytest.mark.whole_book
 def test_a_book_built_from_a_mini_run_shows_the_mini_runs_numbers(tmp_path):
     from lib.book import build_book
     from lib.runner import run_chapters

@@ -53,7 +53,7 @@ def test_the_in_place_run_writes_the_committed_record(tmp_path):
     import os
     import platform
 
-    from lib.runner import chapter_entry, cpu_model, read_chapter_entry
+    from lib.runner import available_cpus, chapter_entry, cpu_model, read_chapter_entry
 
     book = write_book(tmp_path / "book")
     _, rec = run_chapters("cpu", out=tmp_path / "run1", book_dir=book, in_place=True,
@@ -64,7 +64,7 @@ def test_the_in_place_run_writes_the_committed_record(tmp_path):
                                   "01_tiny")
     assert entry["profile"] == "cpu" and entry["seconds"] == rec.seconds["01_tiny"] > 0
     assert entry["git_commit"] == rec.git_commit and entry["finished"] == rec.finished["01_tiny"]
-    assert (entry["cpu"], entry["cores"], entry["device"]) == (cpu_model(), os.cpu_count(), "CPU")
+    assert (entry["cpu"], entry["cores"], entry["device"]) == (cpu_model(), available_cpus(), "CPU")
     assert entry["torch"] == rec.keys["01_tiny"]["packages"]["torch"]
     assert str(tmp_path) not in text and "/" not in str(entry["cpu"])  # no paths
     if len(platform.node()) >= 6:
