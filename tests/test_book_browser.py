@@ -104,13 +104,15 @@ def expected_outputs(page: str) -> tuple[int, int, int, bool]:
     for cell in nb.cells:
         if cell.cell_type == "markdown" and "$" in cell.source:
             math = True
+        if {"remove-cell", "remove-output"} & set(cell.metadata.get("tags", [])):
+            continue  # not on the page (chapter 1's live widgets stay in Jupyter and Colab)
         for out in cell.get("outputs", []):
             if is_progress_bar(out):  # dropped from the built pages (lib.book.quiet_notebook)
                 continue
             data = out.get("data", {})
             figures += "plotly-graph-div" in str(data.get("text/html", ""))
             widgets += "application/vnd.jupyter.widget-view+json" in data
-    return figures, widgets, images, math
+    return figures, widgets, images if widgets else 0, math
 
 
 PAGE_STATE_JS = r"""

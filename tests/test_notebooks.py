@@ -337,3 +337,14 @@ def test_no_line_of_inline_math_starts_like_a_list_item():
                 if re.match(r"\s*[-+*]\s", line):
                     assert before.count("$") % 2 == 0, f"{path.name}: a math line starts a list: {line!r}"
                 before += line
+
+
+def test_figure_labels_differ_from_the_plotly_div_ids():
+    """show(fig, name) draws into <div id="fig-name">; a figure label "fig-name" would give the
+    page two elements with that id, and plotly would draw into the wrong one (or none)."""
+    for path in CHAPTERS:
+        for cell in _code_cells(nbformat.read(path, as_version=4)):
+            figure = cell.metadata.get("mystnb", {}).get("figure")
+            shown = re.search(r'show\([^,]+,\s*f?"([^"]+)"\)', cell.source)
+            if figure and shown:
+                assert figure["name"] != f"fig-{shown.group(1)}", f"{path.name}: {figure['name']}"
