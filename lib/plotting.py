@@ -123,14 +123,21 @@ def _hide_axes(fig: go.Figure) -> None:
 
 def image_grid(images, *, titles=None, cols: int | None = None, upscale: int = 1,
                height_per_row: int = 180, title: str | None = None,
-               fmt: str = "png") -> go.Figure:
-    """A grid of images in [-1, 1], each ``(3, H, W)``, with optional subplot titles."""
+               fmt: str = "png", vertical_spacing: float | None = None) -> go.Figure:
+    """A grid of images in [-1, 1], each ``(3, H, W)``, with optional subplot titles.
+
+    ``vertical_spacing`` is the gap between rows as a fraction of the figure's height (default
+    0.08 with titles, 0.02 without); a grid of many rows needs a smaller one, or the gaps take
+    most of the height and the images shrink.
+    """
     images = list(images)
     n = len(images)
     cols = cols or n
     rows = -(-n // cols)
+    if vertical_spacing is None:
+        vertical_spacing = 0.08 if titles else 0.02
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
-                        horizontal_spacing=0.01, vertical_spacing=0.08 if titles else 0.02)
+                        horizontal_spacing=0.01, vertical_spacing=vertical_spacing)
     for i, image in enumerate(images):
         fig.add_trace(_image_trace(image, upscale, fmt), row=i // cols + 1, col=i % cols + 1)
     _hide_axes(fig)
