@@ -18,7 +18,7 @@ from __future__ import annotations
 import numbers
 import re
 
-__all__ = ["PAPER_NUMBERS", "FIXED_NUMBERS", "typed_numbers", "glue"]
+__all__ = ["PAPER_NUMBERS", "FIXED_NUMBERS", "typed_numbers", "glue", "glued_values"]
 
 # The paper's own numbers that the chapters quote (typed, and said to be the paper's).
 PAPER_NUMBERS = {
@@ -137,3 +137,18 @@ def glue(name: str, value) -> None:
         # outputs (nbval compares the glued record too) do not differ between CPUs' roundings
         value = float(f"{float(value):.6g}")
     _glue(name, value, display=False)
+
+
+def glued_values(nb) -> dict[str, str]:
+    """What an executed notebook glued: ``{key: plain-text form}``, from its cells' outputs.
+
+    Args:
+        nb: the notebook (``nbformat`` v4), with outputs.
+    """
+    values = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook", {})
+            if meta.get("name"):
+                values[meta["name"]] = out["data"][meta["mime_prefix"] + "text/plain"]
+    return values

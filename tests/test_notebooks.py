@@ -270,21 +270,11 @@ def _markdown_cells(path):
     return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
 
 
-def _glued_keys(nb) -> set[str]:
-    keys = set()
-    for cell in _code_cells(nb):
-        for out in cell.get("outputs", []):
-            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                keys.add(name)
-    return keys
-
-
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_every_measured_number_in_the_prose_is_glued_from_the_run(path):
     """A number typed into the prose would show the cpu run's value in a book built from another
     profile's run; only the paper's numbers (lib.prose.PAPER_NUMBERS) may be typed."""
-    from lib.prose import typed_numbers
+    from lib.prose import glued_values, typed_numbers
 
     nb = nbformat.read(path, as_version=4)
     for cell in _markdown_cells(path):
@@ -295,7 +285,7 @@ def test_every_measured_number_in_the_prose_is_glued_from_the_run(path):
         caption = cell.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
         assert typed_numbers(caption) == [], f"{path.name}: a caption types a number: {caption!r}"
         used |= set(re.findall(r"\{glue(?::[a-z]+)?\}`([\w.-]+)", caption))
-    missing = used - _glued_keys(nb)
+    missing = used - set(glued_values(nb))
     assert not missing, f"{path.name}: the prose pastes keys that no cell glued: {sorted(missing)}"
 
 

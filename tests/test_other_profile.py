@@ -16,26 +16,17 @@ from html import unescape
 import nbformat
 import pytest
 
+from lib.prose import glued_values
 from lib.runner import BOOK_DIR, chapters
 
 GLUE = re.compile(r"\{glue(?::text)?\}`([\w.-]+)(?::([^`]*))?`")
-
-
-def _glued(nb) -> dict[str, str]:
-    values = {}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            meta = out.get("metadata", {}).get("scrapbook", {})
-            if meta.get("name"):
-                values[meta["name"]] = out["data"][meta["mime_prefix"] + "text/plain"]
-    return values
 
 
 def _expected(nb) -> Counter:
     """The text every glue role of a notebook pastes, from its own glued values."""
     from myst_nb.core.variables import format_plain_text
 
-    values = _glued(nb)
+    values = glued_values(nb)
     texts = [c.source for c in nb.cells if c.cell_type == "markdown"]
     texts += [c.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
               for c in nb.cells if c.cell_type == "code"]
@@ -69,6 +60,6 @@ def test_a_book_built_from_a_mini_run_shows_the_mini_runs_numbers(tmp_path):
         expected = _expected(ran)
         page = (html / "book" / f"{path.stem}.html").read_text(encoding="utf-8")
         assert _pasted(page) == expected, f"{path.stem}: the page's pasted numbers are not the run's"
-        committed = _glued(nbformat.read(BOOK_DIR / path.name, as_version=4))
-        differ += sum(committed.get(k) != v for k, v in _glued(ran).items())
+        committed = glued_values(nbformat.read(BOOK_DIR / path.name, as_version=4))
+        differ += sum(committed.get(k) != v for k, v in glued_values(ran).items())
     assert differ >= 20, "too few glued values differ from the cpu run for the check to mean much"
