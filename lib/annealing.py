@@ -22,8 +22,6 @@ the paper's sums are ``D`` times these). ``mu`` is the data mean the whitening w
 
 from __future__ import annotations
 
-import math
-import operator
 import warnings
 from dataclasses import dataclass, field
 
@@ -32,6 +30,7 @@ import scipy.linalg
 import torch
 from tqdm.auto import tqdm
 
+from lib import checks
 from lib.noise import slerp_weights
 from lib.numerics import rounding_jitter
 
@@ -208,24 +207,19 @@ class AnnealResult:
         return self.best.reshape(-1, *self.best.shape[2:])
 
 
-def _check_number(value, name: str, *, lo: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value < lo:
-        raise ValueError(f"{name} must be a finite number >= {lo}, got {value!r}")
-    return value
-
-
-def _check_count(value, name: str, lo: int = 1) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}") from None
-    if value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return value
+def _check_anneal(target, loss, n_iters, n_chains, t_init, t_final, record_at):
+    """The checked arguments of :func:`anneal` (the target as a tensor, record_at sorted)."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    x = checks.batch(target, "target")
+    n_iters = checks.count(n_iters, "n_iters")
+    n_chains = checks.count(n_chains, "n_chains")
+    t_init = checks.number(t_init, "t_init", lo=0.0)
+    t_final = checks.number(t_final, "t_final", lo=0.0)
+    record_at = sorted({checks.count(k, "record_at entries", 0) for k in record_at})
+    if record_at and record_at[-1] > n_iters:
+        raise ValueError(f"record_at entries must lie in [0, n_iters={n_iters}], got {record_at[-1]}")
+    return x, n_iters, n_chains, t_init, t_final, record_at
 
 
 def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
@@ -267,21 +261,9 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
     """
     import time
 
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    x = torch.as_tensor(target)
-    if x.ndim != 4:
-        raise ValueError(f"target must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("target contains NaN or inf values")
-    n_iters = _check_count(n_iters, "n_iters")
-    n_chains = _check_count(n_chains, "n_chains")
-    t_init = _check_number(t_init, "t_init", lo=0.0)
-    t_final = _check_number(t_final, "t_final", lo=0.0)
+    x, n_iters, n_chains, t_init, t_final, record_at = _check_anneal(
+        target, loss, n_iters, n_chains, t_init, t_final, record_at)
     s, c = slerp_weights(alpha)  # Eq. (11); checks alpha
-    record_at = sorted({_check_count(k, "record_at entries", 0) for k in record_at})
-    if record_at and record_at[-1] > n_iters:
-        raise ValueError(f"record_at entries must lie in [0, n_iters={n_iters}], got {record_at[-1]}")
     device = torch.device(device) if device is not None else x.device
     B, shape = x.shape[0], tuple(x.shape[1:])
     D, M = int(np.prod(shape)), B * n_chains
@@ -300,9 +282,7 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
         z0 = torch.as_tensor(init)
         if tuple(z0.shape) != (B, n_chains, *shape):
             raise ValueError(f"init must have shape {(B, n_chains, *shape)}, got {tuple(z0.shape)}")
-        if not torch.isfinite(z0).all():
-            raise ValueError("init contains NaN or inf values")
-        z = z0.reshape(M, D).to(device, dtype).clone()
+        z = checks.batch(z0.reshape(M, *shape), "init").reshape(M, D).to(device, dtype).clone()
 
     def view(z_):  # what the loss compares with X (jitter: identity unless testing)
         return rounding_jitter(z_ @ A_T) if A_T is not None else z_

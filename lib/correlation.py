@@ -14,44 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PROMPTS", "random_labels", "progressive_averages", "PairingStats", "pairing_stats",
+from lib import checks
+from lib.metrics import pearson, ring_average, standardize
+
+__all__ = ["progressive_averages", "SetAverageCorrelation", "set_average_correlation",
+           "PairingStats", "pairing_stats",
            "pixel_cross_correlation", "OffsetProfile", "offset_profile"]
-
-#: Prompts drawn at random for the Stable Diffusion models (the paper: "random prompts").
-PROMPTS = [f"a photo of {s}" for s in (
-    "a cat", "a dog", "a rabbit", "a horse", "a red car", "a bicycle", "a sailing boat",
-    "an airplane in the sky", "a mountain lake", "a city street at night", "a bowl of fruit",
-    "a cup of coffee", "a bunch of flowers", "a forest path", "a beach at sunset", "a snowy village",
-    "an old castle", "a lighthouse", "a tiger", "an owl", "a parrot", "a butterfly on a leaf",
-    "a pizza", "a wooden chair", "a living room", "a library", "a robot", "an astronaut",
-    "a portrait of a woman", "a portrait of an old man", "a child playing", "a waterfall")]
-
-
-def random_labels(model, n: int, generator: torch.Generator | None = None) -> list | None:
-    """One random condition per sample: a class name for the embedded UNets, a prompt of
-    :data:`PROMPTS` for Stable Diffusion, ``None`` (unconditional) for a model without either.
-
-    Returns:
-        a list of ``n`` labels for :func:`lib.sampling.sample_batched`, or ``None``.
-    """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    choices = getattr(model, "classes", None)
-    if choices is None and getattr(model, "tokenizers", None):
-        choices = PROMPTS
-    if not choices:
-        return None
-    idx = torch.randint(0, len(choices), (n,), generator=generator)
-    return [choices[int(i)] for i in idx]
 
 
 def _check4(x, name: str) -> torch.Tensor:
-    x = torch.as_tensor(x).detach().cpu().double()
-    if x.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf values")
-    return x
+    return checks.batch(x, name, layout="(N, C, H, W)").detach().cpu().double()
 
 
 def _as_rows(x, name: str) -> np.ndarray:
@@ -73,17 +45,56 @@ def progressive_averages(x, counts) -> torch.Tensor:
     return torch.stack([running[k - 1] / k for k in counts]).float()
 
 
-def _standardize_rows(a: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=1, keepdims=True)
-    return a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-300)
-
-
 def _derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     """A random permutation with no fixed point (uniform, by rejection)."""
     while True:
         p = rng.permutation(n)
         if not (p == np.arange(n)).any():
             return p
+
+
+@dataclass(frozen=True)
+class SetAverageCorrelation:
+    """Whether a shared noise component shows through the average of a set's images (Fig. 2a).
+
+    Attributes:
+        shared: Pearson r of (set images' average - independent images' average) with the
+            shared component; the subtraction removes what every image of the model has in
+            common, such as a typical layout.
+        control: the same with an unrelated noise's component (about zero).
+        seed_image: r of (set average - average of the first half of the independent images)
+            with (the seed's own image - average of the second half), so that the two sides
+            share no term.
+    """
+
+    shared: float
+    control: float
+    seed_image: float
+
+
+def set_average_correlation(set_images, fresh_images, seed_image, shared,
+                            control) -> SetAverageCorrelation:
+    """How much of a shared component the average image of a set of noises keeps.
+
+    Args:
+        set_images: ``(N, C, H, W)`` images of noises that share ``shared``.
+        fresh_images: ``(M, C, H, W)`` images of independent noises (M >= 2).
+        seed_image: ``(1, C, H, W)`` the image of the seed noise the set shares ``shared`` with.
+        shared, control: ``(1, C, H, W)`` the shared component and an unrelated one.
+    """
+    S, F = _check4(set_images, "set_images"), _check4(fresh_images, "fresh_images")
+    seed = _check4(seed_image, "seed_image")
+    ref, ctrl = _check4(shared, "shared"), _check4(control, "control")
+    if len(F) < 2 or not (S.shape[1:] == F.shape[1:] == seed.shape[1:] == ref.shape[1:] == ctrl.shape[1:]):
+        raise ValueError("need images of one shape and at least 2 independent images; got "
+                         f"{tuple(S.shape)}, {tuple(F.shape)}, {tuple(seed.shape)}, "
+                         f"{tuple(ref.shape)}, {tuple(ctrl.shape)}")
+    half = len(F) // 2
+    diff = S.mean(0, keepdim=True) - F.mean(0, keepdim=True)
+    split = S.mean(0, keepdim=True) - F[:half].mean(0, keepdim=True)
+    return SetAverageCorrelation(
+        shared=float(pearson(diff, ref)[0]), control=float(pearson(diff, ctrl)[0]),
+        seed_image=float(pearson(split, seed - F[half:].mean(0, keepdim=True))[0]))
 
 
 @dataclass
@@ -152,11 +163,10 @@ def pairing_stats(noises, images, *, independent=None, n_perm: int = 1000,
     A, B = _as_rows(noises, "noises"), _as_rows(images, "images")
     if A.shape != B.shape or len(A) < 3:
         raise ValueError(f"noises {A.shape} and images {B.shape} must pair up, with at least 3")
-    if not isinstance(n_perm, int) or n_perm < 1:
-        raise ValueError(f"n_perm must be a positive integer, got {n_perm!r}")
+    n_perm = checks.count(n_perm, "n_perm")
     rng = np.random.default_rng(generator)
     N, D = A.shape
-    G = _standardize_rows(B) @ _standardize_rows(A).T  # (N, N): r(image i, noise j)
+    G = standardize(B, 1) @ standardize(A, 1).T  # (N, N): r(image i, noise j)
     sq = (B**2).sum(1)[:, None] + (A**2).sum(1)[None, :] - 2 * B @ A.T
     L2 = np.sqrt(np.clip(sq, 0, None) / D)  # (N, N) RMS distances
     rows = np.arange(N)
@@ -169,7 +179,7 @@ def pairing_stats(noises, images, *, independent=None, n_perm: int = 1000,
         C = _as_rows(independent, "independent")
         if C.shape != A.shape:
             raise ValueError(f"independent noises {C.shape} must have the shape of noises {A.shape}")
-        ind_r = (_standardize_rows(B) * _standardize_rows(C)).sum(1)
+        ind_r = (standardize(B, 1) * standardize(C, 1)).sum(1)
         ind_l2 = np.sqrt(((B - C) ** 2).mean(1))
     else:
         ind_r = ind_l2 = np.full(N, np.nan)
@@ -197,12 +207,7 @@ def pixel_cross_correlation(noises, images) -> np.ndarray:
                          f"with at least 3")
     N, C, H, W = a.shape
 
-    def standardize(x):
-        x = x.reshape(N, C, H * W)
-        x = x - x.mean(0)
-        return x / x.norm(dim=0).clamp_min(1e-300)
-
-    sa, sb = standardize(a), standardize(b)
+    sa, sb = (torch.from_numpy(standardize(x.reshape(N, C, H * W).numpy(), 0)) for x in (a, b))
     return torch.einsum("nci,ncj->ij", sa, sb).div_(C).numpy()  # (HW, HW)
 
 
@@ -249,8 +254,6 @@ def offset_profile(cross: np.ndarray, height: int, width: int) -> OffsetProfile:
     count = np.bincount(key, minlength=size)
     mean = (total / count).reshape(2 * height - 1, 2 * width - 1)
     oy, ox = np.arange(-(height - 1), height), np.arange(-(width - 1), width)
-    r = np.rint(np.hypot(*np.meshgrid(oy, ox, indexing="ij"))).astype(int).ravel()
-    radius = np.unique(r)
-    radial = np.bincount(r, weights=total)[radius] / np.bincount(r, weights=count)[radius]
+    radius, radial = ring_average(total.reshape(mean.shape), oy, ox, counts=count.reshape(mean.shape))
     return OffsetProfile(dy=oy, dx=ox, mean=mean, count=count.reshape(mean.shape), radius=radius,
                          radial=radial)

@@ -36,6 +36,8 @@ from typing import Callable
 
 import numpy as np
 
+from lib import checks
+
 __all__ = ["PHOTOS", "photo_names", "load_photo", "photo_square", "photo_crops", "SPLITS",
            "load_image_folder", "image_batches", "HALVES"]
 
@@ -127,15 +129,22 @@ def photo_square(name: str, size: int) -> np.ndarray:
     Returns:
         float32 ``(3, size, size)`` in [-1, 1].
     """
+    check_size(size)
+    return square_resized(load_photo(name), size)
+
+
+def square_resized(image: np.ndarray, size: int) -> np.ndarray:
+    """The central square of an image ``(3, H, W)`` in [-1, 1], resized to ``(3, size, size)``
+    (area averaging when shrinking, bilinear when enlarging): how the book fits any photograph
+    or image file to a model's resolution."""
     import torch
     import torch.nn.functional as F
 
-    _check_size(size)
-    image = load_photo(name)
     H, W = image.shape[1:]
     side = min(H, W)
     top, left = (H - side) // 2, (W - side) // 2
-    square = torch.from_numpy(np.ascontiguousarray(image[:, top:top + side, left:left + side]))
+    square = torch.from_numpy(np.ascontiguousarray(image[:, top:top + side, left:left + side],
+                                                   dtype=np.float32))
     mode = "area" if size <= side else "bilinear"
     return F.interpolate(square[None], size=(size, size), mode=mode)[0].clamp(-1, 1).numpy()
 
@@ -205,7 +214,8 @@ def photo_crops(
 
     Args:
         n: number of crops (> 0).
-        size: side of the square crops in pixels (4 to 256).
+        size: side of the square crops in pixels (:data:`SIZES`; at most the short side of the
+            smallest photograph).
         split: ``"train"``, ``"test"`` or ``"all"`` (see the module docstring).
         photos: crop only these photographs instead of a whole split (labels then index this
             list).
@@ -225,10 +235,8 @@ def photo_crops(
     Shapes:
         crops ``(n, 3, size, size)``; labels ``(n,)``.
     """
-    if not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if not isinstance(size, (int, np.integer)) or not 4 <= size <= 256:
-        raise ValueError(f"size must be an integer from 4 to 256, got {size!r}")
+    n = checks.count(n, "n")
+    check_size(size)
     if max_levels is not None and max_levels < 1:
         raise ValueError(f"max_levels must be at least 1 or None, got {max_levels!r}")
     if half not in HALVES:
@@ -250,6 +258,10 @@ def photo_crops(
     crops = np.empty((n, 3, size, size), dtype=np.float32)
     for label, name in enumerate(names):
         pyramid = _pyramid(name, size)[:max_levels]
+        if not pyramid:
+            h, w = _load_uint8(name).shape[:2]
+            raise ValueError(f"size = {size} is larger than the photograph {name!r} ({h}x{w}); "
+                             "crop at most its short side")
         idx_photo = np.flatnonzero(labels == label)
         levels = np.minimum((level_u[idx_photo] * len(pyramid)).astype(int), len(pyramid) - 1)
         for lv, image in enumerate(pyramid):
@@ -286,30 +298,33 @@ def _image_files(path) -> list:
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {str(folder)!r} does not exist; give a folder of "
-                                "images, or leave IMAGE_FOLDER = None to use the bundled photos")
+                                "images, or none (folder=None) to use the bundled photos")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
     return files
 
 
-def _check_size(size) -> None:
-    if not isinstance(size, (int, np.integer)) or not 8 <= size <= 2048:
-        raise ValueError(f"size must be an integer from 8 to 2048, got {size!r}")
+#: The image sides (pixels) every function of this module accepts.
+SIZES = (4, 2048)
+
+
+def check_size(size) -> int:
+    """An image side in :data:`SIZES`, or a ``ValueError`` that says the rule."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not SIZES[0] <= size <= SIZES[1]:
+        raise ValueError(f"size must be an integer from {SIZES[0]} to {SIZES[1]}, got {size!r}")
+    return int(size)
 
 
 def _read_images(files, size: int) -> np.ndarray:
-    """Centre-crop each file square and resize it: float32 ``(len(files), 3, size, size)``."""
+    """Each file's central square, resized: float32 ``(len(files), 3, size, size)``."""
     from PIL import Image
 
     out = np.empty((len(files), 3, size, size), dtype=np.float32)
     for i, f in enumerate(files):
         with Image.open(f) as im:
-            im = im.convert("RGB")
-            side = min(im.size)
-            left, top = (im.width - side) // 2, (im.height - side) // 2
-            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-            out[i] = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+        out[i] = square_resized(rgb, size)
     return out
 
 
@@ -321,7 +336,7 @@ def load_image_folder(path, size: int, n: int | None = None, *, offset: int = 0)
 
     Args:
         path: a folder of image files (png, jpg, bmp, webp, tif).
-        size: side of the output images in pixels (8 to 2048).
+        size: side of the output images in pixels (:data:`SIZES`).
         n: read at most this many images (None: all).
         offset: skip this many files first (to read a large folder in chunks).
 
@@ -332,11 +347,10 @@ def load_image_folder(path, size: int, n: int | None = None, *, offset: int = 0)
         ``(N, 3, size, size)``.
     """
     files = _image_files(path)
-    _check_size(size)
-    if n is not None and n <= 0:
-        raise ValueError(f"n must be positive or None, got {n!r}")
-    if offset < 0:
-        raise ValueError(f"offset must be >= 0, got {offset!r}")
+    check_size(size)
+    if n is not None:
+        n = checks.count(n, "n")
+    offset = checks.count(offset, "offset", 0)
     files = files[offset:offset + n if n is not None else None]
     if not files:
         raise ValueError(f"offset {offset} is past the last image of {str(path)!r}")
@@ -353,21 +367,30 @@ def image_batches(n: int, size: int, *, folder=None, offset: int = 0, split: str
     drawn with seed ``seed + k`` (inside the ``half`` of each photo, see :func:`photo_crops`;
     ignored for a folder, whose files are disjoint by ``offset``).
 
-    Yields:
-        float32 arrays in [-1, 1] of shape ``(b, 3, size, size)``, ``b <= batch``, ``n`` in all.
+    Returns:
+        an iterator of float32 arrays in [-1, 1] of shape ``(b, 3, size, size)``,
+        ``b <= batch``, ``n`` in all. The arguments are checked (and a folder listed) at the
+        call, not at the first ``next()``.
     """
-    if not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if batch <= 0:
-        raise ValueError(f"batch must be positive, got {batch!r}")
+    n, batch = checks.count(n, "n"), checks.count(batch, "batch")
+    offset = checks.count(offset, "offset", 0)
+    check_size(size)
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    files = None
     if folder is not None:  # list the folder once, then read it slice by slice
-        _check_size(size)
         files = _image_files(folder)[offset:offset + n]
         if len(files) < n:
             raise ValueError(f"{str(folder)!r} has fewer than {offset + n} images")
+    else:
+        _check_split(split)
+    return _batches(n, size, files, split, seed, batch, half)
+
+
+def _batches(n, size, files, split, seed, batch, half):
     for k, start in enumerate(range(0, n, batch)):
         b = min(batch, n - start)
-        if folder is not None:
+        if files is not None:
             yield _read_images(files[start:start + b], size)
         else:
             yield photo_crops(b, size, split=split, seed=seed + k, half=half)

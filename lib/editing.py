@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lib.sampling import _check, ddim_edit, sdedit
+from lib import checks
+from lib.sampling import ddim_edit, sdedit
+from lib.schedule import forward_noise
 
 __all__ = ["EDIT_METHODS", "CLASSIFIER_TIMESTEPS", "class_errors", "ClassPreference",
            "class_preference", "edit_sweep"]
@@ -54,15 +56,14 @@ def class_errors(model, z0, labels, *, timesteps=CLASSIFIER_TIMESTEPS, n_noise: 
     Returns:
         errors ``(N, K)``; lower means the model finds the label more plausible.
     """
-    z0 = _check(z0, "z0")
+    z0 = checks.batch(z0, "z0")
     labels = list(labels)
     if not labels:
         raise ValueError("need at least one label")
     ts = [int(t) for t in timesteps]
     if not ts or min(ts) < 0 or max(ts) >= model.num_train_timesteps:
         raise ValueError(f"timesteps must be a non-empty list in [0, {model.num_train_timesteps})")
-    if int(n_noise) < 1:
-        raise ValueError(f"n_noise must be >= 1, got {n_noise}")
+    n_noise = checks.count(n_noise, "n_noise")
     N = len(z0)
     eps = torch.randn((N, len(ts), int(n_noise), *z0.shape[1:]), generator=generator)
     abar = model.alphas_cumprod
@@ -75,9 +76,7 @@ def class_errors(model, z0, labels, *, timesteps=CLASSIFIER_TIMESTEPS, n_noise: 
         ii = torch.tensor([c[0] for c in chunk])
         t = torch.tensor([ts[c[1]] for c in chunk])
         e = torch.stack([eps[c] for c in chunk]).to(model.device, model.dtype)
-        a = abar[t].sqrt().to(model.device, model.dtype).view(-1, 1, 1, 1)
-        s = (1 - abar[t]).sqrt().to(model.device, model.dtype).view(-1, 1, 1, 1)
-        x_t = a * z0[ii].to(model.device, model.dtype) + s * e  # Eq. (1)
+        x_t = forward_noise(z0[ii].to(model.device, model.dtype), e, t, abar)
         for k, label in enumerate(labels):
             if (k, len(chunk)) not in conds:  # encode each label once per chunk size
                 conds[k, len(chunk)] = model.cond([label] * len(chunk))
@@ -146,7 +145,7 @@ def edit_sweep(model, z0, strengths, *, source=None, target=None, annealed_noise
     Returns:
         ``{method: edited z0 (S, N, C, H, W)}`` in float32 on the CPU.
     """
-    z0 = _check(z0, "z0")
+    z0 = checks.batch(z0, "z0")
     strengths = [float(s) for s in strengths]
     unknown = set(methods) - set(EDIT_METHODS)
     if unknown:
@@ -154,7 +153,7 @@ def edit_sweep(model, z0, strengths, *, source=None, target=None, annealed_noise
     if "sdedit-annealed" in methods:
         if annealed_noise is None:
             raise ValueError("sdedit-annealed needs annealed_noise (from lib.annealing.anneal)")
-        annealed_noise = _check(annealed_noise, "annealed_noise")
+        annealed_noise = checks.batch(annealed_noise, "annealed_noise")
         if annealed_noise.shape != z0.shape:
             raise ValueError(f"annealed_noise must have the shape of z0 {tuple(z0.shape)}, "
                              f"got {tuple(annealed_noise.shape)}")

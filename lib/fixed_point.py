@@ -23,6 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lib import checks
+from lib.schedule import noise_scales
+
 __all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_starts", "fixed_point_sweep",
            "one_step_reconstruction",
            "gaussian_picard_gain", "fixed_point_pairs", "cached_fixed_point_pairs", "METHODS", "INITS",
@@ -116,37 +119,17 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     Returns:
         a :class:`FixedPointResult`.
     """
-    z0 = torch.as_tensor(z0)
-    if z0.ndim != 4:
-        raise ValueError(f"z0 must have shape (B, C, H, W), got {tuple(z0.shape)}")
-    if not torch.isfinite(z0).all():
-        raise ValueError("z0 contains NaN or inf values")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if not isinstance(iters, int) or iters < 0:
-        raise ValueError(f"iters must be a non-negative integer, got {iters!r}")
-    if memory < 1:
-        raise ValueError(f"memory must be at least 1, got {memory}")
-    if safeguard not in SAFEGUARDS:
-        raise ValueError(f"unknown safeguard {safeguard!r}; expected one of {SAFEGUARDS}")
-    relaxation = float(relaxation)
-    if not 0 < relaxation <= 1:
-        raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
-    if relaxation != 1 and method != "picard":
-        raise ValueError("relaxation applies to method='picard' only")
-    snapshots = sorted({int(k) for k in snapshots})
-    if snapshots and not 0 <= snapshots[0] <= snapshots[-1] <= iters:
-        raise ValueError(f"snapshots must lie in [0, iters = {iters}], got {snapshots}")
+    z0 = checks.batch(z0, "z0")
+    iters, memory, relaxation, snapshots = _check_solver(method, iters, memory, safeguard,
+                                                         relaxation, snapshots)
     t = int(t)
-    abar = model.alphas_cumprod[t].to(z0.dtype)
-    a, s = abar.sqrt(), (1 - abar).sqrt()
+    a, s = noise_scales(t, model.alphas_cumprod, dtype=z0.dtype)
 
     eps = _initial_noise(init, z0, generator)
 
     def f(e: torch.Tensor) -> torch.Tensor:  # Eq. (7): the model's noise at z_t(e)
         return model.eps(a * z0 + s * e, t, cond, guidance_scale).to(z0.dtype)
 
-    B = z0.shape[0]
     scale = float(np.sqrt(z0[0].numel()))
     if method == "minimize":
         def f_grad(e: torch.Tensor) -> torch.Tensor:
@@ -168,37 +151,13 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
         if max_evaluations is not None and len(residuals) >= max_evaluations:  # one per step
             break
         if method == "picard" or not dX:
-            new = fx if relaxation == 1 else eps + relaxation * g  # (1 - beta) eps + beta f(eps)
-        else:  # Anderson (type II): eps + g - (dX + dG) gamma, gamma = argmin ||g - dG gamma||
-            Xm, Gm = torch.stack(dX, -1).double(), torch.stack(dG, -1).double()  # (B, D, m)
-            gv = g.reshape(B, -1, 1).double()
-            gram = Gm.transpose(1, 2) @ Gm
-            # a tiny ridge; a sample whose history was dropped has gram = 0 and gets gamma = 0
-            ridge = (1e-10 * gram.diagonal(dim1=1, dim2=2).mean(-1)).clamp_min(1e-30)
-            gram = gram + ridge.view(B, 1, 1) * torch.eye(gram.shape[-1], dtype=gram.dtype,
-                                                          device=gram.device)
-            gamma = torch.linalg.solve(gram, Gm.transpose(1, 2) @ gv)  # (B, m, 1)
-            step = gv - (Xm + Gm) @ gamma
-            new = eps + step.reshape(eps.shape).to(eps.dtype)
+            new = _picard_step(eps, fx, g, relaxation)
+        else:
+            new = _anderson_step(eps, g, dX, dG)
         f_new = f(new)
         g_new = f_new - new
         if method == "anderson":
-            dX.append((new - eps).reshape(B, -1))
-            dG.append((g_new - g).reshape(B, -1))
-            if len(dX) > memory:
-                dX.pop(0)
-                dG.pop(0)
-            # safeguard: where the residual grew (or blew up), forget the history (next step is
-            # Picard's)
-            if safeguard == "increase":
-                worse = _norm(g_new) > _norm(g)
-            else:
-                worse = _norm(g_new) > BLOWUP * best
-            best = torch.minimum(best, _norm(g_new))
-            if worse.any():
-                for k in range(len(dX)):
-                    dX[k][worse] = 0
-                    dG[k][worse] = 0
+            best = _remember(dX, dG, new - eps, g_new - g, g_new, g, best, memory, safeguard)
         eps, fx, g = new, f_new, g_new
         residuals.append((_norm(g) / scale).cpu().numpy())
         if len(residuals) - 1 in snapshots:
@@ -207,6 +166,62 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
             break
     return _result(z0, eps, g, residuals, np.arange(1, len(residuals) + 1, dtype=float), a, s, t,
                    method, tol, kept)
+
+
+def _check_solver(method, iters, memory, safeguard, relaxation, snapshots):
+    """The checked solver arguments ``(iters, memory, relaxation, snapshots)``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    iters = checks.count(iters, "iters", 0)
+    memory = checks.count(memory, "memory")
+    if safeguard not in SAFEGUARDS:
+        raise ValueError(f"unknown safeguard {safeguard!r}; expected one of {SAFEGUARDS}")
+    relaxation = checks.fraction(relaxation, "relaxation")
+    if relaxation != 1 and method != "picard":
+        raise ValueError("relaxation applies to method='picard' only")
+    snapshots = sorted({int(k) for k in snapshots})
+    if snapshots and not 0 <= snapshots[0] <= snapshots[-1] <= iters:
+        raise ValueError(f"snapshots must lie in [0, iters = {iters}], got {snapshots}")
+    return iters, memory, relaxation, snapshots
+
+
+def _picard_step(eps, fx, g, relaxation: float) -> torch.Tensor:
+    """Eq. (7), damped: ``(1 - beta) eps + beta f(eps)`` (``fx = f(eps)``, ``g = fx - eps``)."""
+    return fx if relaxation == 1 else eps + relaxation * g
+
+
+def _anderson_step(eps, g, dX: list, dG: list) -> torch.Tensor:
+    """Anderson (type II): ``eps + g - (dX + dG) gamma`` with ``gamma = argmin ||g - dG gamma||``
+    per sample, from the histories of iterate and residual differences (each ``(B, D)``)."""
+    B = eps.shape[0]
+    Xm, Gm = torch.stack(dX, -1).double(), torch.stack(dG, -1).double()  # (B, D, m)
+    gv = g.reshape(B, -1, 1).double()
+    gram = Gm.transpose(1, 2) @ Gm
+    # a tiny ridge; a sample whose history was dropped has gram = 0 and gets gamma = 0
+    ridge = (1e-10 * gram.diagonal(dim1=1, dim2=2).mean(-1)).clamp_min(1e-30)
+    gram = gram + ridge.view(B, 1, 1) * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    gamma = torch.linalg.solve(gram, Gm.transpose(1, 2) @ gv)  # (B, m, 1)
+    step = gv - (Xm + Gm) @ gamma
+    return eps + step.reshape(eps.shape).to(eps.dtype)
+
+
+def _remember(dX: list, dG: list, d_eps, d_g, g_new, g, best, memory: int, safeguard: str):
+    """Add one step to Anderson's histories (at most ``memory``) and apply the safeguard: where
+    the residual grew (or blew up), forget the history, so that the next step is Picard's.
+    Returns the smallest residual norm so far, per sample."""
+    B = g.shape[0]
+    dX.append(d_eps.reshape(B, -1))
+    dG.append(d_g.reshape(B, -1))
+    if len(dX) > memory:
+        dX.pop(0)
+        dG.pop(0)
+    worse = _norm(g_new) > (_norm(g) if safeguard == "increase" else BLOWUP * best)
+    best = torch.minimum(best, _norm(g_new))
+    if worse.any():
+        for k in range(len(dX)):
+            dX[k][worse] = 0
+            dG[k][worse] = 0
+    return best
 
 
 def _initial_noise(init, z0: torch.Tensor, generator) -> torch.Tensor:
@@ -357,9 +372,8 @@ def one_step_reconstruction(model, z0, noise, t: int, cond=None, guidance_scale=
     noise = torch.as_tensor(noise).to(z0)
     if z0.shape != noise.shape:
         raise ValueError(f"z0 {tuple(z0.shape)} and noise {tuple(noise.shape)} differ in shape")
-    abar = model.alphas_cumprod[int(t)].to(z0.dtype)
-    a, s = abar.sqrt(), (1 - abar).sqrt()
-    z_t = a * z0 + s * noise
+    a, s = noise_scales(int(t), model.alphas_cumprod, dtype=z0.dtype)
+    z_t = a * z0 + s * noise  # Eq. (1)
     eps_hat = model.eps(z_t, int(t), cond, guidance_scale).to(z0.dtype)
     return (z_t - s * eps_hat) / a  # Eq. (3)
 

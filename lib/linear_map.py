@@ -25,7 +25,8 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
-from lib.whitening import _as_float64, _as_matrix, _paired, covariance_eigh, whiteness_error
+from lib import checks
+from lib.whitening import covariance_eigh, whiteness_error
 
 __all__ = ["EigenGains", "DecadeFit", "eigen_gains", "ShapeScores", "shape_scores",
            "LinearFitMetrics", "fit_linear_map", "RidgeFit", "fit_linear_map_ridge_cv",
@@ -126,16 +127,16 @@ def _loglog_slope(lam: np.ndarray, g: np.ndarray) -> float:
 
 def _centred_pairs(X, Z, mean_x, mean_z) -> tuple[np.ndarray, np.ndarray]:
     """``(X - mean_x, Z - mean_z)`` as float64 ``(N, D)``; the means default to the pairs' own."""
-    X, _ = _as_matrix(X, "X")
-    Z, _ = _as_matrix(Z, "Z")
+    X, _ = checks.samples(X, "X")
+    Z, _ = checks.samples(Z, "Z")
     if X.shape != Z.shape:
         raise ValueError(f"X and Z must hold the same number of pairs of the same size, got "
                          f"{X.shape} and {Z.shape} (flattened)")
     if len(X) < 3:
         raise ValueError(f"need at least 3 pairs, got {len(X)}")
     D = X.shape[1]
-    mx = X.mean(0) if mean_x is None else _as_float64(mean_x, "mean_x").reshape(D)
-    mz = Z.mean(0) if mean_z is None else _as_float64(mean_z, "mean_z").reshape(D)
+    mx = X.mean(0) if mean_x is None else checks.array(mean_x, "mean_x").reshape(D)
+    mz = Z.mean(0) if mean_z is None else checks.array(mean_z, "mean_z").reshape(D)
     return X - mx, Z - mz
 
 
@@ -213,7 +214,7 @@ def eigen_gains(X, Z, eig, *, n_boot: int = 200, k: int | None = None, level: fl
         low, high = np.nanquantile(boot, [alpha, 1 - alpha], axis=0)
         # a normal interval around the estimate: resampling with replacement repeats pairs,
         # which the debiasing counts as independent, so the replicates' centre is biased up
-        spread = float(np.nanstd(shares := offdiag(counts), ddof=1))
+        spread = float(np.nanstd(offdiag(counts), ddof=1))
         z = float(scipy.stats.norm.ppf(1 - alpha))
         s_lo, s_hi = share - z * spread, share + z * spread
     else:
@@ -251,7 +252,7 @@ def shape_scores(X, Z, W, *, mean_x=None, mean_z=None) -> ShapeScores:
     """
     Xc, Zc = _centred_pairs(X, Z, mean_x, mean_z)
     D = Xc.shape[1]
-    W = _as_float64(W, "W")
+    W = checks.array(W, "W")
     if W.shape != (D, D):
         raise ValueError(f"W must have shape {(D, D)}, got {W.shape}")
     Y = Xc @ W.T  # (N, D)
@@ -300,7 +301,7 @@ def fit_linear_map(X, Z, *, center: bool = True, ridge: float = 0.0) -> np.ndarr
     Returns:
         ``W`` ``(D', D)`` with ``Z ~ X @ W.T`` (float64).
     """
-    X, Z = _paired(X, Z)
+    X, Z = checks.paired_samples(X, Z)
     N, D = X.shape
     if ridge < 0 or not np.isfinite(ridge):
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
@@ -358,7 +359,7 @@ def fit_linear_map_ridge_cv(X, Z, ridges=None, *, val_fraction: float = 0.125) -
     Returns:
         a :class:`RidgeFit`.
     """
-    X, Z = _paired(X, Z)
+    X, Z = checks.paired_samples(X, Z)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     X = X - X.mean(axis=0)
@@ -391,8 +392,8 @@ def linear_fit_metrics(X, Z, W, *, center: bool = True, mean_x=None,
         center: centre X and Z first, by ``mean_x`` and ``mean_z`` (default: their own column
             means; pass the fitting pairs' means when scoring held-out pairs).
     """
-    X, Z = _paired(X, Z)
-    W = _as_float64(W, "W")
+    X, Z = checks.paired_samples(X, Z)
+    W = checks.array(W, "W")
     if W.shape != (Z.shape[1], X.shape[1]):
         raise ValueError(f"W must have shape {(Z.shape[1], X.shape[1])}, got {W.shape}")
     if center:
@@ -414,7 +415,7 @@ def matrix_norms(W) -> tuple[float, float]:
     Above 512 rows and columns the 2-norm is the square root of the largest eigenvalue of
     ``W^T W``, computed alone (about twice as fast as a full SVD on 3072 x 3072).
     """
-    W = _as_float64(W, "W")
+    W = checks.array(W, "W")
     if W.ndim != 2:
         raise ValueError(f"W must be a matrix, got shape {W.shape}")
     if not np.all(np.isfinite(W)):
@@ -455,7 +456,7 @@ def eigenbasis_view(W, cov=None, *, eig: tuple | None = None) -> EigenbasisView:
         eig: its eigendecomposition ``(lam, U)`` as returned by :func:`covariance_eigh`
             (to view several maps without decomposing ``cov`` again).
     """
-    W = _as_float64(W, "W")
+    W = checks.array(W, "W")
     if (cov is None) == (eig is None):
         raise ValueError("give exactly one of cov and eig")
     lam, U = eig if eig is not None else covariance_eigh(cov)
@@ -508,7 +509,7 @@ def compare_maps(X, Z, X_test=None, Z_test=None, *, maps: dict, W_diff=None,
     Returns:
         ``W_Diff`` ``(D, D)`` and one :class:`MapComparison` per method, ``diff`` first.
     """
-    X, Z = _paired(X, Z)
+    X, Z = checks.paired_samples(X, Z)
     if W_diff is None:
         W_diff = fit_linear_map(X, Z)
     if any(k.startswith("diff") for k in maps):
@@ -519,7 +520,7 @@ def compare_maps(X, Z, X_test=None, Z_test=None, *, maps: dict, W_diff=None,
     maps = {"diff": W_diff, **extra, **maps}
     held = X_test is not None and Z_test is not None
     if held:
-        X_test, Z_test = _paired(X_test, Z_test)
+        X_test, Z_test = checks.paired_samples(X_test, Z_test)
     mx, mz = X.mean(axis=0), Z.mean(axis=0)
 
     def norms(W):
@@ -667,7 +668,7 @@ def hypothesis_verdict(r2_held_out: float, laws: dict, Z_diff=None, *, r2_min: f
                            f"{d.level_high:.2f})" for d in top)
     white, white_text = bool(top) and all(levels), ""
     if Z_diff is not None:
-        Z_diff, _ = _as_matrix(Z_diff, "Z_diff")
+        Z_diff, _ = checks.samples(Z_diff, "Z_diff")
         N, D = Z_diff.shape
         variance = float(np.mean(np.var(Z_diff, axis=0, ddof=1)))
         if N > D:

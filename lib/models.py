@@ -12,26 +12,35 @@ Backends:
   ``mu`` and covariance ``Sigma``: ``eps(x_t, t) = s (a^2 Sigma + s^2 I)^-1 (x_t - a mu)`` with
   ``a = sqrt(abar_t)``, ``s = sqrt(1 - abar_t)``.
 * ``sd-1.5``, ``sd-2.1-base``, ``sd-turbo``, ``sdxl-turbo``: Stable Diffusion from the Hugging
-  Face Hub (ids in :data:`HUB_IDS`, which a reader may edit, or ``load_model(name, repo=...)``
-  with another id or a local folder). Latent space through the VAE, prompts through CLIP.
+  Face Hub (``load_model(name, repo=...)`` takes another id or a local folder). Latent space
+  through the VAE, prompts through CLIP.
+
+Every model is one entry of the registry :data:`MODELS` (a :class:`ModelSpec`: backend,
+weights, native resolution, how the chapters sample it); :func:`register` adds one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import socket
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from lib import checks
 from lib.numerics import rounding_jitter
 from lib.schedule import sd_alphas_cumprod
 
-__all__ = ["DiffusionModel", "GaussianModel", "UNetModel", "StableDiffusionModel", "HUB_IDS",
-           "available_models", "load_model", "HubUnavailable", "model_dir", "EMBEDDED"]
+__all__ = ["DiffusionModel", "GaussianModel", "UNetModel", "StableDiffusionModel", "ModelSpec",
+           "MODELS", "register", "available_models", "load_model", "load_gaussian",
+           "load_stable_diffusion", "HubUnavailable", "model_dir", "EMBEDDED", "PROMPTS",
+           "PHOTO_PROMPTS"]
 
 #: The repository checkout this package runs from (None when installed from a wheel).
 CHECKOUT = (Path(__file__).resolve().parent.parent
@@ -147,6 +156,27 @@ class DiffusionModel:
         """Conditioning for ``eps``; unconditional models return None."""
         return None
 
+    #: what :meth:`random_labels` draws from (class names, prompts); empty: unconditional
+    label_choices: tuple = ()
+
+    def random_labels(self, n: int, generator: torch.Generator | None = None) -> list | None:
+        """One random condition per sample, drawn uniformly from :attr:`label_choices` (class
+        names for the embedded UNets, :data:`PROMPTS` for Stable Diffusion); ``None`` for an
+        unconditional model.
+
+        Returns:
+            a list of ``n`` labels for :func:`lib.sampling.sample_batched`, or ``None``.
+        """
+        n = checks.count(n, "n")
+        if not self.label_choices:
+            return None
+        idx = torch.randint(0, len(self.label_choices), (n,), generator=generator)
+        return [self.label_choices[int(i)] for i in idx]
+
+    def describe(self, photo: str):
+        """The condition that describes a bundled photograph (None: unconditional)."""
+        return None
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] to the model's space (identity for pixel models)."""
         return torch.as_tensor(images)
@@ -226,6 +256,7 @@ class UNetModel(DiffusionModel):
         if self.device.type == "cpu":
             unet = unet.to(memory_format=torch.channels_last)
         self.unet, self.classes, self.null_class, self.name = unet, list(classes), null_class, name
+        self.label_choices = tuple(self.classes)
 
     @classmethod
     def from_folder(cls, folder, device=None, dtype=None, name: str | None = None) -> "UNetModel":
@@ -256,6 +287,10 @@ class UNetModel(DiffusionModel):
                 raise ValueError(f"class index must lie in [0, {len(self.classes) - 1}], got {label}")
         return torch.tensor(idx, dtype=torch.long)
 
+    def describe(self, photo: str) -> str:
+        """A photograph's condition is its own name (a class when it was a training photo)."""
+        return photo
+
     def _predict(self, x_t, t, cond):
         B = x_t.shape[0]
         labels = torch.full((B,), self.null_class, dtype=torch.long) if cond is None else cond
@@ -281,13 +316,23 @@ class HubUnavailable(ConnectionError):
     """A Hub model was asked for with no network and no cached copy."""
 
 
-#: Hugging Face Hub ids of the paper's models; edit to use a mirror or a fine-tune.
-HUB_IDS = {
-    "sd-1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sd-2.1-base": "stabilityai/stable-diffusion-2-1-base",
-    "sd-turbo": "stabilityai/sd-turbo",
-    "sdxl-turbo": "stabilityai/sdxl-turbo",
-}
+#: Prompts drawn at random for the Stable Diffusion models (the paper: "random prompts"; a
+#: model's ``random_labels``).
+PROMPTS = [f"a photo of {s}" for s in (
+    "a cat", "a dog", "a rabbit", "a horse", "a red car", "a bicycle", "a sailing boat",
+    "an airplane in the sky", "a mountain lake", "a city street at night", "a bowl of fruit",
+    "a cup of coffee", "a bunch of flowers", "a forest path", "a beach at sunset", "a snowy village",
+    "an old castle", "a lighthouse", "a tiger", "an owl", "a parrot", "a butterfly on a leaf",
+    "a pizza", "a wooden chair", "a living room", "a library", "a robot", "an astronaut",
+    "a portrait of a woman", "a portrait of an old man", "a child playing", "a waterfall")]
+
+#: For Stable Diffusion, a prompt describing each bundled photograph (the embedded models'
+#: condition for a photograph is its own name).
+PHOTO_PROMPTS = {"astronaut": "a portrait of an astronaut", "cat": "a photo of a cat",
+                 "china": "a photo of a Chinese temple", "flower": "a photo of a flower",
+                 "motorcycle": "a photo of a motorcycle", "coffee": "a cup of coffee",
+                 "grace_hopper": "a portrait of a woman in uniform",
+                 "rocket": "a rocket on a launch pad"}
 
 
 class StableDiffusionModel(DiffusionModel):
@@ -318,6 +363,11 @@ class StableDiffusionModel(DiffusionModel):
                               for k in ("text_encoder", "text_encoder_2") if components.get(k)]
         self.is_sdxl = unet.config.addition_embed_type == "text_time"
         self._null = None
+        self.label_choices = tuple(PROMPTS)
+
+    def describe(self, photo: str) -> str:
+        """A prompt for a bundled photograph (:data:`PHOTO_PROMPTS`; else "a photo of ...")."""
+        return PHOTO_PROMPTS.get(photo, f"a photo of {photo.replace('_', ' ')}")
 
     @torch.no_grad()
     def cond(self, prompts):
@@ -430,9 +480,9 @@ def load_stable_diffusion(name: str, device=None, dtype=None, repo: str | None =
     """A Stable Diffusion model from a Hub id (cached copy first) or a local folder.
 
     Args:
-        name: a key of :data:`HUB_IDS` (also the model's name).
+        name: the model's name (a registered one: :data:`MODELS`).
         device, dtype: default cuda / float16 when a GPU is there, else cpu / float32.
-        repo: another Hub id or a local diffusers folder instead of ``HUB_IDS[name]``.
+        repo: a Hub id or a local diffusers folder (default: the registry's ``source``).
 
     Returns:
         the :class:`StableDiffusionModel`.
@@ -441,7 +491,7 @@ def load_stable_diffusion(name: str, device=None, dtype=None, repo: str | None =
         HubUnavailable: no cached copy and the Hub cannot be reached (at once, not after
             minutes of retries).
     """
-    repo = repo or HUB_IDS[name]
+    repo = repo or MODELS[name].source
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     if Path(repo).is_dir():
@@ -455,7 +505,8 @@ def load_stable_diffusion(name: str, device=None, dtype=None, repo: str | None =
                 f"{name} ({repo}) is not cached and the Hugging Face Hub cannot be reached. "
                 f"Stable Diffusion models need a network (use the 'sd' profile in Colab); offline, "
                 f"run the book with the 'cpu' profile, which uses the embedded models "
-                f"{', '.join(EMBEDDED)} and gaussian.") from None
+                f"{', '.join(n for n, m in MODELS.items() if m.backend != 'stable-diffusion')}."
+            ) from None
         comps = _load_components(repo, dtype, False)
     return StableDiffusionModel(comps, name, device=device, dtype=dtype)
 
@@ -486,14 +537,12 @@ def _crop_eigh(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
     return cached("gaussian_model", GAUSSIAN_VERSION, compute, n=n, size=size, seed=seed)
 
 
-def _load_gaussian(device, dtype, n: int = 20_000, size: int = 32, seed: int = 0) -> GaussianModel:
+def load_gaussian(device=None, dtype=None, *, n: int = 20_000, size: int = 32,
+                  seed: int = 0) -> GaussianModel:
+    """The Gaussian-optimal model of ``n`` training crops of side ``size`` (seeded)."""
     mean, lam, U = _crop_eigh(n, size, seed)
     return GaussianModel.from_eigh(mean, lam, U, (3, size, size), device=device or "cpu",
                                    dtype=dtype or torch.float32)
-
-
-#: The embedded models (weights committed in ``data/models``).
-EMBEDDED = ("tiny-a", "tiny-b")
 
 
 def _load_embedded(name: str, device, dtype) -> UNetModel:
@@ -504,26 +553,107 @@ def _load_embedded(name: str, device, dtype) -> UNetModel:
     return UNetModel.from_folder(folder, device, dtype, name=name)
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the book needs to know of a model: how to load it and how the chapters sample it.
+
+    Attributes:
+        name: the registry name.
+        backend: ``embedded`` (a committed UNet), ``gaussian``, ``stable-diffusion`` (the Hub),
+            or any word for a model with its own ``load``.
+        source: the weights: a folder of ``data/models`` or a Hub id (or a local diffusers
+            folder).
+        resolution: the native image side in pixels.
+        steps, spacing, guidance: the DDIM grid and classifier-free guidance the chapters
+            sample it with (:func:`lib.sampling.sample_batched`).
+        latent_factor: pixels per side of one latent cell (8 for the SD VAE, 1 in pixel space).
+        load: ``load(spec, device, dtype) -> DiffusionModel``; None: the backend's loader.
+        description: one line for the reader.
+    """
+
+    name: str
+    backend: str
+    source: str | None = None
+    resolution: int = 32
+    steps: int = 25
+    spacing: str = "leading"
+    guidance: float | None = None
+    latent_factor: int = 1
+    load: Callable | None = field(default=None, compare=False)
+    description: str = ""
+
+    @property
+    def in_pixels(self) -> bool:
+        return self.latent_factor == 1
+
+
+#: Every model the book can load, by name: one entry per model (see :func:`register`).
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add a model to :data:`MODELS` (``replace=True`` to change an existing entry, e.g. a
+    Stable Diffusion model's ``source`` to a mirror or a fine-tune)."""
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"register takes a ModelSpec, got {type(spec).__name__}")
+    if spec.name in MODELS and not replace:
+        raise ValueError(f"a model named {spec.name!r} is registered already; pass replace=True "
+                         "to change it")
+    if spec.load is None and spec.backend not in _BACKENDS:
+        raise ValueError(f"backend {spec.backend!r} has no loader; choose one of "
+                         f"{sorted(_BACKENDS)} or give the spec a load function")
+    MODELS[spec.name] = spec
+    return spec
+
+
+_BACKENDS = {
+    "embedded": lambda spec, device, dtype: _load_embedded(spec.source, device, dtype),
+    "gaussian": lambda spec, device, dtype: load_gaussian(device, dtype, size=spec.resolution),
+    "stable-diffusion": lambda spec, device, dtype: load_stable_diffusion(spec.name, device, dtype,
+                                                                          spec.source),
+}
+
+for _spec in (
+    ModelSpec("tiny-a", "embedded", "tiny-a", description="embedded UNet, 2.6M parameters"),
+    ModelSpec("tiny-b", "embedded", "tiny-b", description="embedded UNet, another seed and width"),
+    ModelSpec("gaussian", "gaussian", description="the closed-form optimal denoiser of Gaussian "
+              "data with the training crops' mean and covariance"),
+    ModelSpec("sd-1.5", "stable-diffusion", "stable-diffusion-v1-5/stable-diffusion-v1-5", 512,
+              50, "leading", 7.5, 8),
+    ModelSpec("sd-2.1-base", "stable-diffusion", "stabilityai/stable-diffusion-2-1-base", 512,
+              50, "leading", 7.5, 8),
+    ModelSpec("sd-turbo", "stable-diffusion", "stabilityai/sd-turbo", 512, 4, "trailing", None, 8,
+              description="distilled: a few steps from t = 999, no guidance"),
+    ModelSpec("sdxl-turbo", "stable-diffusion", "stabilityai/sdxl-turbo", 512, 4, "trailing",
+              None, 8, description="distilled: a few steps from t = 999, no guidance"),
+):
+    register(_spec)
+
+#: The embedded models (weights committed in ``data/models``).
+EMBEDDED = tuple(n for n, m in MODELS.items() if m.backend == "embedded")
+
+
 def available_models() -> list[str]:
-    """Names that :func:`load_model` accepts."""
-    return [*EMBEDDED, "gaussian", *HUB_IDS]
+    """Names that :func:`load_model` accepts (:data:`MODELS`)."""
+    return list(MODELS)
 
 
 def load_model(name: str, device=None, dtype=None, *, repo: str | None = None) -> DiffusionModel:
-    """Load a model by name (see :func:`available_models`).
+    """Load a registered model by name (see :data:`MODELS`).
 
     Args:
-        name: ``tiny-a``, ``tiny-b``, ``gaussian``, or a Stable Diffusion name of :data:`HUB_IDS`.
+        name: ``tiny-a``, ``tiny-b``, ``gaussian``, a Stable Diffusion name, or one registered
+            with :func:`register`.
         device, dtype: where and how to run it (default: cpu / float32 for the embedded
             models; cuda / float16 for Stable Diffusion when a GPU is there).
         repo: Stable Diffusion only: another Hub id or a local diffusers folder.
     """
-    if name not in available_models():
-        raise KeyError(f"unknown model {name!r}; available: {available_models()}")
-    if repo is not None and name not in HUB_IDS:
-        raise ValueError(f"repo= applies to the Stable Diffusion models {list(HUB_IDS)}, not {name!r}")
-    if name in EMBEDDED:
-        return _load_embedded(name, device, dtype)
-    if name == "gaussian":
-        return _load_gaussian(device, dtype)
-    return load_stable_diffusion(name, device, dtype, repo)
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {available_models()} (add one with "
+                       "lib.models.register)")
+    spec = MODELS[name]
+    if repo is not None:
+        if spec.backend != "stable-diffusion":
+            raise ValueError(f"repo= applies to the Stable Diffusion models, not {name!r}")
+        spec = dataclasses.replace(spec, source=repo)
+    return (spec.load or _BACKENDS[spec.backend])(spec, device, dtype)

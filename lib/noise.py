@@ -8,32 +8,24 @@ unusual in any one of these noises, yet they carry a chosen correlation.
 from __future__ import annotations
 
 import math
-import operator
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["block_mean", "lowfreq_component", "lowfreq_constrained", "slerp", "slerp_weights"]
+from lib import checks
+
+__all__ = ["block_mean", "lowfreq_component", "lowfreq_constrained", "slerp", "slerp_weights",
+           "Normality", "normality"]
 
 
 def _check_noise(z, name: str) -> torch.Tensor:
-    z = torch.as_tensor(z)
-    if not torch.is_floating_point(z):
-        z = z.float()
-    if z.ndim != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(z.shape)}")
-    if not torch.isfinite(z).all():
-        raise ValueError(f"{name} contains NaN or inf values")
-    return z
+    return checks.batch(z, name, floating=True)
 
 
 def _check_factor(shape, factor: int) -> int:
-    try:
-        factor = operator.index(factor)  # ints of any kind (numpy, torch), not floats
-    except TypeError:
-        raise ValueError(f"factor must be a positive integer, got {factor!r}") from None
-    if factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    factor = checks.count(factor, "factor")
     if len(shape) < 2:
         raise ValueError(f"need a noise with height and width, got shape {tuple(shape)}")
     H, W = shape[-2:]
@@ -94,12 +86,7 @@ def lowfreq_constrained(seed_noise, factor: int, n: int, generator: torch.Genera
     if z.shape[0] != 1:
         raise ValueError(f"seed_noise must be one noise (C, H, W) or (1, C, H, W), got {tuple(z.shape)}")
     factor = _check_factor(z.shape, factor)
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise ValueError(f"n must be a positive integer, got {n!r}") from None
-    if n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = checks.count(n, "n")
     fresh = torch.randn((n, *z.shape[1:]), generator=generator, dtype=torch.float64)
     z64 = z.double().cpu()
     out = fresh - lowfreq_component(fresh, factor) + lowfreq_component(z64, factor)
@@ -109,12 +96,7 @@ def lowfreq_constrained(seed_noise, factor: int, n: int, generator: torch.Genera
 def slerp_weights(alpha: float) -> tuple[float, float]:
     """The two weights ``(sin(pi alpha / 2), cos(pi alpha / 2))`` of Eq. (11), for ``alpha`` in
     [0, 1] (Python, numpy or one-element torch scalars)."""
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
-    if not 0.0 <= alpha <= 1.0:  # NaN fails too
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    alpha = checks.fraction(alpha, "alpha", zero=True)
     angle = math.pi * alpha / 2
     return math.sin(angle), math.cos(angle)
 
@@ -135,3 +117,41 @@ def slerp(z, eps, alpha: float) -> torch.Tensor:
     if z.shape != eps.shape:
         raise ValueError(f"z {tuple(z.shape)} and eps {tuple(eps.shape)} must have one shape")
     return w_z * z + w_eps * eps  # Eq. (11)
+
+
+@dataclass(frozen=True)
+class Normality:
+    """How plausible a set of noises is as draws of ``N(0, I)`` (chapter 5's searches).
+
+    Attributes:
+        std: standard deviation of all their values (1 for Gaussian noise).
+        ks_p: Kolmogorov-Smirnov p-value of ``n_ks`` values picked at random across all the
+            noises, against ``N(0, 1)``.
+        norm_share: share of noises whose squared norm lies in the central ``central`` of its
+            ``chi^2(D)`` law (about ``central`` for Gaussian noise).
+    """
+
+    std: float
+    ks_p: float
+    norm_share: float
+
+
+def normality(z, *, n_ks: int = 20_000, central: float = 0.99, seed: int = 0) -> Normality:
+    """Three checks that noises are still standard normal, on ``(B, C, H, W)`` noises.
+
+    The KS test uses a seeded random sample of the values (without replacement, across all
+    noises), so that its p-value does not depend on how the values are ordered and a search's
+    ``B`` related noises do not count as ``B * D`` independent draws.
+    """
+    from scipy import stats
+
+    z = _check_noise(z, "z").detach().cpu().double()
+    flat = z.flatten().numpy()
+    n_ks = min(checks.count(n_ks, "n_ks"), flat.size)
+    central = checks.fraction(central, "central", one=False)
+    pick = np.random.default_rng(seed).choice(flat.size, n_ks, replace=False)
+    D = z[0].numel()
+    lo, hi = stats.chi2.ppf([(1 - central) / 2, (1 + central) / 2], D)
+    norm2 = (z.reshape(len(z), -1) ** 2).sum(1).numpy()
+    return Normality(std=float(flat.std()), ks_p=float(stats.kstest(flat[pick], "norm").pvalue),
+                     norm_share=float(((norm2 > lo) & (norm2 < hi)).mean()))

@@ -20,7 +20,6 @@ import io
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +27,13 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from lib.profiles import in_colab
+
 __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "Table", "significant",
            "gains_figure", "binned_gains", "Words", "span", "left_align_titles", "FIGURE_DIR_ENV"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def _in_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def save(fig: go.Figure, name: str, directory: str | os.PathLike) -> list[Path]:
@@ -63,7 +60,7 @@ def show(fig: go.Figure, name: str) -> None:
     if not _NAME_RE.match(name):
         raise ValueError(f"figure name {name!r} must use only letters, digits, '_', '.', '-'")
     out = os.environ.get(FIGURE_DIR_ENV)
-    if _in_colab():
+    if in_colab():
         fig.show(renderer="colab")
     elif out:
         from IPython.display import HTML, display

@@ -9,6 +9,8 @@ A model's samples are compared with real crops on four statistics:
 * the relative Frobenius distance between the two pixel covariance matrices,
   ``||Sigma_samples - Sigma_data||_F / ||Sigma_data||_F``;
 * the model's epsilon-prediction error on held-out crops, per band of timesteps.
+
+How close two sets of images are (PSNR, SSIM, Pearson) is :mod:`lib.metrics`.
 """
 
 from __future__ import annotations
@@ -18,23 +20,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from lib.metrics import images as _images, ring_average
+from lib.schedule import forward_noise
 from lib.whitening import covariance
 
 __all__ = ["power_spectrum", "spectrum_slope", "channel_stats", "covariance_distance",
            "eps_mse_by_band", "SampleStats", "sample_stats", "Comparison", "compare_stats",
-           "paired_distance", "pearson", "Similarity", "similarity", "QUALITY_BAR", "T_BANDS"]
+           "QUALITY_BAR", "T_BANDS"]
 
 #: The bar each embedded model's samples must meet against the reference crops.
 QUALITY_BAR = dict(slope_abs_diff=0.15, channel_rel_diff=0.10, cov_rel_frobenius=0.25)
-
-
-def _images(x, name: str = "images") -> np.ndarray:
-    x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
-    if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"{name} must have shape (N, C, S, S), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or inf values")
-    return x.astype(np.float64)
 
 
 def power_spectrum(images) -> tuple[np.ndarray, np.ndarray]:
@@ -51,11 +46,9 @@ def power_spectrum(images) -> tuple[np.ndarray, np.ndarray]:
     x = x - x.mean(axis=(-2, -1), keepdims=True)
     power = (np.abs(np.fft.fft2(x)) ** 2).mean(axis=(0, 1))  # (S, S)
     f = np.fft.fftfreq(S) * S
-    radius = np.rint(np.hypot(*np.meshgrid(f, f, indexing="ij"))).astype(int)
-    sums = np.bincount(radius.ravel(), weights=power.ravel())
-    counts = np.bincount(radius.ravel())
+    radii, mean = ring_average(power, f, f)
     freqs = np.arange(1, S // 2 + 1)
-    return freqs, sums[freqs] / counts[freqs]
+    return freqs, mean[np.isin(radii, freqs)]
 
 
 def spectrum_slope(images) -> float:
@@ -181,87 +174,9 @@ def eps_mse_by_band(model, images, *, bands=T_BANDS, per_band: int = 4, batch_si
                 z0 = x0[start:start + batch_size]
                 t = torch.randint(lo, hi, (len(z0),), generator=generator)
                 eps = torch.randn(z0.shape, generator=generator)
-                abar = model.alphas_cumprod[t].float().view(-1, 1, 1, 1)  # the model's schedule
-                z_t = abar.sqrt() * z0 + (1 - abar).sqrt() * eps  # Eq. (1)
+                z_t = forward_noise(z0, eps, t, model.alphas_cumprod)  # the model's schedule
                 eps_hat = model.eps(z_t.to(model.device, model.dtype), t)
                 total += float((eps_hat.float().cpu() - eps).pow(2).mean(dim=(1, 2, 3)).sum())
                 count += len(z0)
         out[f"{lo}-{hi}"] = total / count
     return out
-
-
-def paired_distance(a, b) -> tuple[float, float]:
-    """RMS pixel distance between two sets of images, paired and with the pairing shifted.
-
-    ``a[i]`` and ``b[i]`` come from the same noise; shifting ``b`` by one pairs every image with
-    one from a different noise, the baseline the paired distance is compared with.
-
-    Returns:
-        ``(paired, shifted)`` RMS distances over all pixels.
-    """
-    a, b = _images(a, "a"), _images(b, "b")
-    if a.shape != b.shape or len(a) < 2:
-        raise ValueError(f"need two sets of the same shape with at least 2 images, got {a.shape} "
-                         f"and {b.shape}")
-    return (float(np.sqrt(((a - b) ** 2).mean())),
-            float(np.sqrt(((a - np.roll(b, 1, axis=0)) ** 2).mean())))
-
-
-def pearson(a, b) -> np.ndarray:
-    """Pearson correlation between paired images over their pixels, one number per pair.
-
-    Shapes:
-        a, b ``(N, C, S, S)``; returns ``(N,)``.
-    """
-    a, b = _images(a, "a"), _images(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"a {a.shape} and b {b.shape} differ in shape")
-    a = a.reshape(len(a), -1)
-    b = b.reshape(len(b), -1)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    return (a * b).sum(1) / np.sqrt((a**2).sum(1) * (b**2).sum(1)).clip(1e-300)
-
-
-@dataclass(frozen=True)
-class Similarity:
-    """Per-pair similarity of two image sets in [-1, 1] (arrays of length N).
-
-    Attributes:
-        psnr: ``10 log10(2^2 / MSE)`` in dB (range 2; ``inf`` for identical images).
-        ssim: structural similarity (scikit-image, 7x7 windows, colour channels averaged).
-        pearson: Pearson correlation over all pixels (:func:`pearson`).
-    """
-
-    psnr: np.ndarray
-    ssim: np.ndarray
-    pearson: np.ndarray
-
-    def mean(self) -> dict:
-        """The three means (finite PSNRs only)."""
-        finite = self.psnr[np.isfinite(self.psnr)]
-        return dict(psnr=float(finite.mean()) if finite.size else float("inf"),
-                    ssim=float(self.ssim.mean()), pearson=float(self.pearson.mean()))
-
-
-def similarity(a, b) -> Similarity:
-    """PSNR, SSIM and Pearson between paired images (``a[i]`` with ``b[i]``).
-
-    Both sets are clipped to [-1, 1] first (the range of the data and of decoded images).
-
-    Shapes:
-        a, b ``(N, C, S, S)``.
-    """
-    from skimage.metrics import structural_similarity
-
-    a = np.clip(_images(a, "a"), -1, 1)
-    b = np.clip(_images(b, "b"), -1, 1)
-    if a.shape != b.shape:
-        raise ValueError(f"a {a.shape} and b {b.shape} differ in shape")
-    mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
-    with np.errstate(divide="ignore"):
-        psnr = 10 * np.log10(4.0 / mse)
-    win = min(7, a.shape[-1] - (1 - a.shape[-1] % 2))  # odd, at most the image side
-    ssim = np.array([structural_similarity(x, y, data_range=2.0, channel_axis=0, win_size=win)
-                     for x, y in zip(a, b)])
-    return Similarity(psnr=psnr, ssim=ssim, pearson=pearson(a, b))

@@ -13,7 +13,8 @@ import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 from tqdm.auto import tqdm
 
-from lib.schedule import SD_SCHEDULE
+from lib import checks
+from lib.schedule import SD_SCHEDULE, forward_noise
 
 __all__ = ["ddim_timesteps", "ddim_step", "ddim_sample", "ddim_invert", "sdedit", "ddim_edit",
            "redo_steps", "sample_batched", "encode_batched", "ddim_inversion_pairs",
@@ -68,15 +69,6 @@ def ddim_step(model, z_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tens
     return abar_prev.sqrt() * z0 + (1 - abar_prev).sqrt() * eps_hat  # Eq. (4), sigma_t = 0
 
 
-def _check(z: torch.Tensor, name: str) -> torch.Tensor:
-    z = torch.as_tensor(z)
-    if z.ndim != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(z.shape)}")
-    if not torch.isfinite(z).all():
-        raise ValueError(f"{name} contains NaN or inf values")
-    return z
-
-
 def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | None = None, *,
                 start_step: int = 0, spacing: str = "leading", progress: bool = False) -> torch.Tensor:
     """Deterministic DDIM from noise (or an intermediate state) to ``z_0``.
@@ -94,7 +86,7 @@ def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | Non
     Returns:
         ``z_0`` ``(B, C, H, W)`` in the model's space (``model.decode`` for images).
     """
-    z = _check(noise, "noise")
+    z = checks.batch(noise, "noise")
     ts = ddim_timesteps(steps, spacing)
     if not 0 <= start_step < len(ts):
         raise ValueError(f"start_step must lie in [0, {len(ts) - 1}], got {start_step}")
@@ -119,7 +111,7 @@ def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None =
     Returns:
         the state at timestep ``ddim_timesteps(steps)[steps - end_step]`` ``(B, C, H, W)``.
     """
-    z = _check(z0, "z0")
+    z = checks.batch(z0, "z0")
     ts = ddim_timesteps(steps, spacing)[::-1]  # increasing
     end_step = steps if end_step is None else end_step
     if not 1 <= end_step <= steps:
@@ -144,7 +136,7 @@ def ddim_inversion_pairs(model, images, steps: int, *, spacing: str = "leading",
     Returns:
         ``(X, Z)``: the images and their inverted states ``z_T``, float64 ``(N, D)``.
     """
-    images = _check(torch.as_tensor(images), "images")
+    images = checks.batch(images, "images")
     out = []
     for batch in tqdm(images.split(batch_size), desc=f"DDIM inversion ({steps} steps)",
                       disable=not progress):
@@ -157,12 +149,7 @@ def ddim_inversion_pairs(model, images, steps: int, *, spacing: str = "leading",
 def redo_steps(strength: float, steps: int) -> int:
     """How many of the ``steps`` grid steps an edit of ``strength`` redoes: ``strength * steps``
     rounded half up, at least one (so the effective strength is ``redo_steps / steps``)."""
-    try:
-        strength = float(strength)
-    except (TypeError, ValueError):
-        raise ValueError(f"strength must be a number in (0, 1], got {strength!r}") from None
-    if not 0 < strength <= 1:
-        raise ValueError(f"strength must lie in (0, 1], got {strength}")
+    strength = checks.fraction(strength, "strength")
     return max(1, math.floor(strength * steps + 0.5))
 
 
@@ -185,17 +172,16 @@ def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
     Returns:
         the edited ``z_0`` ``(B, C, H, W)``.
     """
-    z0 = _check(z0, "z0")
+    z0 = checks.batch(z0, "z0").to(model.device)
     ts = ddim_timesteps(steps, spacing)
     start = _redo_start(strength, steps)
     t_start = ts[start]
-    if noise is None:
+    if noise is None:  # drawn on the CPU, so that a seed gives the same noise on any device
         noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
-    noise = torch.as_tensor(noise).to(z0.dtype)
+    noise = torch.as_tensor(noise)
     if noise.shape != z0.shape:
         raise ValueError(f"noise must have the shape of z0 {tuple(z0.shape)}, got {tuple(noise.shape)}")
-    abar = model.alphas_cumprod[t_start].to(z0.dtype)
-    z_t = abar.sqrt() * z0 + (1 - abar).sqrt() * noise  # Eq. (1)
+    z_t = forward_noise(z0, noise, t_start, model.alphas_cumprod)
     return ddim_sample(model, z_t, steps, cond, guidance_scale, start_step=start,
                        spacing=spacing, progress=progress)
 
@@ -240,7 +226,7 @@ def sample_batched(model, noise, steps: int, labels=None, guidance_scale: float 
     Returns:
         ``z_0`` ``(N, C, H, W)`` in float32 on the CPU.
     """
-    noise = _check(noise, "noise")
+    noise = checks.batch(noise, "noise")
     if labels is not None and len(labels) != len(noise):
         raise ValueError(f"need one label per noise ({len(noise)}), got {len(labels)}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -268,7 +254,7 @@ def encode_batched(model, images, *, batch_size: int = 16, progress: bool = Fals
         images = [images]
     out = []
     for b in tqdm(images, desc="encoding", disable=not progress):
-        b = _check(torch.as_tensor(b), "images")
+        b = checks.batch(b, "images")
         out += [model.encode(b[i:i + batch_size].to(model.device)).float().cpu()
                 for i in range(0, len(b), batch_size)]
     if not out:
@@ -286,7 +272,7 @@ def decode_batched(model, z0, *, batch_size: int = 16, size: int | None = None,
     """
     import torch.nn.functional as F
 
-    z0 = _check(z0, "z0")
+    z0 = checks.batch(z0, "z0")
     out = []
     for i in tqdm(range(0, len(z0), batch_size), desc="decoding", disable=not progress):
         x = model.decode(z0[i:i + batch_size].to(model.device)).float()

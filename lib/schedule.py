@@ -1,4 +1,4 @@
-"""The Stable Diffusion noise schedule and the forward process (paper Eq. 1).
+"""The Stable Diffusion noise schedule and the forward process of paper Eq. (1), for any schedule.
 
 The schedule comes from diffusers (``scaled_linear``, beta from 0.00085 to 0.012 over 1000
 steps, as Stable Diffusion 1.x/2.x and the embedded models use), never re-derived by hand.
@@ -6,11 +6,15 @@ steps, as Stable Diffusion 1.x/2.x and the embedded models use), never re-derive
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-__all__ = ["SD_SCHEDULE", "sd_scheduler", "sd_alphas_cumprod", "forward_noise"]
+from lib import checks
+
+__all__ = ["SD_SCHEDULE", "sd_scheduler", "sd_alphas_cumprod", "noise_scales", "forward_noise"]
 
 SD_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                    beta_schedule="scaled_linear")
@@ -21,33 +25,64 @@ def sd_scheduler() -> DDPMScheduler:
     return DDPMScheduler(**SD_SCHEDULE)
 
 
+@functools.lru_cache(maxsize=1)
+def _sd_alphas_cumprod() -> torch.Tensor:
+    return sd_scheduler().alphas_cumprod
+
+
 def sd_alphas_cumprod() -> torch.Tensor:
     """``abar_t`` for t = 0 .. 999 (float32, shape ``(1000,)``)."""
-    return sd_scheduler().alphas_cumprod.clone()
+    return _sd_alphas_cumprod().clone()
 
 
-def forward_noise(z0, eps, t) -> torch.Tensor:
-    """Eq. (1): ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps`` with the SD schedule.
+def noise_scales(t, alphas_cumprod=None, *, dtype: torch.dtype = torch.float32,
+                 device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two factors of Eq. (1), ``sqrt(abar_t)`` and ``sqrt(1 - abar_t)``, for any schedule.
 
-    Uses diffusers' ``add_noise``.
+    ``abar_t`` is cast to ``dtype`` before the square roots, as diffusers' ``add_noise`` does.
 
     Args:
-        z0: clean images ``(B, C, H, W)``.
+        t: an integer timestep, or one per sample (a sequence or tensor of length B).
+        alphas_cumprod: the model's ``abar`` (default: the Stable Diffusion schedule).
+        dtype, device: of the returned factors (those of the samples they multiply).
+
+    Returns:
+        two scalars for an integer ``t``; otherwise two ``(B, 1, 1, 1)`` tensors.
+    """
+    abar = _sd_alphas_cumprod() if alphas_cumprod is None else torch.as_tensor(alphas_cumprod)
+    T = abar.numel()
+    scalar = isinstance(t, (int, np.integer)) or (torch.is_tensor(t) and t.ndim == 0)
+    steps = torch.as_tensor(t, dtype=torch.long, device="cpu").reshape(-1)
+    if steps.numel() == 0 or int(steps.min()) < 0 or int(steps.max()) >= T:
+        raise ValueError(f"timesteps must lie in [0, {T - 1}], got {t!r}")
+    abar = abar.cpu()[steps].to(dtype)
+    abar = abar.reshape(()) if scalar else abar.view(-1, 1, 1, 1)
+    if device is not None:
+        abar = abar.to(device)
+    return abar.sqrt(), (1 - abar).sqrt()
+
+
+def forward_noise(z0, eps, t, alphas_cumprod=None) -> torch.Tensor:
+    """Eq. (1): ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps``, the one place the book noises.
+
+    Args:
+        z0: clean samples ``(B, C, H, W)``.
         eps: noise of the same shape.
-        t: integer timesteps in [0, 999], one per image ``(B,)`` or a single int.
+        t: integer timesteps, one per sample ``(B,)`` or a single int.
+        alphas_cumprod: the model's ``abar`` (``model.alphas_cumprod``; default: Stable
+            Diffusion's, which diffusers' ``add_noise`` matches).
 
     Shapes:
-        returns ``(B, C, H, W)``.
+        returns ``(B, C, H, W)`` in ``z0``'s dtype and device.
     """
-    z0 = torch.as_tensor(np.asarray(z0) if not torch.is_tensor(z0) else z0)
+    z0 = checks.batch(z0, "z0", floating=True)
     eps = torch.as_tensor(np.asarray(eps) if not torch.is_tensor(eps) else eps)
     if z0.shape != eps.shape:
         raise ValueError(f"z0 and eps must have the same shape, got {tuple(z0.shape)} and {tuple(eps.shape)}")
-    t = torch.as_tensor(t, dtype=torch.long).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(z0.shape[0])
-    if t.numel() != z0.shape[0]:
-        raise ValueError(f"need one timestep per image ({z0.shape[0]}), got {t.numel()}")
-    if int(t.min()) < 0 or int(t.max()) >= SD_SCHEDULE["num_train_timesteps"]:
-        raise ValueError("timesteps must lie in [0, 999]")
-    return sd_scheduler().add_noise(z0, eps, t)
+    steps = torch.as_tensor(t, dtype=torch.long).reshape(-1)
+    if steps.numel() == 1:
+        steps = steps.expand(z0.shape[0])
+    if steps.numel() != z0.shape[0]:
+        raise ValueError(f"need one timestep per image ({z0.shape[0]}), got {steps.numel()}")
+    a, s = noise_scales(steps, alphas_cumprod, dtype=z0.dtype, device=z0.device)
+    return a * z0 + s * eps.to(z0.device, z0.dtype)

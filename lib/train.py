@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from lib.schedule import SD_SCHEDULE, sd_scheduler
 
-from lib.models import CHECKOUT, model_dir
+from lib.models import CHECKOUT
 
 __all__ = ["TrainConfig", "CONFIGS", "build_unet", "train", "export", "evaluate", "publish",
            "slim_checkpoint", "reproduce_command", "bf16_supported", "benchmark_forward"]
@@ -423,7 +423,7 @@ def evaluate(model_folder: str | os.PathLike, *, n: int = 1000, steps: int = 50,
         the updated card (the JSON-ready dict written to ``card.json``).
     """
     from lib.data import photo_crops
-    from lib.models import UNetModel, _load_gaussian
+    from lib.models import UNetModel, load_gaussian
     from lib.quality import compare_stats, eps_mse_by_band, sample_stats
     from lib.sampling import ddim_sample
 
@@ -438,7 +438,7 @@ def evaluate(model_folder: str | os.PathLike, *, n: int = 1000, steps: int = 50,
                           for chunk in tqdm(noise.split(250), desc=desc, disable=not progress)])
 
     samples = sample(model, "samples")
-    floor = sample(_load_gaussian(None, None, size=size), "Gaussian-optimal samples")
+    floor = sample(load_gaussian(size=size), "Gaussian-optimal samples")
     test = photo_crops(n, size, split="test", seed=seed + 1)
     train = photo_crops(n, size, split="train", seed=seed + 2)
     quality = {

@@ -26,10 +26,11 @@ any decomposition; it is kept on the :class:`Whitener` and shown in its ``repr``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.linalg
+
+from lib import checks
+from lib.metrics import ring_average, standardize
 
 __all__ = [
     "KINDS",
@@ -48,24 +49,6 @@ __all__ = [
 ]
 
 KINDS = ("zca", "zca-cor", "pca", "pca-cor", "cholesky")
-
-
-def _as_float64(a, name: str) -> np.ndarray:
-    """float64 numpy copy of a numpy array or torch tensor, with a NaN/inf check."""
-    if hasattr(a, "detach"):  # torch tensor
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a, dtype=np.float64)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf values; clean or drop those samples first")
-    return a
-
-
-def _as_matrix(X, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Flatten ``(N, ...)`` data to ``(N, D)``; return it with the original per-sample shape."""
-    X = _as_float64(X, name)
-    if X.ndim < 2:
-        raise ValueError(f"{name} must have shape (N, D) or (N, C, H, W), got {X.shape}")
-    return X.reshape(X.shape[0], -1), X.shape[1:]  # (N, D)
 
 
 def _check_kind(kind: str) -> None:
@@ -116,7 +99,7 @@ def covariance(X) -> np.ndarray:
     Shapes:
         X ``(N, D)`` or ``(N, C, H, W)``; returns ``(D, D)``.
     """
-    X, _ = _as_matrix(X, "X")
+    X, _ = checks.samples(X, "X")
     if X.shape[0] < 2:
         raise ValueError("need at least two samples to estimate a covariance")
     if X.size < CACHE_MIN_VALUES:
@@ -162,7 +145,7 @@ def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarr
     """
     for kind in kinds:
         _check_kind(kind)
-    S = _as_float64(cov, "cov")
+    S = checks.array(cov, "cov")
     if S.ndim != 2 or S.shape[0] != S.shape[1]:
         raise ValueError(f"cov must be a square (D, D) matrix, got shape {S.shape}")
     if not np.allclose(S, S.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(S).max())):
@@ -207,7 +190,7 @@ def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarr
 
 def fit_whiteners(X, kinds=KINDS, eps: float = 0.0) -> dict[str, "Whitener"]:
     """``{kind: Whitener(kind, eps).fit(X)}``, with one covariance and shared decompositions."""
-    X, _ = _as_matrix(X, "X")
+    X, _ = checks.samples(X, "X")
     out = {kind: Whitener(kind, eps) for kind in kinds}
     first = out[kinds[0]]
     first._fit_moments(X)
@@ -252,7 +235,7 @@ class Whitener:
         Raises:
             ValueError: NaNs, fewer samples than dimensions without a ridge.
         """
-        X, _ = _as_matrix(X, "X")
+        X, _ = checks.samples(X, "X")
         self._fit_moments(X)
         self.matrix = whitening_matrix(self.cov_, self.kind, self.eps)
         return self
@@ -271,7 +254,7 @@ class Whitener:
     def _check_fitted(self, X) -> tuple[np.ndarray, tuple[int, ...]]:
         if self.matrix is None:
             raise RuntimeError("this Whitener is not fitted yet; call .fit(X) first")
-        X, shape = _as_matrix(X, "input")
+        X, shape = checks.samples(X, "input")
         if X.shape[1] != self.matrix.shape[0]:
             raise ValueError(
                 f"input has D={X.shape[1]} features per sample, the Whitener was fitted on "
@@ -290,14 +273,6 @@ class Whitener:
             self._lu = scipy.linalg.lu_factor(self.matrix)
         X = scipy.linalg.lu_solve(self._lu, Z.T).T + self.mean_  # W x = z for each row
         return X.reshape((-1, *shape))
-
-
-def _paired(X, Z) -> tuple[np.ndarray, np.ndarray]:
-    X, _ = _as_matrix(X, "X")
-    Z, _ = _as_matrix(Z, "Z")
-    if X.shape[0] != Z.shape[0]:
-        raise ValueError(f"X and Z must have the same number of rows, got {X.shape[0]} and {Z.shape[0]}")
-    return X, Z
 
 
 def whiteness_error(Z) -> float:
@@ -322,11 +297,10 @@ def cross_correlation(X, Z) -> np.ndarray:
     Shapes:
         X, Z ``(N, D)`` (or ``(N, C, H, W)``); returns ``(D,)``.
     """
-    X, Z = _paired(X, Z)
+    X, Z = checks.paired_samples(X, Z)
     if X.shape != Z.shape:
         raise ValueError(f"X and Z must have the same shape, got {X.shape} and {Z.shape}")
-    Xc, Zc = X - X.mean(axis=0), Z - Z.mean(axis=0)
-    return (Xc * Zc).sum(axis=0) / np.sqrt((Xc**2).sum(axis=0) * (Zc**2).sum(axis=0))
+    return (standardize(X, 0) * standardize(Z, 0)).sum(axis=0)
 
 
 def radial_profile(image: np.ndarray, center: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -340,12 +314,8 @@ def radial_profile(image: np.ndarray, center: tuple[int, int]) -> tuple[np.ndarr
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {image.shape}")
-    yy, xx = np.indices(image.shape)
-    r = np.rint(np.hypot(yy - center[0], xx - center[1])).astype(int)
-    sums = np.bincount(r.ravel(), weights=image.ravel())
-    counts = np.bincount(r.ravel())
-    keep = counts > 0
-    return np.flatnonzero(keep), sums[keep] / counts[keep]
+    return ring_average(image, np.arange(image.shape[0]) - center[0],
+                        np.arange(image.shape[1]) - center[1])
 
 
 def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
@@ -365,8 +335,8 @@ def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
     Returns:
         ``||cov(Z_test) - I||_F / sqrt(D)`` for each eps ``(len(eps_values),)``.
     """
-    S_fit = _as_float64(cov_fit, "cov_fit")
-    S_test = _as_float64(cov_test, "cov_test")
+    S_fit = checks.array(cov_fit, "cov_fit")
+    S_test = checks.array(cov_test, "cov_test")
     if S_fit.shape != S_test.shape or S_fit.ndim != 2 or S_fit.shape[0] != S_fit.shape[1]:
         raise ValueError(f"need two square matrices of one shape, got {S_fit.shape} and {S_test.shape}")
     lam, U = _eigh((S_fit + S_fit.T) / 2)
@@ -384,7 +354,7 @@ def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
 
 def covariance_eigh(cov) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending) and eigenvectors (columns, sign-fixed) of a covariance."""
-    return _sorted_eigh(_as_float64(cov, "cov"), "cov")
+    return _sorted_eigh(checks.array(cov, "cov"), "cov")
 
 
 #: the ridges chapters 1, 3 and 4 choose a whitening's ridge from

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib.correlation import (PROMPTS, offset_profile, pairing_stats, pixel_cross_correlation,
-                             progressive_averages, random_labels)
-from lib.quality import pearson
+from lib.correlation import (offset_profile, pairing_stats, pixel_cross_correlation,
+                             progressive_averages)
+from lib.metrics import pearson
 
 
 def _noise(*shape, seed=0):
@@ -98,19 +98,21 @@ def test_offset_profile_finds_a_shift():
         offset_profile(np.zeros((5, 5)), H, W)
 
 
-def test_random_labels_per_kind_of_model():
-    class Unet:
-        classes = ["a", "b", "c"]
-
-    class Sd:
-        tokenizers = ["tok"]
+def test_set_average_correlation_sees_a_shared_component_and_nothing_else():
+    from lib.correlation import set_average_correlation
 
     g = torch.Generator().manual_seed(0)
-    labels = random_labels(Unet(), 300, g)
-    assert len(labels) == 300 and set(labels) == {"a", "b", "c"}
-    assert labels == random_labels(Unet(), 300, torch.Generator().manual_seed(0))
-    prompts = random_labels(Sd(), 50, g)
-    assert set(prompts) <= set(PROMPTS) and len(set(prompts)) > 10
-    assert random_labels(object(), 5) is None
-    with pytest.raises(ValueError, match="positive"):
-        random_labels(Unet(), 0)
+    shape = (1, 3, 8, 8)
+    shared, control = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    layout = torch.randn(shape, generator=g)  # what every image of the model has in common
+    fresh = layout + torch.randn(400, *shape[1:], generator=g)
+    kept = layout + 0.5 * shared + torch.randn(400, *shape[1:], generator=g)  # keeps the component
+    seed = layout + 0.5 * shared + torch.randn(shape, generator=g) * 0.1
+    c = set_average_correlation(kept, fresh, seed, shared, control)
+    # averages of 400 images leave noise of 1/sqrt(200) beside a component of size 0.5: r ~ 0.9
+    assert c.shared > 0.85 and c.seed_image > 0.85 and abs(c.control) < 0.3
+    lost = layout + torch.randn(400, *shape[1:], generator=g)  # the component did not survive
+    c0 = set_average_correlation(lost, fresh, seed, shared, control)
+    assert abs(c0.shared) < 0.3 and abs(c0.control) < 0.3 and abs(c0.seed_image) < 0.3
+    with pytest.raises(ValueError, match="one shape"):
+        set_average_correlation(kept, fresh[:, :, :4], seed, shared, control)

@@ -78,8 +78,10 @@ def test_crops_use_scales():
 def test_crops_bad_arguments():
     with pytest.raises(ValueError, match="positive"):
         photo_crops(0)
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ValueError, match="larger than the photograph"):
         photo_crops(4, size=1000)
+    with pytest.raises(ValueError, match="from 4 to 2048"):
+        photo_crops(4, size=3)
     with pytest.raises(ValueError, match="split"):
         photo_crops(4, split="validation")
 
@@ -115,7 +117,7 @@ def test_load_image_folder_crops_resizes_and_orders(tmp_path):
     assert images[1, :, :, :3].max() < -0.9 and images[1, :, :, 5:].min() > 0.9  # centre crop
     assert images[2].min() > 0.95  # JPEG, white
     assert load_image_folder(tmp_path, 8, n=1).shape == (1, 3, 8, 8)
-    with pytest.raises(FileNotFoundError, match="IMAGE_FOLDER"):
+    with pytest.raises(FileNotFoundError, match="folder=None"):
         load_image_folder(tmp_path / "missing", 8)
     with pytest.raises(FileNotFoundError, match="no image files"):
         load_image_folder(_empty(tmp_path), 8)
@@ -197,3 +199,38 @@ def test_half_crops_of_one_photo_do_not_overlap_and_image_batches_passes_half():
     assert not np.array_equal(left[:32], whole)
     # no left-half crop equals any right-half crop
     assert not (left.reshape(64, 1, -1) == right.reshape(1, 64, -1)).all(-1).any()
+
+
+def test_one_size_rule_for_crops_photos_and_folders(tmp_path):
+    from PIL import Image
+
+    from lib.data import SIZES, image_batches, load_image_folder, photo_square
+
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    lo, hi = SIZES
+    # the smallest side works everywhere; one below it fails everywhere with the same words
+    assert photo_crops(2, lo).shape == (2, 3, lo, lo)
+    assert photo_square("cat", lo).shape == (3, lo, lo)
+    assert load_image_folder(tmp_path, lo).shape == (1, 3, lo, lo)
+    for call in (lambda s: photo_crops(2, s), lambda s: photo_square("cat", s),
+                 lambda s: load_image_folder(tmp_path, s), lambda s: image_batches(1, s)):
+        with pytest.raises(ValueError, match=f"from {lo} to {hi}"):
+            call(lo - 1)
+        with pytest.raises(ValueError, match=f"from {lo} to {hi}"):
+            call(hi + 1)
+
+
+def test_image_batches_checks_its_arguments_when_called(tmp_path):
+    from lib.data import image_batches
+
+    # no next(): a generator function would raise nothing here
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        image_batches(0, 8)
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        image_batches(4, 8, batch=0)
+    with pytest.raises(ValueError, match="split"):
+        image_batches(4, 8, split="validation")
+    with pytest.raises(ValueError, match="half"):
+        image_batches(4, 8, half="top")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        image_batches(4, 8, folder=tmp_path / "missing")

@@ -6,6 +6,7 @@ import torch
 
 from lib.data import photo_crops
 from lib.quality import eps_mse_by_band
+import lib.models
 from lib.models import GaussianModel, available_models, load_model
 
 
@@ -52,11 +53,61 @@ def test_registry():
         GaussianModel(np.zeros(5), np.eye(5), (3, 2, 2))
 
 
-def test_registry_lists_every_model_and_checks_repo():
-    assert available_models() == ["tiny-a", "tiny-b", "gaussian", "sd-1.5", "sd-2.1-base",
-                                  "sd-turbo", "sdxl-turbo"]
+def test_every_registered_model_has_weights_where_its_spec_says():
+    from lib.models import MODELS, model_dir
+
+    assert available_models() == list(MODELS) and len(MODELS) >= 7
+    for name, spec in MODELS.items():
+        assert spec.name == name
+        if spec.backend == "embedded":  # committed weights with their card
+            assert (model_dir(spec.source) / "card.json").exists(), name
+            assert load_model(name).sample_shape == (3, spec.resolution, spec.resolution)
+        elif spec.backend == "stable-diffusion":  # a Hub id, latent space, a grid of its own
+            assert spec.source.count("/") == 1 and spec.latent_factor == 8, name
+            assert (spec.spacing == "trailing") == name.endswith("turbo"), name
+        else:
+            assert spec.backend == "gaussian" and spec.in_pixels
     with pytest.raises(ValueError, match="repo= applies"):
         load_model("gaussian", repo="some/model")
+
+
+def test_registering_a_model_makes_it_loadable_and_refuses_clashes(monkeypatch, tmp_path):
+    from lib.models import MODELS, ModelSpec, register
+
+    monkeypatch.setenv("LIB_CACHE_DIR", str(tmp_path))
+
+    monkeypatch.setattr(lib.models, "MODELS", dict(MODELS))  # the registry as it was, after
+    made = []
+
+    def load(spec, device, dtype):
+        made.append((spec.name, device, dtype))
+        return GaussianModel(np.zeros(12), np.eye(12), (3, 2, 2))
+
+    register(ModelSpec("throwaway", "toy", resolution=2, steps=7, load=load))
+    assert "throwaway" in available_models() and lib.models.MODELS["throwaway"].steps == 7
+    assert isinstance(load_model("throwaway", "cpu"), GaussianModel)
+    assert made == [("throwaway", "cpu", None)]
+    with pytest.raises(ValueError, match="registered already"):
+        register(ModelSpec("throwaway", "toy", load=load))
+    with pytest.raises(ValueError, match="no loader"):
+        register(ModelSpec("other", "toy"))
+    register(ModelSpec("throwaway", "gaussian", resolution=4), replace=True)
+    assert load_model("throwaway").sample_shape == (3, 4, 4)
+
+
+def test_random_labels_and_descriptions_per_kind_of_model():
+    from lib.models import PROMPTS
+
+    unet, gauss = load_model("tiny-a"), GaussianModel(np.zeros(12), np.eye(12), (3, 2, 2))
+    g = torch.Generator().manual_seed(0)
+    labels = unet.random_labels(300, g)
+    assert len(labels) == 300 and set(labels) == set(unet.classes)
+    assert labels == unet.random_labels(300, torch.Generator().manual_seed(0))
+    assert gauss.random_labels(5) is None and gauss.describe("cat") is None
+    assert unet.describe("cat") == "cat"
+    assert len(PROMPTS) > 20 and len(set(PROMPTS)) == len(PROMPTS)
+    with pytest.raises(ValueError, match="positive"):
+        unet.random_labels(0)
 
 
 @pytest.mark.parametrize("name", ["tiny-a", "tiny-b"])
@@ -106,14 +157,14 @@ def test_gaussian_from_eigh_matches_the_covariance_and_the_cached_load(tmp_path,
     # the loaded model's moments are those of the crops, and come from the disk cache next time
     monkeypatch.setenv("LIB_CACHE_DIR", str(tmp_path))
     lib.models._crop_eigh.cache_clear()
-    m = lib.models._load_gaussian("cpu", None, n=300, size=4, seed=5)
+    m = lib.models.load_gaussian("cpu", None, n=300, size=4, seed=5)
     X = photo_crops(300, 4, split="train", seed=5).reshape(300, -1)
     rebuilt = (m.eigvecs * m.eigvals) @ m.eigvecs.T
     assert torch.allclose(rebuilt, torch.as_tensor(covariance(X)), atol=1e-10)
     assert torch.allclose(m.mean, torch.as_tensor(X.mean(0), dtype=torch.float64))
     assert len(list((tmp_path / "gaussian_model").glob("*.pkl"))) == 1
     lib.models._crop_eigh.cache_clear()
-    again = lib.models._load_gaussian("cpu", None, n=300, size=4, seed=5)
+    again = lib.models.load_gaussian("cpu", None, n=300, size=4, seed=5)
     assert torch.equal(again.eigvecs, m.eigvecs)
     lib.models._crop_eigh.cache_clear()
 

@@ -111,6 +111,12 @@ def test_prompts_guidance_and_latent_shapes(sd_folder):
         model.eps(torch.randn(3, 4, 8, 8), 500, cond)
     with pytest.raises(ValueError, match="latents of shape"):
         model.eps(torch.randn(2, 3, 8, 8), 500)
+    # random conditions are prompts; a bundled photograph has a prompt of its own
+    from lib.models import PHOTO_PROMPTS, PROMPTS
+
+    prompts = model.random_labels(50, torch.Generator().manual_seed(0))
+    assert set(prompts) <= set(PROMPTS) and len(set(prompts)) > 10
+    assert model.describe("cat") == PHOTO_PROMPTS["cat"] and model.describe("a_b") == "a photo of a b"
 
 
 def test_vae_encode_decode_shapes_and_scaling(sd_folder):

@@ -91,3 +91,20 @@ def test_slerp_keeps_unit_variance_and_its_end_points():
     with pytest.raises(ValueError, match="number in"):
         slerp(z, eps, "half")
     assert torch.allclose(slerp(z, eps, np.float32(0.5)), slerp(z, eps, torch.tensor(0.5)))
+
+
+def test_normality_known_answers():
+    from lib.noise import normality
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(200, 3, 16, 16, generator=g)
+    ok = normality(z, seed=1)
+    assert abs(ok.std - 1) < 0.01 and ok.ks_p > 0.01 and 0.95 <= ok.norm_share <= 1.0
+    # 20 % too small: every norm falls below the chi-square band and KS rejects
+    small = normality(0.8 * z, seed=1)
+    assert abs(small.std - 0.8) < 0.01 and small.ks_p < 1e-6 and small.norm_share == 0.0
+    # the KS sample is seeded and drawn across all noises: the same answer for the same seed
+    assert normality(z, seed=1) == ok and normality(z, seed=2).ks_p != ok.ks_p
+    assert normality(z, n_ks=10 ** 9).ks_p > 0  # capped at the number of values
+    with pytest.raises(ValueError, match="central"):
+        normality(z, central=1.0)

@@ -5,7 +5,7 @@ import torch
 
 from lib.models import DiffusionModel
 from lib.quality import (channel_stats, compare_stats, covariance_distance, eps_mse_by_band,
-                         paired_distance, power_spectrum, spectrum_slope)
+                         power_spectrum, spectrum_slope)
 from lib.schedule import sd_alphas_cumprod
 
 
@@ -78,49 +78,3 @@ def test_eps_mse_by_band_known_answers():
     assert list(zero) == ["0-100", "100-300", "300-500", "500-700", "700-900", "900-1000"]
     assert all(v == pytest.approx(1.0, abs=0.05) for v in zero.values())  # E eps^2 = 1
     assert all(v < 1e-8 for v in oracle.values())
-
-
-def test_paired_distance():
-    a = np.random.default_rng(0).standard_normal((10, 3, 4, 4))
-    paired, shifted = paired_distance(a, a + 0.1)
-    assert paired == pytest.approx(0.1) and shifted == pytest.approx(np.sqrt(2 + 0.01), rel=0.15)
-    with pytest.raises(ValueError, match="same shape"):
-        paired_distance(a, a[:5])
-
-
-def test_pearson_known_answers():
-    from lib.quality import pearson
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((3, 3, 16, 16))
-    b = rng.standard_normal((3, 3, 16, 16))
-    assert np.allclose(pearson(a, 2 * a + 1), 1.0) and np.allclose(pearson(a, -a), -1.0)
-    assert np.all(np.abs(pearson(a, b)) < 4 / np.sqrt(a[0].size))  # independent: ~ N(0, 1/D)
-    mixed = pearson(a, a + b)  # corr(a, a + b) = 1 / sqrt(2) for equal variances
-    assert np.allclose(mixed, 2 ** -0.5, atol=0.08)
-    with pytest.raises(ValueError, match="shape"):
-        pearson(a, b[:2])
-
-
-def test_similarity_known_answers():
-    from lib.quality import similarity
-
-    rng = np.random.default_rng(0)
-    a = rng.uniform(-0.8, 0.8, size=(3, 3, 16, 16))
-    same = similarity(a, a)
-    assert np.isinf(same.psnr).all() and np.allclose(same.ssim, 1) and np.allclose(same.pearson, 1)
-    shifted = similarity(a, a + 0.1)  # MSE 0.01 on a range of 2: 10 log10(4 / 0.01)
-    assert np.allclose(shifted.psnr, 10 * np.log10(400))
-    assert np.allclose(shifted.pearson, 1)
-    assert (shifted.ssim < 1).all()
-    noisy = similarity(a, a + rng.normal(0, 0.3, a.shape))
-    noisier = similarity(a, a + rng.normal(0, 0.6, a.shape))
-    assert (noisy.ssim > noisier.ssim).all() and (noisy.psnr > noisier.psnr).all()
-    # symmetric, and out-of-range values are clipped to the images' range first
-    assert np.allclose(similarity(a, -a).ssim, similarity(-a, a).ssim)
-    assert np.allclose(similarity(a, np.clip(a * 5, -1, 1)).psnr, similarity(a, a * 5).psnr)
-    assert similarity(a[:, :, :5, :5], a[:, :, :5, :5] + 0.1).ssim.shape == (3,)  # small images
-    m = shifted.mean()
-    assert set(m) == {"psnr", "ssim", "pearson"} and np.isclose(m["psnr"], 10 * np.log10(400))
-    with pytest.raises(ValueError, match="differ"):
-        similarity(a, a[:2])

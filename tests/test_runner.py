@@ -50,7 +50,6 @@ def test_run_saves_notebooks_figures_and_times(tmp_path):
 def test_the_in_place_run_writes_the_committed_record(tmp_path):
     """``--in-place`` (make notebooks) writes book/run.json: one trimmed entry per chapter, kept
     for the chapters a later run does not execute, read back by the book build."""
-    import os
     import platform
 
     from lib.runner import available_cpus, chapter_entry, cpu_model, read_chapter_entry

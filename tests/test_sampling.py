@@ -351,3 +351,32 @@ def test_ddim_inversion_pairs_are_ddim_invert_batch_by_batch():
     assert np.allclose(Z, ddim_invert(model, z0, 10).reshape(5, -1).numpy(), rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="shape"):
         ddim_inversion_pairs(model, z0[0], 10)
+
+
+class _DeviceStrictModel:
+    """A model on torch's ``meta`` device (tensors with shapes and no values) whose ``eps``
+    asserts that its input lives there in its dtype: a GPU's device path, without a GPU."""
+
+    def __init__(self):
+        from lib.schedule import sd_alphas_cumprod
+
+        self.device, self.dtype = torch.device("meta"), torch.float32
+        self.alphas_cumprod = sd_alphas_cumprod().double()
+        self.calls = 0
+
+    def eps(self, x_t, t, cond=None, guidance_scale=None):
+        assert x_t.device == self.device and x_t.dtype == self.dtype, (x_t.device, x_t.dtype)
+        self.calls += 1
+        return torch.zeros_like(x_t)
+
+
+@pytest.mark.parametrize("where", ["cpu", "meta"])
+def test_sdedit_runs_on_the_models_device(where):
+    # the noise is drawn on the CPU (a seed gives the same noise anywhere) and must follow z0
+    # onto the model's device; before the fix Eq. (1) mixed a CPU noise with the device's z0
+    from lib.sampling import sdedit
+
+    model = _DeviceStrictModel()
+    z0 = torch.zeros(2, 3, 8, 8, device=where)
+    out = sdedit(model, z0, 0.5, steps=10, generator=torch.Generator().manual_seed(0))
+    assert out.device.type == "meta" and out.shape == (2, 3, 8, 8) and model.calls == 5

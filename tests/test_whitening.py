@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import scipy.linalg
 
 from lib.whitening import KINDS, Whitener, covariance, whitening_matrix
 

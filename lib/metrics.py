@@ -1,0 +1,131 @@
+"""How alike two sets of images or vectors are, and the averages the figures are made of.
+
+* :func:`pearson` (over the pixels of paired images) and :func:`similarity` (PSNR, SSIM and
+  Pearson), used to score image variations and edits (chapters 5 and 6);
+* :func:`paired_distance`, RMS distance with and without the pairing (appendix);
+* :func:`standardize`, the one Pearson normalisation every correlation of the book is built on
+  (per-pair, per-dimension and cross-correlation matrices);
+* :func:`ring_average`, the mean over rings of equal rounded radius (power spectra, ZCA
+  filters, correlation against pixel offset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lib import checks
+
+__all__ = ["images", "standardize", "pearson", "ring_average", "paired_distance", "Similarity",
+           "similarity"]
+
+
+def images(x, name: str = "images") -> np.ndarray:
+    """A batch of square images ``(N, C, S, S)`` of finite values, as float64 numpy."""
+    x = checks.batch(x, name, layout="(N, C, S, S)", square=True)
+    return x.detach().cpu().numpy().astype(np.float64)
+
+
+def standardize(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x`` centred along ``axis`` and divided by its norm there (a constant stays zero), so
+    that the sum along ``axis`` of the product of two standardized arrays is their Pearson
+    correlation."""
+    x = x - x.mean(axis=axis, keepdims=True)
+    return x / np.linalg.norm(x, axis=axis, keepdims=True).clip(1e-300)
+
+
+def pearson(a, b) -> np.ndarray:
+    """Pearson correlation between paired images over their pixels, one number per pair.
+
+    Shapes:
+        a, b ``(N, C, S, S)``; returns ``(N,)``.
+    """
+    a, b = images(a, "a"), images(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a {a.shape} and b {b.shape} differ in shape")
+    return (standardize(a.reshape(len(a), -1), 1) * standardize(b.reshape(len(b), -1), 1)).sum(1)
+
+
+def ring_average(values, dy, dx, counts=None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of a 2-D array over rings of equal rounded distance from the origin.
+
+    Args:
+        values: ``(len(dy), len(dx))``.
+        dy, dx: the offset of each row and column from the centre (any real numbers).
+        counts: when ``values`` are sums, how many terms each holds: the ring's mean is then
+            its sum of ``values`` over its sum of ``counts`` (default: one each).
+
+    Returns:
+        the radii that occur ``(R,)`` (integers, ascending) and the mean on each ``(R,)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (len(dy), len(dx)):
+        raise ValueError(f"values must be ({len(dy)}, {len(dx)}) for these offsets, got {values.shape}")
+    radius = np.rint(np.hypot(*np.meshgrid(dy, dx, indexing="ij"))).astype(int).ravel()
+    sums = np.bincount(radius, weights=values.ravel())
+    n = (np.bincount(radius) if counts is None
+         else np.bincount(radius, weights=np.asarray(counts, dtype=np.float64).ravel()))
+    radii = np.flatnonzero(np.bincount(radius))
+    return radii, sums[radii] / n[radii]
+
+
+def paired_distance(a, b) -> tuple[float, float]:
+    """RMS pixel distance between two sets of images, paired and with the pairing shifted.
+
+    ``a[i]`` and ``b[i]`` come from the same noise; shifting ``b`` by one pairs every image with
+    one from a different noise, the baseline the paired distance is compared with.
+
+    Returns:
+        ``(paired, shifted)`` RMS distances over all pixels.
+    """
+    a, b = images(a, "a"), images(b, "b")
+    if a.shape != b.shape or len(a) < 2:
+        raise ValueError(f"need two sets of the same shape with at least 2 images, got {a.shape} "
+                         f"and {b.shape}")
+    return (float(np.sqrt(((a - b) ** 2).mean())),
+            float(np.sqrt(((a - np.roll(b, 1, axis=0)) ** 2).mean())))
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """Per-pair similarity of two image sets in [-1, 1] (arrays of length N).
+
+    Attributes:
+        psnr: ``10 log10(2^2 / MSE)`` in dB (range 2; ``inf`` for identical images).
+        ssim: structural similarity (scikit-image, 7x7 windows, colour channels averaged).
+        pearson: Pearson correlation over all pixels (:func:`pearson`).
+    """
+
+    psnr: np.ndarray
+    ssim: np.ndarray
+    pearson: np.ndarray
+
+    def mean(self) -> dict:
+        """The three means (finite PSNRs only)."""
+        finite = self.psnr[np.isfinite(self.psnr)]
+        return dict(psnr=float(finite.mean()) if finite.size else float("inf"),
+                    ssim=float(self.ssim.mean()), pearson=float(self.pearson.mean()))
+
+
+def similarity(a, b) -> Similarity:
+    """PSNR, SSIM and Pearson between paired images (``a[i]`` with ``b[i]``).
+
+    Both sets are clipped to [-1, 1] first (the range of the data and of decoded images).
+
+    Shapes:
+        a, b ``(N, C, S, S)``.
+    """
+    from skimage.metrics import structural_similarity
+
+    a = np.clip(images(a, "a"), -1, 1)
+    b = np.clip(images(b, "b"), -1, 1)
+    if a.shape != b.shape:
+        raise ValueError(f"a {a.shape} and b {b.shape} differ in shape")
+    mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
+    with np.errstate(divide="ignore"):
+        psnr = 10 * np.log10(4.0 / mse)
+    win = min(7, a.shape[-1] - (1 - a.shape[-1] % 2))  # odd, at most the image side
+    ssim = np.array([structural_similarity(x, y, data_range=2.0, channel_axis=0, win_size=win)
+                     for x, y in zip(a, b)])
+    return Similarity(psnr=psnr, ssim=ssim, pearson=pearson(a, b))
