@@ -27,6 +27,7 @@ Layout of a training folder (default ``runs/train/<name>/``)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -193,7 +194,7 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     Returns:
         the checkpoint's summary: ``{"step", "seconds", "losses", ...}``.
     """
-    from diffusers.training_utils import EMAModel, compute_snr
+    from diffusers.training_utils import EMAModel
 
     from lib.data import photo_crops
 
@@ -209,20 +210,7 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     ema = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True,
                    power=config.ema_power)
     gen = torch.Generator().manual_seed(config.seed)
-    state = {"step": 0, "seconds": 0.0, "losses": [], "segments": []}
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if _resumable(ckpt["config"]) != _resumable(config.to_dict()):
-            raise ValueError(f"{ckpt_path} was made with another config; move it away or pass "
-                             f"another --out")
-        unet.load_state_dict(ckpt["unet"])
-        ema.load_state_dict(ckpt["ema"])
-        gen.set_state(ckpt["generator"])
-        state = ckpt["state"]
-        if "optim" in ckpt:
-            optim.load_state_dict(ckpt["optim"])
-        else:  # a slim checkpoint: Adam's moments start again, so does the LR warmup
-            state["warmup_from"] = state["step"]
+    state = _restore(ckpt_path, config, unet, optim, ema, gen)
     if state["step"] >= steps:  # nothing to train: skip building the crop pool
         return dict(state)
     ema.to(dev)
@@ -232,7 +220,6 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     x_pool, labels = torch.from_numpy(x_pool), torch.from_numpy(np.asarray(labels)).long()
     null = len(_classes())
     sched = sd_scheduler()
-    T = SD_SCHEDULE["num_train_timesteps"]
     use_bf16 = bf16 and bf16_supported(dev)
 
     def save() -> None:
@@ -251,54 +238,101 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     bar = tqdm(total=steps, initial=start_step, desc=f"train {config.name}", disable=not progress,
                mininterval=5)
     window = []
-    stop = []  # Ctrl-C or kill -TERM: finish the current step, save, return
-    previous = {}
+    with _stop_on_signals() as stop:  # Ctrl-C or kill -TERM: finish the step, save, return
+        try:
+            while state["step"] < steps:
+                lr = config.lr * min(1.0, (state["step"] + 1 - state.get("warmup_from", 0))
+                                     / max(config.warmup, 1))
+                window.append(_train_step(unet, optim, ema, sched, x_pool, labels, null, config,
+                                          gen, dev, use_bf16, lr))
+                state["step"] += 1
+                if state["step"] % 50 == 0:
+                    state["losses"].append([state["step"], float(np.mean(window))])
+                    bar.set_postfix(loss=f"{np.mean(window):.4f}")
+                    window = []
+                bar.update(1)
+                state["seconds"] = seg_start + time.time() - t_start
+                segment.update(steps=state["step"] - start_step,
+                               seconds=round(time.time() - t_start, 1))
+                if state["step"] % checkpoint_every == 0:
+                    save()
+                if stop or (max_minutes is not None and time.time() - t_start > 60 * max_minutes):
+                    break
+        finally:
+            bar.close()
+            if state["step"] > start_step:
+                save()
+    return dict(state)
+
+
+def _restore(ckpt_path: Path, config: TrainConfig, unet, optim, ema, gen) -> dict:
+    """Load a checkpoint into the model, optimizer, EMA and generator; its training state (a
+    fresh one when there is no checkpoint). A slim checkpoint has no optimizer: Adam's moments
+    start again, and so does the learning-rate warmup (``state["warmup_from"]``)."""
+    if not ckpt_path.exists():
+        return {"step": 0, "seconds": 0.0, "losses": [], "segments": []}
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if _resumable(ckpt["config"]) != _resumable(config.to_dict()):
+        raise ValueError(f"{ckpt_path} was made with another config; move it away or pass "
+                         f"another --out")
+    unet.load_state_dict(ckpt["unet"])
+    ema.load_state_dict(ckpt["ema"])
+    gen.set_state(ckpt["generator"])
+    state = ckpt["state"]
+    if "optim" in ckpt:
+        optim.load_state_dict(ckpt["optim"])
+    else:
+        state["warmup_from"] = state["step"]
+    return state
+
+
+def _train_step(unet, optim, ema, sched, x_pool, labels, null: int, config: TrainConfig, gen,
+                dev, use_bf16: bool, lr: float) -> float:
+    """One optimizer step on a random batch of crops; returns its loss.
+
+    A random timestep and noise per crop, Eq. (1), the epsilon loss (min-SNR weighted when
+    ``config.snr_gamma`` is set), gradient clipping, AdamW at ``lr``, then the EMA update. A
+    share ``config.label_dropout`` of the labels becomes the null class (classifier-free
+    guidance)."""
+    from diffusers.training_utils import compute_snr
+
+    idx = torch.randint(0, len(x_pool), (config.batch_size,), generator=gen)
+    x0, y = x_pool[idx], labels[idx].clone()
+    y[torch.rand(config.batch_size, generator=gen) < config.label_dropout] = null
+    t = torch.randint(0, SD_SCHEDULE["num_train_timesteps"], (config.batch_size,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    x_t = sched.add_noise(x0, noise, t)  # Eq. (1), diffusers' implementation
+    for g in optim.param_groups:
+        g["lr"] = lr
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+        eps_hat = unet(x_t.to(dev), t.to(dev), class_labels=y.to(dev)).sample
+    per_sample = (eps_hat.float() - noise.to(dev)).pow(2).mean(dim=(1, 2, 3))
+    if config.snr_gamma is not None:
+        snr = compute_snr(sched, t).to(dev)
+        per_sample = per_sample * snr.clamp(max=config.snr_gamma) / snr
+    loss = per_sample.mean()
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), config.grad_clip)
+    optim.step()
+    ema.step(unet.parameters())
+    return float(loss.detach())
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Within the block, Ctrl-C and ``kill -TERM`` append their signal to the yielded list
+    instead of interrupting (in the main thread; elsewhere signals cannot be caught), so that
+    the loop can finish its step and save; the previous handlers come back afterwards."""
+    stop, previous = [], {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
     try:
-        while state["step"] < steps:
-            idx = torch.randint(0, len(x_pool), (config.batch_size,), generator=gen)
-            x0, y = x_pool[idx], labels[idx].clone()
-            y[torch.rand(config.batch_size, generator=gen) < config.label_dropout] = null
-            t = torch.randint(0, T, (config.batch_size,), generator=gen)
-            noise = torch.randn(x0.shape, generator=gen)
-            x_t = sched.add_noise(x0, noise, t)  # Eq. (1)
-            for g in optim.param_groups:
-                g["lr"] = config.lr * min(1.0, (state["step"] + 1 - state.get("warmup_from", 0))
-                                          / max(config.warmup, 1))
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-                eps_hat = unet(x_t.to(dev), t.to(dev), class_labels=y.to(dev)).sample
-            per_sample = (eps_hat.float() - noise.to(dev)).pow(2).mean(dim=(1, 2, 3))
-            if config.snr_gamma is not None:
-                snr = compute_snr(sched, t).to(dev)
-                per_sample = per_sample * snr.clamp(max=config.snr_gamma) / snr
-            loss = per_sample.mean()
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), config.grad_clip)
-            optim.step()
-            ema.step(unet.parameters())
-            state["step"] += 1
-            window.append(float(loss.detach()))
-            if state["step"] % 50 == 0:
-                state["losses"].append([state["step"], float(np.mean(window))])
-                bar.set_postfix(loss=f"{np.mean(window):.4f}")
-                window = []
-            bar.update(1)
-            state["seconds"] = seg_start + time.time() - t_start
-            segment.update(steps=state["step"] - start_step, seconds=round(time.time() - t_start, 1))
-            if state["step"] % checkpoint_every == 0:
-                save()
-            if stop or (max_minutes is not None and time.time() - t_start > 60 * max_minutes):
-                break
+        yield stop
     finally:
-        bar.close()
-        if state["step"] > start_step:
-            save()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return dict(state)
 
 
 def slim_checkpoint(config: TrainConfig | str, *, out: str | os.PathLike | None = None) -> Path:
@@ -483,93 +517,57 @@ def _fmt(xs, digits=3) -> str:
     return ", ".join(f"{x:.{digits}f}" for x in xs)
 
 
+#: The model card's text, with fields for :func:`model_card_markdown` (``str.format``).
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
 def model_card_markdown(card: dict) -> str:
-    """The model card (README.md) of a model folder, from its ``card.json``."""
+    """The model card (README.md) of a model folder, from its ``card.json``: the templates
+    ``lib/templates/model_card.md`` and, once the model is evaluated, ``model_card_quality.md``."""
     from lib.quality import QUALITY_BAR
 
-    q = card.get("quality")
+    cfg, speed = card["train_config"], card.get("forward_seconds_batch64")
     seg = "; ".join(f"{s['steps']:,} steps in {s['seconds'] / 60:.1f} min on {s['hardware']}"
                     f"{' (bf16 autocast)' if s['bf16'] else ''}" for s in card["segments"])
-    seg = f" ({seg})" if seg else ""
-    cfg = card["train_config"]
-    lines = [
-        f"# {card['name']}: an embedded diffusion model of this book",
-        "",
-        f"- Architecture: diffusers `UNet2DModel`, {card['parameters']:,} parameters, "
-        f"`{card['train_config']['unet']['block_out_channels']}` channels, blocks "
-        f"`{card['train_config']['unet']['down_block_types']}`; weights in fp16 "
-        f"({card['weights_bytes'] / 1e6:.1f} MB), sha256 `{card['weights_sha256']}`.",
-        f"- Task: epsilon prediction, Stable Diffusion schedule (scaled linear, beta 0.00085 to "
-        f"0.012, 1000 steps); class-conditional on the source photo "
-        f"({', '.join(card['classes'])}), null class {card['null_class']} for classifier-free "
-        f"guidance.",
-        f"- Data: `{card['data']}` ({cfg['size']}x{cfg['size']} RGB crops in [-1, 1] of the "
-        f"{len(card['classes'])} training photographs).",
-        f"- Training: {card['steps']:,} steps at batch {cfg['batch_size']}, AdamW lr {cfg['lr']}, "
-        f"min-SNR gamma {cfg['snr_gamma']}, EMA; {card['train_seconds'] / 60:.1f} min in all{seg}.",
-        f"- Reproduce: `{card['command']}` (resumes from `runs/train/{card['name']}/checkpoint.pt` "
-        f"when present). The same batches are drawn on any machine; bit-for-bit equal weights "
-        f"also need the same hardware, thread count and precision.",
-        (f"- Speed: one forward pass on a batch of {card['forward_seconds_batch64']['batch']} takes "
-         f"{card['forward_seconds_batch64']['seconds']:.3f} s on "
-         f"{card['forward_seconds_batch64']['hardware']} (median of 5)."
-         if "forward_seconds_batch64" in card else ""),
-        f"- Final training loss (mean of the last 50 steps, min-SNR weighted): "
-        f"{card['loss_curve'][-1][1]:.4f}." if card["loss_curve"] else "",
-        "",
-    ]
-    if q:
-        vt, vr, dd = q["samples_vs_test"], q["samples_vs_train"], q["train_vs_test"]
+    text = (TEMPLATES / "model_card.md").read_text().format(
+        name=card["name"], parameters=card["parameters"],
+        channels=cfg["unet"]["block_out_channels"], blocks=cfg["unet"]["down_block_types"],
+        megabytes=card["weights_bytes"] / 1e6, sha256=card["weights_sha256"],
+        classes=", ".join(card["classes"]), null_class=card["null_class"], data=card["data"],
+        size=cfg["size"], n_classes=len(card["classes"]), steps=card["steps"],
+        batch_size=cfg["batch_size"], lr=cfg["lr"], snr_gamma=cfg["snr_gamma"],
+        minutes=card["train_seconds"] / 60, segments=f" ({seg})" if seg else "",
+        command=card["command"],
+        speed=(f"- Speed: one forward pass on a batch of {speed['batch']} takes "
+               f"{speed['seconds']:.3f} s on {speed['hardware']} (median of 5)." if speed else ""),
+        final_loss=(f"- Final training loss (mean of the last 50 steps, min-SNR weighted): "
+                    f"{card['loss_curve'][-1][1]:.4f}." if card["loss_curve"] else ""))
+    q = card.get("quality")
+    if not q:
+        return text
 
-        def row(label, c):
-            return (f"| {label} | {c['slope_abs_diff']:.3f} | {_fmt(c['mean_rel_diff'], 2)} | "
-                    f"{_fmt(c['std_rel_diff'], 2)} | {c['cov_rel_frobenius']:.3f} | "
-                    f"{'yes' if c['meets_bar'] else 'no'} |")
+    def row(label, c):
+        return (f"| {label} | {c['slope_abs_diff']:.3f} | {_fmt(c['mean_rel_diff'], 2)} | "
+                f"{_fmt(c['std_rel_diff'], 2)} | {c['cov_rel_frobenius']:.3f} | "
+                f"{'yes' if c['meets_bar'] else 'no'} |")
 
-        lines += [
-            f"## Quality ({q['n']} samples by {q['ddim_steps']}-step DDIM, null class, seed {q['seed']})",
-            "",
-            f"Bar: spectrum slope within {QUALITY_BAR['slope_abs_diff']}, per-channel mean and "
-            f"std within {QUALITY_BAR['channel_rel_diff']:.0%} (mean difference relative to the "
-            f"reference std), covariance relative Frobenius distance at most "
-            f"{QUALITY_BAR['cov_rel_frobenius']}.",
-            "",
-            "| images | spectrum slope | channel mean (R, G, B) | channel std (R, G, B) |",
-            "|---|---|---|---|",
-        ] + [f"| {k} | {q[k]['slope']:.3f} | {_fmt(q[k]['mean'])} | {_fmt(q[k]['std'])} |"
-             for k in ("samples", "train", "test", "gaussian") if k in q] + [
-            "",
-            "| comparison | slope diff | mean diff / std | std rel. diff | cov rel. Frobenius | meets bar |",
-            "|---|---|---|---|---|---|",
-            row("samples vs test crops (the issue's bar)", vt),
-            row("samples vs training-photo crops", vr),
-            row("training-photo crops vs test crops (no model)", dd),
-        ] + ([row("Gaussian-optimal denoiser, same noises and sampler, vs training-photo crops "
-                  "(the sampler's floor)", q["gaussian_vs_train"])] if "gaussian_vs_train" in q else []) + [
-            "",
-            "The test crops come from photographs the model never saw, and the third row, which "
-            "involves no model, shows that they differ from the training photographs by more "
-            "than the bar allows: a perfect model of the training photographs would score "
-            "roughly that row against the test crops. The second row is the measure of how well "
-            "the model learned what it was shown.",
-            "",
-            "The last row is the exact denoiser of a Gaussian with the training crops' mean and "
-            "covariance, sampled from the same noises by the same DDIM. It misses the bar too: "
-            "the Stable Diffusion schedule ends at abar_T > 0, so DDIM from pure N(0, I) noise "
-            "under-produces the high-variance (low-frequency) directions and pulls the mean "
-            "towards zero, even with a denoiser exact for its data (`lib.sampling."
-            "gaussian_ddim_gain` gives the gain in closed form). Channel std, mean and covariance "
-            "at or near that row are the sampler's limit, not the training's.",
-            "",
-            "Held-out epsilon-MSE per band of t (per pixel; 1.0 is predicting zero):",
-            "",
-            "| t band | " + " | ".join(q["eps_mse_test"]) + " |",
-            "|---|" + "---|" * len(q["eps_mse_test"]),
-            "| test crops | " + " | ".join(f"{v:.4f}" for v in q["eps_mse_test"].values()) + " |",
-            "| train crops | " + " | ".join(f"{v:.4f}" for v in q["eps_mse_train"].values()) + " |",
-            "",
-        ]
-    return "\n".join(lines)
+    comparisons = [("samples vs test crops (the issue's bar)", q["samples_vs_test"]),
+                   ("samples vs training-photo crops", q["samples_vs_train"]),
+                   ("training-photo crops vs test crops (no model)", q["train_vs_test"])]
+    if "gaussian_vs_train" in q:
+        comparisons.append(("Gaussian-optimal denoiser, same noises and sampler, vs "
+                            "training-photo crops (the sampler's floor)", q["gaussian_vs_train"]))
+    return text + "\n" + (TEMPLATES / "model_card_quality.md").read_text().format(
+        n=q["n"], ddim_steps=q["ddim_steps"], seed=q["seed"],
+        slope_bar=QUALITY_BAR["slope_abs_diff"], channel_bar=QUALITY_BAR["channel_rel_diff"],
+        cov_bar=QUALITY_BAR["cov_rel_frobenius"],
+        image_rows="\n".join(f"| {k} | {q[k]['slope']:.3f} | {_fmt(q[k]['mean'])} | "
+                             f"{_fmt(q[k]['std'])} |"
+                             for k in ("samples", "train", "test", "gaussian") if k in q),
+        comparison_rows="\n".join(row(label, c) for label, c in comparisons),
+        bands=" | ".join(q["eps_mse_test"]), band_rule="---|" * len(q["eps_mse_test"]),
+        eps_test=" | ".join(f"{v:.4f}" for v in q["eps_mse_test"].values()),
+        eps_train=" | ".join(f"{v:.4f}" for v in q["eps_mse_train"].values()))
 
 
 def publish(name: str, *, out: str | os.PathLike | None = None, dest: str | os.PathLike | None = None,

@@ -160,8 +160,20 @@ def test_sdxl_two_encoders_and_added_conditioning_match_the_pipeline(tmp_path):
     assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
 
 
-def test_ddim_inverse_scheduler_config_is_the_sampler_config():
-    assert dict(ddim_inverse_scheduler().config)["timestep_spacing"] == "leading"
+def test_the_inverse_scheduler_walks_the_samplers_grid_backwards():
+    """DDIM inversion (chapter 4, Sec. 6 edits) must use the sampler's schedule and grid: every
+    setting the two diffusers schedulers share is equal, and the inversion visits the sampler's
+    timesteps in reverse order."""
+    ours, inverse = dict(ddim_scheduler().config), dict(ddim_inverse_scheduler().config)
+    shared = {k for k in ours.keys() & inverse.keys() if not k.startswith("_")}
+    assert {"beta_start", "beta_end", "beta_schedule", "steps_offset", "timestep_spacing",
+            "set_alpha_to_one", "prediction_type"} <= shared
+    assert {k: inverse[k] for k in shared} == {k: ours[k] for k in shared}
+    for steps in (10, 25, 50):
+        forward, backward = ddim_scheduler(), ddim_inverse_scheduler()
+        forward.set_timesteps(steps)
+        backward.set_timesteps(steps)
+        assert backward.timesteps.tolist() == forward.timesteps.tolist()[::-1]
 
 
 def test_offline_hub_model_fails_at_once_naming_the_cpu_profile(monkeypatch, tmp_path):
@@ -206,7 +218,8 @@ def test_the_applications_path_on_a_latent_model(sd_folder):
     from lib.annealing import anneal, dewhitening
     from lib.data import photo_crops
     from lib.editing import EDIT_METHODS, class_errors, edit_sweep
-    from lib.sampling import decode_batched, encode_batched, sample_batched
+    from lib.sampling import ddim_edit, decode_batched, encode_batched, sample_batched, sdedit
+    from lib.schedule import forward_noise
     from lib.whitening import Whitener
 
     model = load_model("sd-1.5", repo=sd_folder, device="cpu")
@@ -220,15 +233,34 @@ def test_the_applications_path_on_a_latent_model(sd_folder):
     prompts = ["a photo of a cat", "a photo of a rabbit"]
     out = sample_batched(model, search.flat(), 4, [prompts[0]] * 6, 7.5, spacing="trailing",
                          progress=False, batch_size=4)
-    assert out.shape == (6, 4, 8, 8) and torch.isfinite(out).all()
-    assert decode_batched(model, out, size=8).shape == (6, 3, 8, 8)
+    # in batches of 4 with a prompt per noise: the same as one guided DDIM run on all six
+    whole = ddim_sample(model, search.flat(), 4, model.cond([prompts[0]] * 6), 7.5, spacing="trailing")
+    assert out.shape == (6, 4, 8, 8) and torch.allclose(out, whole, rtol=1e-4, atol=1e-4)
+    shrunk = torch.nn.functional.interpolate(model.decode(out), size=(8, 8), mode="area").clamp(-1, 1)
+    assert torch.allclose(decode_batched(model, out, size=8), shrunk, atol=1e-6)
     edits = edit_sweep(model, z0, [0.5, 1.0], source=prompts[0], target=prompts[1],
                        annealed_noise=search.best[:, 0], steps=4, guidance_scale=7.5,
-                       spacing="trailing", generator=torch.Generator().manual_seed(1), progress=False)
-    assert set(edits) == set(EDIT_METHODS)
-    assert all(e.shape == (2, 3, 4, 8, 8) and torch.isfinite(e).all() for e in edits.values())
+                       spacing="trailing", generator=torch.Generator().manual_seed(1), progress=False,
+                       batch_size=2)
+    assert set(edits) == set(EDIT_METHODS) and all(e.shape == (2, 3, 4, 8, 8) for e in edits.values())
+    # each method is its sampler with the target prompt, the chosen noise and the strength
+    target = model.cond([prompts[1]] * 3)
+    for j, strength in enumerate([0.5, 1.0]):
+        annealed = sdedit(model, z0, strength, search.best[:, 0], 4, target, 7.5, spacing="trailing")
+        assert torch.allclose(edits["sdedit-annealed"][j], annealed, rtol=1e-4, atol=1e-4)
+        inverted = ddim_edit(model, z0, strength, 4, model.cond([prompts[0]] * 3), target, 7.5,
+                             spacing="trailing")
+        assert torch.allclose(edits["ddim-inversion"][j], inverted, rtol=1e-3, atol=1e-3)
+    assert not torch.allclose(edits["sdedit"][0], edits["sdedit-annealed"][0], atol=1e-3)
+    err = class_errors(model, z0, prompts, timesteps=[500], batch_size=2,
+                       generator=torch.Generator().manual_seed(2))
+    # the classifier's score: the mean squared error of the noise prediction under each prompt
+    eps = torch.randn((3, 1, 1, 4, 8, 8), generator=torch.Generator().manual_seed(2))[:, 0, 0]
+    z_t = forward_noise(z0, eps, 500, model.alphas_cumprod)
+    direct = np.stack([((model.eps(z_t, 500, model.cond([p] * 3)) - eps) ** 2).mean((1, 2, 3)).numpy()
+                       for p in prompts], axis=1)
+    assert err.shape == (3, 2) and np.allclose(err, direct, rtol=1e-5)
     err = class_errors(model, z0, prompts, batch_size=2, generator=torch.Generator().manual_seed(2))
-    assert err.shape == (3, 2) and np.isfinite(err).all() and (err > 0).all()
     # the batch size does not change the scores (labels are encoded once per chunk size)
     again = class_errors(model, z0, prompts, batch_size=5, generator=torch.Generator().manual_seed(2))
     assert np.allclose(err, again, rtol=1e-5)

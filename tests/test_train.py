@@ -74,8 +74,21 @@ def test_export_evaluate_publish_and_load(tmp_path):
         == torch.float32
     card = evaluate(folder, n=32, steps=2, progress=False)
     q = card["quality"]
-    assert set(q["samples_vs_test"]["passes"]) == {"slope", "mean", "std", "cov"}
-    assert set(q["eps_mse_test"]) == {"0-100", "100-300", "300-500", "500-700", "700-900", "900-1000"}
+    assert json.loads((folder / "card.json").read_text())["quality"] == q  # written as returned
+    # the reference rows are the statistics of the seeded crops, recomputed here
+    from lib.data import photo_crops
+    from lib.quality import QUALITY_BAR, compare_stats, sample_stats
+
+    test, train_crops = (photo_crops(32, 16, split=s, seed=k) for s, k in (("test", 1), ("train", 2)))
+    assert q["train"] == json.loads(json.dumps(sample_stats(train_crops).to_dict()))
+    assert q["train_vs_test"] == json.loads(json.dumps(compare_stats(train_crops, test).to_dict()))
+    # a pass is the bar of QUALITY_BAR: the relative covariance distance within its limit
+    vs = q["samples_vs_test"]
+    assert set(vs["passes"]) == {"slope", "mean", "std", "cov"}
+    assert vs["passes"]["cov"] == (vs["cov_rel_frobenius"] <= QUALITY_BAR["cov_rel_frobenius"])
+    bands = q["eps_mse_test"]
+    assert list(bands) == ["0-100", "100-300", "300-500", "500-700", "700-900", "900-1000"]
+    assert all(0 < v < 10 for v in bands.values())  # a mean squared error of unit-variance noise
     # the sampler's floor: the Gaussian-optimal denoiser from the same noises, a known shortfall
     assert q["gaussian"]["n"] == 32 and "gaussian_vs_train" in q
     assert max(q["gaussian"]["std"]) < max(q["train"]["std"])  # abar_T > 0: too little variance
@@ -103,3 +116,18 @@ def test_class_conditioning_and_guidance(tmp_path):
         model.cond(["dog"])
     with pytest.raises(ValueError, match="shape"):
         model.eps(torch.randn(2, 3, 32, 32), 10)
+
+
+def test_each_committed_model_card_is_its_card_through_the_template():
+    """README.md of every embedded model is model_card_markdown(card.json), byte for byte: the
+    template, its fields and the quality tables render exactly what was published."""
+    from lib.models import EMBEDDED, model_dir
+    from lib.train import model_card_markdown
+
+    for name in EMBEDDED:
+        card = json.loads((model_dir(name) / "card.json").read_text())
+        assert card["quality"] and "gaussian_vs_train" in card["quality"]
+        assert model_card_markdown(card) == (model_dir(name) / "README.md").read_text(), name
+        bare = {k: v for k, v in card.items() if k not in ("quality", "forward_seconds_batch64")}
+        text = model_card_markdown(bare)  # before evaluation: no quality section, no speed
+        assert "## Quality" not in text and "Speed:" not in text and f"# {name}:" in text
