@@ -1,8 +1,28 @@
 """lib: the code behind the book "First-step inference in diffusion models learns image de-whitening".
 
-Modules (one concern each): ``data`` (bundled photographs and crops), ``whitening`` (Eq. 5, 9),
-``schedule`` (Eq. 1), ``plotting`` (figures that render offline), ``profiles`` (cpu/gpu/sd),
-``runner`` and ``book`` (execute chapters, build the HTML book).
+The paper, one module per step of its argument:
+
+* ``schedule``: the noise schedule and the forward process, Eq. (1);
+* ``models``: every diffusion model behind one ``eps`` (Eq. 2), and the registry ``MODELS``;
+* ``sampling``: deterministic DDIM and its inversion, Eqs. (3)-(4), and SDEdit;
+* ``noise``: noises with a shared low-frequency component, the slerp of Eq. (11), normality;
+* ``correlation``: how much of a noise survives in its image (Sec. 1, Fig. 2);
+* ``fixed_point``: the noise of Eq. (6) by the iteration of Eq. (7) (Sec. 3);
+* ``whitening``: ZCA and the other whitenings, Eq. (5);
+* ``linear_map``: the noise/image map of Eqs. (8)-(9) and its test against whitening (Fig. 5);
+* ``annealing``: the model-free search of Alg. 1 (Sec. 5);
+* ``editing``: image variation and editing (Sec. 6).
+
+Around it: ``data`` (the bundled photographs, crops and image folders), ``metrics`` (PSNR, SSIM,
+Pearson, ring averages), ``quality`` (the embedded models' sample statistics), ``train`` (how
+the embedded models were made), ``profiles`` and ``experiment`` (every setting of a run, and a
+chapter's models and data from it), ``checks`` (input checks), ``plotting`` and ``prose``
+(figures and numbers for the pages), ``cache``, ``numerics`` and ``bench``. The book's build
+tooling (executing chapters, building the HTML) is the subpackage ``lib.tooling``.
 """
 
 __version__ = "0.1.0"
+
+#: the modules of the paper's argument, in its order
+__all__ = ["schedule", "models", "sampling", "noise", "correlation", "fixed_point", "whitening",
+           "linear_map", "annealing", "editing"]

@@ -1,12 +1,12 @@
 """Command line: ``python -m lib run|book|assets|train``.
 
 * ``python -m lib run --profile cpu [--chapters 01 02] [--out DIR] [--in-place]``: execute
-  chapters with papermill (see :mod:`lib.runner`); a chapter unchanged since an earlier run
+  chapters with papermill (see :mod:`lib.tooling.runner`); a chapter unchanged since an earlier run
   (source, the ``lib`` modules it imports, weights, profile) is reused, not executed;
   ``--rerun`` executes it anyway, ``--no-cache`` also recomputes every cached result.
   ``--in-place`` writes into the committed ``book/*.ipynb`` and their record ``book/run.json``.
 * ``python -m lib book --profile cpu [--run DIR]``: execute every chapter (a new run), or take
-  an existing run with ``--run``, then build the HTML book from it (see :mod:`lib.book`).
+  an existing run with ``--run``, then build the HTML book from it (see :mod:`lib.tooling.book`).
 * ``python -m lib bench [--quick] [--device cuda] [--out FILE]``: the hot loops against the
   bare network, as ratios beside their goals (see :mod:`lib.bench`).
 * ``python -m lib book --committed``: build from the committed notebooks, executing nothing
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[NO_CACHE_ENV] = "1"  # the chapters' kernels inherit it
     reuse = not getattr(args, "rerun", False)
 
-    from lib.runner import ChapterFailed, run_chapters
+    from lib.tooling.runner import ChapterFailed, run_chapters
 
     try:
         if args.command == "run":
@@ -92,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bench":
             _bench(args)
         elif args.command == "assets":
-            from lib.book import fetch_assets
+            from lib.tooling.book import fetch_assets
 
             print(fetch_assets())
         else:
-            from lib.book import build_book
+            from lib.tooling.book import build_book
 
             if args.committed:
                 build_book(None, label="committed", force=not reuse)

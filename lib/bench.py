@@ -513,7 +513,7 @@ def format_table(result: dict) -> str:
 
 def write_result(result: dict, out: str | os.PathLike | None = None) -> Path:
     """Write the JSON to ``out`` (refused if it exists) or a new ``runs/bench/<time>.json``."""
-    from lib.runner import RUNS_DIR
+    from lib.tooling.runner import RUNS_DIR
 
     if out is not None:
         path = Path(out)

@@ -231,6 +231,26 @@ class OffsetProfile:
     radius: np.ndarray
     radial: np.ndarray
 
+    def neighbours(self) -> float:
+        """The mean of the four nearest offsets (up, down, left, right)."""
+        return float(np.mean([self.at(0, 1), self.at(1, 0), self.at(0, -1), self.at(-1, 0)]))
+
+    def ring(self, radius: int) -> float:
+        """The radial mean at one rounded distance."""
+        if radius not in self.radius:
+            raise ValueError(f"no offset at distance {radius}; distances: {self.radius.tolist()}")
+        return float(self.radial[self.radius == radius][0])
+
+    def far(self, min_radius: int = 4) -> float:
+        """The mean absolute radial mean at distances ``>= min_radius`` (NaN when none)."""
+        far = self.radial[self.radius >= min_radius]
+        return float(np.abs(far).mean()) if far.size else float("nan")
+
+    def peak(self) -> tuple[int, int]:
+        """The offset ``(dy, dx)`` with the largest mean."""
+        i, j = np.unravel_index(np.argmax(self.mean), self.mean.shape)
+        return int(self.dy[i]), int(self.dx[j])
+
     def at(self, dy: int, dx: int) -> float:
         """The mean at offset ``(dy, dx)``; each must lie within +-(side - 1)."""
         h, w = len(self.dy) // 2, len(self.dx) // 2

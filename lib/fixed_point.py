@@ -24,10 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 from lib import checks
-from lib.schedule import noise_scales
+from lib.schedule import forward_noise, noise_scales
 
 __all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_starts", "fixed_point_sweep",
-           "one_step_reconstruction",
+           "one_step_reconstruction", "input_norm",
            "gaussian_picard_gain", "fixed_point_pairs", "cached_fixed_point_pairs", "METHODS", "INITS",
            "SAFEGUARDS"]
 
@@ -70,6 +70,16 @@ class FixedPointResult:
     evaluations: np.ndarray | None = None
     snapshots: dict | None = None
 
+    @property
+    def lowest(self) -> np.ndarray:
+        """Each sample's smallest residual over the run ``(B,)``."""
+        return self.residuals.min(0)
+
+    def reached(self, tol: float) -> np.ndarray:
+        """Samples whose residual fell below ``tol`` at some iterate ``(B,)`` (whether or not the
+        run stopped there, unlike ``converged``)."""
+        return self.lowest < tol
+
     def summary(self) -> str:
         """One line for the reader: residuals, convergence, divergence."""
         r = self.residuals
@@ -77,6 +87,18 @@ class FixedPointResult:
                 f"{np.median(r[0]):.3g} -> {np.median(r[-1]):.3g}; converged {int(self.converged.sum())}"
                 f"/{len(self.converged)}, diverged {int(self.diverged.sum())}/{len(self.diverged)}; "
                 f"median one-step reconstruction error {np.median(self.recon_error):.3g}")
+
+
+def input_norm(model, z0, noise, t: int) -> np.ndarray:
+    """``||z_t|| / sqrt(D)`` of ``z_t = a z0 + s noise`` (Eq. 1) per sample: where an iterate
+    puts the network's input, against the inputs it was trained on (``noise ~ N(0, I)``).
+
+    Shapes:
+        z0, noise ``(B, C, H, W)``; returns ``(B,)``.
+    """
+    z0 = checks.batch(z0, "z0")
+    z_t = forward_noise(z0, noise, int(t), model.alphas_cumprod)
+    return (z_t.flatten(1).norm(dim=1) / np.sqrt(z0[0].numel())).cpu().numpy()
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import numpy as np
 from lib import checks
 
 __all__ = ["images", "standardize", "pearson", "ring_average", "paired_distance", "Similarity",
-           "similarity"]
+           "similarity", "VariationScores", "variation_scores", "Improvement", "improvement"]
 
 
 def images(x, name: str = "images") -> np.ndarray:
@@ -129,3 +129,66 @@ def similarity(a, b) -> Similarity:
     ssim = np.array([structural_similarity(x, y, data_range=2.0, channel_axis=0, win_size=win)
                      for x, y in zip(a, b)])
     return Similarity(psnr=psnr, ssim=ssim, pearson=pearson(a, b))
+
+
+@dataclass(frozen=True)
+class VariationScores:
+    """How close several models' images of the same noises are to their targets and to each
+    other (chapter 6's image variations).
+
+    Attributes:
+        to_target: ``{model: {"psnr", "ssim", "pearson"}}``, the means over all images.
+        per_target_ssim: ``{model: (n_targets,)}``, the mean SSIM of each target's images.
+        between_models: ``{"ssim", "pearson"}``, the means over all pairs of models of the
+            mean similarity of their images of the same noise (NaN with one model).
+    """
+
+    to_target: dict
+    per_target_ssim: dict
+    between_models: dict
+
+
+def variation_scores(images: dict, targets, n_targets: int) -> VariationScores:
+    """Scores of ``{model: images (N, C, S, S)}`` against ``targets`` (the target of each image,
+    ``(N, C, S, S)``, grouped by target: ``N = n_targets x`` variations per target)."""
+    names = list(images)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    cross = [similarity(images[a], images[b]).mean() for a, b in pairs]
+    to_target, per_target = {}, {}
+    for name in names:
+        sim = similarity(images[name], targets)
+        if len(sim.ssim) % n_targets:
+            raise ValueError(f"{len(sim.ssim)} images do not split into {n_targets} targets")
+        per_target[name] = sim.ssim.reshape(n_targets, -1).mean(1)
+        to_target[name] = sim.mean()
+    between = {k: float(np.mean([c[k] for c in cross])) if cross else float("nan")
+               for k in ("ssim", "pearson")}
+    return VariationScores(to_target, per_target, between)
+
+
+@dataclass(frozen=True)
+class Improvement:
+    """Whether scores ``a`` beat paired scores ``b`` (one value per target).
+
+    Attributes:
+        mean_a, mean_b: the two means.
+        n_higher, n: how many of the ``n`` pairs have ``a > b``.
+        p_value: one-sided Wilcoxon signed-rank test of "a is not larger".
+    """
+
+    mean_a: float
+    mean_b: float
+    n_higher: int
+    n: int
+    p_value: float
+
+
+def improvement(a, b) -> Improvement:
+    """Paired comparison of two score arrays of one length (at least 2)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two 1-D score arrays of one length >= 2, got {a.shape} and {b.shape}")
+    return Improvement(float(a.mean()), float(b.mean()), int((a > b).sum()), len(a),
+                       float(stats.wilcoxon(a, b, alternative="greater").pvalue))

@@ -261,6 +261,16 @@ class Whitener:
                 f"D={self.matrix.shape[0]}")
         return X, shape
 
+    def cross_covariance(self, cov) -> np.ndarray:
+        """``cov(z_i, x_i)`` per dimension for data of covariance ``cov`` (``(D, D)``): the
+        diagonal of ``W Sigma``. ZCA maximises its sum (Kessy et al. 2018); for ZCA it is the
+        diagonal of ``Sigma^1/2``."""
+        cov = checks.array(cov, "cov")
+        W = self.matrix
+        if cov.shape != (W.shape[1], W.shape[1]):
+            raise ValueError(f"cov must be ({W.shape[1]}, {W.shape[1]}), got {cov.shape}")
+        return np.einsum("ij,ji->i", W, cov)
+
     def transform(self, X) -> np.ndarray:
         """Whiten: ``(X - mu) @ W.T``, in the input's per-sample shape (float64)."""
         X, shape = self._check_fitted(X)

@@ -22,8 +22,8 @@ import nbformat
 import pytest
 import yaml
 
-from lib.book import is_progress_bar
-from lib.runner import ROOT
+from lib.tooling.book import is_progress_bar
+from lib.tooling.runner import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +39,7 @@ def toc_pages() -> list[str]:
 @pytest.fixture(scope="module")
 def built():
     """The HTML folder of the book built from the committed notebooks."""
-    from lib.book import build_book
+    from lib.tooling.book import build_book
 
     return build_book(None, label="browser-test", log=lambda *a: None)
 
@@ -107,7 +107,7 @@ def expected_outputs(page: str) -> tuple[int, int, int, bool]:
         if {"remove-cell", "remove-output"} & set(cell.metadata.get("tags", [])):
             continue  # not on the page (chapter 1's live widgets stay in Jupyter and Colab)
         for out in cell.get("outputs", []):
-            if is_progress_bar(out):  # dropped from the built pages (lib.book.quiet_notebook)
+            if is_progress_bar(out):  # dropped from the built pages (lib.tooling.book.quiet_notebook)
                 continue
             data = out.get("data", {})
             figures += "plotly-graph-div" in str(data.get("text/html", ""))

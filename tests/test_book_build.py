@@ -5,7 +5,7 @@ import subprocess
 import nbformat
 from nbformat.v4 import new_markdown_cell, new_notebook
 
-import lib.book
+import lib.tooling.book
 
 
 def fake_jupyter_book(tmp_path, monkeypatch, label: str) -> list:
@@ -14,7 +14,7 @@ def fake_jupyter_book(tmp_path, monkeypatch, label: str) -> list:
     assets = tmp_path / "assets"
     assets.mkdir(exist_ok=True)
     (assets / "favicon.png").write_bytes(b"png")
-    monkeypatch.setattr(lib.book, "fetch_assets", lambda: assets)
+    monkeypatch.setattr(lib.tooling.book, "fetch_assets", lambda: assets)
     builds = []
 
     def fake_build(cmd, **kw):
@@ -24,7 +24,7 @@ def fake_jupyter_book(tmp_path, monkeypatch, label: str) -> list:
         (html / "index.html").write_text(f"build {len(builds)}")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(lib.book.subprocess, "run", fake_build)
+    monkeypatch.setattr(lib.tooling.book.subprocess, "run", fake_build)
     return builds
 
 
@@ -36,7 +36,7 @@ def test_an_unchanged_book_is_not_rebuilt(tmp_path, monkeypatch):
     lines = []
 
     def build(**kw):
-        return lib.book.build_book(nbs, label="x", build_root=tmp_path / "_build",
+        return lib.tooling.book.build_book(nbs, label="x", build_root=tmp_path / "_build",
                                    log=lines.append, **kw)
 
     html = build()
@@ -58,7 +58,7 @@ def test_saved_progress_bars_are_dropped_with_the_models_only_they_use():
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-    from lib.book import is_progress_bar, quiet_notebook
+    from lib.tooling.book import is_progress_bar, quiet_notebook
 
     view = "application/vnd.jupyter.widget-view+json"
 
@@ -96,7 +96,7 @@ def chapter_notebook(runs_model=True):
     """A chapter as the book has them: the setup cell, the parameters, code that imports lib."""
     from nbformat.v4 import new_code_cell
 
-    from lib.book import setup_cell_source
+    from lib.tooling.book import setup_cell_source
 
     code = "from lib.models import load_model" if runs_model else "import lib.profiles"
     return new_notebook(cells=[new_markdown_cell("# 2. A chapter"),
@@ -106,7 +106,7 @@ def chapter_notebook(runs_model=True):
 
 
 def run_record(folder, *, executed=None, reused=None, **fields):
-    """A run folder with a run.json as lib.runner writes it."""
+    """A run folder with a run.json as lib.tooling.runner writes it."""
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def run_record(folder, *, executed=None, reused=None, **fields):
 
 
 def test_staging_puts_the_runs_record_into_the_last_cell(tmp_path):
-    from lib.book import COLAB_METADATA, setup_cell_source, stage_notebook
+    from lib.tooling.book import COLAB_METADATA, setup_cell_source, stage_notebook
 
     record = run_record(tmp_path / "run", executed={"02_chapter": (629.4, "2026-11-30T08:10:29")})
     nb = chapter_notebook()
@@ -146,7 +146,7 @@ def test_staging_puts_the_runs_record_into_the_last_cell(tmp_path):
 
 
 def test_a_reused_chapter_reports_the_run_that_executed_it(tmp_path):
-    from lib.book import stage_notebook
+    from lib.tooling.book import stage_notebook
 
     first = run_record(tmp_path / "20261129-100000", git_commit="abcdef1+uncommitted",
                        executed={"02_chapter": (42.04, "2026-11-29T10:00:42")})
@@ -161,7 +161,7 @@ def test_a_reused_chapter_reports_the_run_that_executed_it(tmp_path):
 
 
 def test_a_chapter_without_a_record_says_so(tmp_path):
-    from lib.book import stage_notebook
+    from lib.tooling.book import stage_notebook
 
     record = run_record(tmp_path / "run", executed={"01_other": (1.0, "2026-11-30T08:00:01")})
     nb = chapter_notebook()
@@ -181,7 +181,7 @@ def test_a_chapter_without_a_record_says_so(tmp_path):
 def test_the_committed_record_and_a_page_that_runs_no_model(tmp_path):
     import json
 
-    from lib.book import stage_notebook
+    from lib.tooling.book import stage_notebook
 
     entry = {"profile": "cpu", "git_commit": SHA, "finished": "2026-12-02T09:00:00",
              "seconds": 0.9, "cpu": "AMD EPYC", "cores": 2, "threads": 2, "device": "CPU",
@@ -198,7 +198,7 @@ def test_the_committed_record_and_a_page_that_runs_no_model(tmp_path):
 def test_a_setup_cell_without_the_placeholder_is_refused(tmp_path):
     import pytest
 
-    from lib.book import stage_notebook
+    from lib.tooling.book import stage_notebook
 
     nb = chapter_notebook()
     nb.cells[1].source = nb.cells[1].source.replace("  # the book build writes", "  # someone")
@@ -216,7 +216,7 @@ def test_the_build_stages_every_chapter_and_rebuilds_when_the_record_changes(tmp
     lines = []
 
     def build():
-        return lib.book.build_book(nbs, label="gpu", build_root=tmp_path / "_build",
+        return lib.tooling.book.build_book(nbs, label="gpu", build_root=tmp_path / "_build",
                                    log=lines.append)
 
     build()
@@ -235,7 +235,7 @@ def test_the_build_stages_every_chapter_and_rebuilds_when_the_record_changes(tmp
 
 
 def test_figures_are_numbered_by_chapter():
-    from lib.sphinx_ext import chapter_prefix, number_by_chapter
+    from lib.tooling.sphinx_ext import chapter_prefix, number_by_chapter
 
     assert [chapter_prefix(d) for d in ("book/02_correlation", "book/90_appendix_models",
                                         "book/00_intro", "book/references")] == ["2", "A", None, None]

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from lib.book import SETUP_PLACEHOLDER, setup_cell_source
-from lib.runner import ROOT
+from lib.tooling.book import SETUP_PLACEHOLDER, setup_cell_source
+from lib.tooling.runner import ROOT
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 EXTRAS = PROJECT["optional-dependencies"]

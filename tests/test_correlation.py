@@ -116,3 +116,22 @@ def test_set_average_correlation_sees_a_shared_component_and_nothing_else():
     assert abs(c0.shared) < 0.3 and abs(c0.control) < 0.3 and abs(c0.seed_image) < 0.3
     with pytest.raises(ValueError, match="one shape"):
         set_average_correlation(kept, fresh[:, :, :4], seed, shared, control)
+
+
+def test_offset_profile_summaries_known_answers():
+    H = W = 5
+    cross = np.zeros((H * W, H * W))
+    y, x = np.divmod(np.arange(H * W), W)
+    d = np.hypot(y[None, :] - y[:, None], x[None, :] - x[:, None])
+    cross[d == 0], cross[d == 1] = 0.8, 0.2  # the same pixel, then the four neighbours
+    far_value = 0.01
+    cross[d >= 3.5] = far_value
+    prof = offset_profile(cross, H, W)
+    assert prof.at(0, 0) == pytest.approx(0.8) and prof.neighbours() == pytest.approx(0.2)
+    assert prof.peak() == (0, 0) and prof.far(4) == pytest.approx(far_value)
+    assert prof.ring(0) == pytest.approx(0.8)
+    shifted = np.roll(cross.reshape(H * W, H, W), 1, axis=2).reshape(H * W, H * W)  # peak at dx = 1
+    assert offset_profile(shifted, H, W).peak()[1] == 1
+    with pytest.raises(ValueError, match="no offset at distance"):
+        prof.ring(99)
+    assert np.isnan(prof.far(99))

@@ -331,3 +331,20 @@ def test_fixed_point_starts_match_separate_runs(kwargs):
         assert torch.allclose(r.snapshots[2], alone.snapshots[2], rtol=1e-5, atol=1e-6)
     # the two starts really are different runs
     assert not torch.allclose(together["zero"].noise, together["random"].noise)
+
+
+def test_lowest_reached_and_input_norm_known_answers():
+    from lib.fixed_point import input_norm
+
+    model, _, _ = _gaussian(np.linspace(0.1, 2.0, 12))
+    z0 = torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = fixed_point_noise(model, z0, 900, 6, init="zero", method="picard")
+    assert np.array_equal(r.lowest, r.residuals.min(0))
+    assert np.array_equal(r.reached(np.inf), np.ones(4, bool)) and not r.reached(0).any()
+    # Eq. (1) with a zero noise: a ||z0|| / sqrt(D); with a unit noise and no image: s
+    abar = float(model.alphas_cumprod[900])
+    D = z0[0].numel()
+    assert np.allclose(input_norm(model, z0, torch.zeros_like(z0), 900),
+                       np.sqrt(abar) * z0.flatten(1).norm(dim=1).numpy() / np.sqrt(D))
+    e = torch.ones_like(z0)
+    assert np.allclose(input_norm(model, torch.zeros_like(z0), e, 900), np.sqrt(1 - abar))

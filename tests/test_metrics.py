@@ -79,3 +79,36 @@ def test_similarity_known_answers():
     assert set(m) == {"psnr", "ssim", "pearson"} and np.isclose(m["psnr"], 10 * np.log10(400))
     with pytest.raises(ValueError, match="differ"):
         similarity(a, a[:2])
+
+
+def test_variation_scores_known_answers():
+    from lib.metrics import variation_scores
+
+    rng = np.random.default_rng(0)
+    targets = np.repeat(rng.uniform(-1, 1, (2, 3, 8, 8)), 3, axis=0)  # 2 targets x 3 variations
+    exact = targets.copy()
+    noisy = targets + rng.normal(0, 0.2, targets.shape)
+    sc = variation_scores({"exact": exact, "noisy": noisy}, targets, 2)
+    assert sc.to_target["exact"]["ssim"] == pytest.approx(1.0)
+    assert np.isinf(similarity(exact, targets).psnr).all() and sc.to_target["noisy"]["ssim"] < 0.99
+    assert sc.per_target_ssim["noisy"].shape == (2,)
+    assert np.allclose(sc.per_target_ssim["noisy"],
+                       similarity(noisy, targets).ssim.reshape(2, 3).mean(1))
+    # between models: the one pair's mean similarity to each other
+    assert sc.between_models["pearson"] == pytest.approx(similarity(exact, noisy).pearson.mean())
+    alone = variation_scores({"exact": exact}, targets, 2)
+    assert np.isnan(alone.between_models["ssim"])
+    with pytest.raises(ValueError, match="split into 4 targets"):
+        variation_scores({"exact": exact}, targets, 4)
+
+
+def test_improvement_known_answers():
+    from lib.metrics import improvement
+
+    a, b = np.arange(1.0, 9.0), np.arange(1.0, 9.0) - 0.5  # a higher on all 8 pairs
+    imp = improvement(a, b)
+    assert (imp.mean_a, imp.mean_b, imp.n_higher, imp.n) == (4.5, 4.0, 8, 8)
+    assert imp.p_value == pytest.approx(1 / 2 ** 8)  # exact signed-rank test: all signs positive
+    assert improvement(b, a).p_value == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one length"):
+        improvement(a, b[:3])

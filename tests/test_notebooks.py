@@ -15,8 +15,8 @@ import nbformat
 import pytest
 import yaml
 
-from lib.book import pages_without_notebook
-from lib.runner import BOOK_DIR, ROOT, chapters, new_run_dir, select_chapters
+from lib.tooling.book import pages_without_notebook
+from lib.tooling.runner import BOOK_DIR, ROOT, chapters, new_run_dir, select_chapters
 
 CHAPTERS = chapters()
 
@@ -74,9 +74,9 @@ def test_colab_setup_cell_installs_from_the_configured_repository(path):
     setup = [c for c in _code_cells(nb) if "google.colab" in c.source]
     assert len(setup) == 1
     assert f"git+{url}" in setup[0].source
-    from lib.book import setup_cell_source
+    from lib.tooling.book import setup_cell_source
 
-    assert setup[0].source.rstrip() == setup_cell_source().rstrip(), "the setup cell is lib.book.setup_cell_source()"
+    assert setup[0].source.rstrip() == setup_cell_source().rstrip(), "the setup cell is lib.tooling.book.setup_cell_source()"
     assert nb.metadata.get("accelerator") == "GPU", "Colab should start the notebook on a GPU"
     assert nb.metadata.get("colab", {}).get("gpuType"), "Colab's GPU type is missing"
     # it comes before the parameters cell, so PROFILE can switch to "sd" after it
@@ -338,3 +338,19 @@ def test_figure_labels_differ_from_the_plotly_div_ids():
             shown = re.search(r'show\([^,]+,\s*f?"([^"]+)"\)', cell.source)
             if figure and shown:
                 assert figure["name"] != f"fig-{shown.group(1)}", f"{path.name}: {figure['name']}"
+
+
+def test_chapters_import_only_the_public_names_of_lib():
+    """Every name a chapter imports from a lib module is in that module's ``__all__``."""
+    import ast
+    import importlib
+
+    for path in sorted(BOOK_DIR.glob("*.md")):
+        cells = re.findall(r"```\{code-cell\} ipython3\n(?:---\n.*?\n---\n)?(.*?)```", path.read_text(), re.S)
+        code = "\n".join(line for cell in cells for line in cell.splitlines()
+                         if not line.startswith((":", "%", "!")))
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lib."):
+                public = importlib.import_module(node.module).__all__
+                for alias in node.names:
+                    assert alias.name in public, f"{path.name}: {node.module}.{alias.name} is private"

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from lib.prose import glued_values
-from lib.runner import BOOK_DIR, chapters
+from lib.tooling.runner import BOOK_DIR, chapters
 
 GLUE = re.compile(r"\{glue(?::text)?\}`([\w.-]+)(?::([^`]*))?`")
 
@@ -48,8 +48,8 @@ def _pasted(html: str) -> Counter:
 
 @pytest.mark.whole_book
 def test_a_book_built_from_a_mini_run_shows_the_mini_runs_numbers(tmp_path):
-    from lib.book import build_book
-    from lib.runner import run_chapters
+    from lib.tooling.book import build_book
+    from lib.tooling.runner import run_chapters
 
     run_dir, record = run_chapters("mini", out=tmp_path / "run", reuse=False, log=lambda *a: None)
     html = build_book(run_dir / "book", label="mini-test", build_root=tmp_path / "build",

@@ -11,13 +11,14 @@ import lib.models
 import lib.profiles
 from lib.data import image_batches, photo_crops, photo_names
 from lib.models import MODELS, GaussianModel, ModelSpec, register
-from lib.profiles import PROFILES, ChapterSettings, Profile, setup
+from lib.experiment import setup
+from lib.profiles import PROFILES, ChapterSettings, Profile
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 
 
 def test_every_chapter_sets_up_from_its_profile_with_registered_models():
-    calls = {p.stem: re.findall(r'lib\.profiles\.setup\("([^"]+)"', p.read_text())
+    calls = {p.stem: re.findall(r'lib\.experiment\.setup\("([^"]+)"', p.read_text())
              for p in BOOK.glob("*.md")}
     calls = {stem: found for stem, found in calls.items() if found}
     assert len(calls) >= 6
@@ -33,7 +34,7 @@ def test_a_set_up_cell_is_short_and_never_branches_on_the_profile():
     for path in BOOK.glob("*.md"):
         cells = re.findall(r"```\{code-cell\} ipython3\n(.*?)```", path.read_text(), re.S)
         for cell in cells:
-            if "lib.profiles.setup(" in cell:
+            if "lib.experiment.setup(" in cell:
                 code = [line for line in cell.splitlines() if line.strip() and not line.startswith(":")]
                 assert len(code) <= 15, f"{path.name}: set-up cell of {len(code)} lines"
                 assert not re.search(r"\bif\b", cell), f"{path.name}: set-up cell branches"

@@ -7,7 +7,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from lib.__main__ import main
-from lib.runner import ChapterFailed, run_chapters
+from lib.tooling.runner import ChapterFailed, run_chapters
 
 
 def write_book(folder, failing=False):
@@ -36,7 +36,7 @@ def test_run_saves_notebooks_figures_and_times(tmp_path):
     assert fig["data"][0]["y"] == [1, 3, 2]
     saved = json.loads((out / "run.json").read_text())
     assert saved["status"] == "ok" and saved["seconds"]["01_tiny"] > 0
-    from lib.runner import cpu_model
+    from lib.tooling.runner import cpu_model
 
     assert saved["cpu"] == cpu_model() and saved["device"] == "CPU" and saved["threads"] >= 1
     assert saved["finished"]["01_tiny"] >= saved["started"]
@@ -52,7 +52,7 @@ def test_the_in_place_run_writes_the_committed_record(tmp_path):
     for the chapters a later run does not execute, read back by the book build."""
     import platform
 
-    from lib.runner import available_cpus, chapter_entry, cpu_model, read_chapter_entry
+    from lib.tooling.runner import available_cpus, chapter_entry, cpu_model, read_chapter_entry
 
     book = write_book(tmp_path / "book")
     _, rec = run_chapters("cpu", out=tmp_path / "run1", book_dir=book, in_place=True,
@@ -94,10 +94,10 @@ def test_failure_names_chapter_and_cell(tmp_path, capsys, monkeypatch):
         run_chapters("cpu", out=tmp_path / "run", book_dir=book, log=lambda *a: None)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
     # the command line exits 1 and names chapter and cell; `latest` never points to a failure
-    import lib.runner
+    import lib.tooling.runner
 
-    monkeypatch.setattr(lib.runner, "BOOK_DIR", book)
-    monkeypatch.setattr(lib.runner, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(lib.tooling.runner, "BOOK_DIR", book)
+    monkeypatch.setattr(lib.tooling.runner, "RUNS_DIR", tmp_path / "runs")
     assert main(["run"]) == 1
     assert "chapter 01_tiny failed at cell index 2" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "cpu" / "latest").exists()
@@ -149,17 +149,17 @@ def reuse_env(tmp_path, monkeypatch):
     """A book, a copy of lib and a data folder the keys are computed from, and a runs folder."""
     import shutil
 
-    import lib.runner
+    import lib.tooling.runner
 
     lib_copy = tmp_path / "lib"
     lib_copy.mkdir()
-    for p in lib.runner.LIB_DIR.glob("*.py"):
+    for p in lib.tooling.runner.LIB_DIR.glob("*.py"):
         shutil.copy2(p, lib_copy / p.name)
     data = tmp_path / "data"
     (data / "models").mkdir(parents=True)
     (data / "models" / "w.bin").write_bytes(b"weights")
-    monkeypatch.setattr(lib.runner, "LIB_DIR", lib_copy)
-    monkeypatch.setattr(lib.runner, "DATA_DIR", data)
+    monkeypatch.setattr(lib.tooling.runner, "LIB_DIR", lib_copy)
+    monkeypatch.setattr(lib.tooling.runner, "DATA_DIR", data)
     monkeypatch.delenv("LIB_NO_CACHE", raising=False)
     book = write_reuse_book(tmp_path / "book")
     lines = []
@@ -237,7 +237,7 @@ def test_rerun_no_cache_in_place_and_profile_execute_everything(reuse_env, monke
 
 
 def test_chapter_modules_follow_imports_through_lib(tmp_path):
-    from lib.runner import chapter_modules
+    from lib.tooling.runner import chapter_modules
 
     pkg = tmp_path / "lib"
     pkg.mkdir()
@@ -262,7 +262,7 @@ def test_chapter_modules_follow_imports_through_lib(tmp_path):
     assert modules("from lib import *") == everything
     assert modules("def broken(:\n  pass") == everything  # cannot parse: assume everything
     # the real chapters: chapter 5 needs the annealing, chapter 1 does not
-    from lib.runner import BOOK_DIR
+    from lib.tooling.runner import BOOK_DIR
 
     ch1 = chapter_modules(BOOK_DIR / "01_preliminaries.ipynb")
     ch5 = chapter_modules(BOOK_DIR / "05_annealing.ipynb")
@@ -270,12 +270,12 @@ def test_chapter_modules_follow_imports_through_lib(tmp_path):
 
 
 def test_cli_reuses_and_its_flags_execute(reuse_env, monkeypatch, capsys):
-    import lib.runner
+    import lib.tooling.runner
 
     book, _, _, run, _ = reuse_env
     runs = book.parent / "runs"
-    monkeypatch.setattr(lib.runner, "BOOK_DIR", book)
-    monkeypatch.setattr(lib.runner, "RUNS_DIR", runs)
+    monkeypatch.setattr(lib.tooling.runner, "BOOK_DIR", book)
+    monkeypatch.setattr(lib.tooling.runner, "RUNS_DIR", runs)
     monkeypatch.setenv("LIB_NO_CACHE", "0")  # restored after the test (--no-cache sets it)
 
     def last_record():
@@ -341,7 +341,7 @@ def test_a_failure_side_by_side_names_the_chapter_and_the_others_finish(tmp_path
 def test_thread_budget_and_the_longest_chapters_first(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from lib.runner import _longest_first, thread_budget
+    from lib.tooling.runner import _longest_first, thread_budget
 
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert thread_budget() == 3

@@ -283,3 +283,19 @@ def test_large_covariances_and_decompositions_come_from_the_disk_cache(tmp_path,
     covariance(X * 2)
     whitening_matrix(cov * 2, "zca")
     assert entries("covariance") == 2 and entries("eigh") == 1  # cache off: nothing stored
+
+
+def test_cross_covariance_is_largest_for_zca_and_is_sigma_half_there():
+    import scipy.linalg
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(6, 6))
+    X = rng.normal(size=(4000, 6)) @ A.T
+    cov = covariance(X)
+    fitted = {kind: Whitener(kind).fit(X) for kind in KINDS}
+    cross = {kind: w.cross_covariance(cov) for kind, w in fitted.items()}
+    assert np.allclose(cross["zca"], np.diag(scipy.linalg.sqrtm(cov).real), rtol=1e-6)
+    assert np.allclose(cross["pca"], np.diag(fitted["pca"].matrix @ cov))
+    assert all(cross["zca"].sum() >= c.sum() - 1e-9 for c in cross.values())  # Kessy et al.
+    with pytest.raises(ValueError, match="cov must be"):
+        fitted["zca"].cross_covariance(cov[:3, :3])

@@ -7,7 +7,7 @@ folder, the JavaScript that would otherwise come from CDNs:
   anything else (``lib.plotting.show`` emits figures without it);
 * require.js and ``@jupyter-widgets/html-manager`` (renders saved ipywidgets state), and
   MathJax 3, fetched from the npm registry with ``npm pack`` at build time;
-* ``lib/web/widgets-setup.js``, the book's own glue between those (see its comments).
+* ``lib/tooling/web/widgets-setup.js``, the book's own glue between those (see its comments).
 
 They are cached under ``_build/assets`` (ignored by git); nothing third-party is committed.
 The book is built by copying ``_config.yml``, ``_toc.yml``, the bibliography
@@ -43,7 +43,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from lib.runner import BOOK_DIR, COMMITTED_RECORD, ROOT
+from lib.tooling.runner import BOOK_DIR, COMMITTED_RECORD, ROOT
 
 __all__ = ["NPM_PACKAGES", "fetch_assets", "build_book", "pages_without_notebook",
            "is_progress_bar", "quiet_notebook", "repository_url", "setup_cell_source",
@@ -252,7 +252,7 @@ def provenance_cell_source(chapter: str, entry: dict | None, source: str, *, pro
 
     Args:
         chapter: the notebook's name (``"02_correlation"``).
-        entry: the chapter's entry (:func:`lib.runner.read_chapter_entry`), or ``None`` when the
+        entry: the chapter's entry (:func:`lib.tooling.runner.read_chapter_entry`), or ``None`` when the
             record has none: the page then says so and gives no numbers.
         source: where the entry comes from, or why there is none.
         profile: the profile of the build, for the command when there is no entry.
@@ -322,7 +322,7 @@ def stage_notebook(nb, chapter: str, *, record: Path | None, commit: str | None,
     """
     import nbformat
 
-    from lib.runner import chapter_modules, read_chapter_entry
+    from lib.tooling.runner import chapter_modules, read_chapter_entry
 
     url = url or repository_url()
     quiet_notebook(nb)
@@ -331,7 +331,7 @@ def stage_notebook(nb, chapter: str, *, record: Path | None, commit: str | None,
             if SETUP_PLACEHOLDER not in cell.source:
                 raise ValueError(f"{chapter}: the Colab setup cell has no line "
                                  f"{SETUP_PLACEHOLDER!r}; its source must be "
-                                 "lib.book.setup_cell_source()")
+                                 "lib.tooling.book.setup_cell_source()")
             cell.source = cell.source.replace(SETUP_PLACEHOLDER, _commit_line(commit))
     nb.metadata["accelerator"] = COLAB_METADATA["accelerator"]
     nb.metadata["colab"] = {**nb.metadata.get("colab", {}), **COLAB_METADATA["colab"]}
@@ -358,8 +358,8 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
     """Build the HTML book from a folder of executed notebooks; return the HTML folder.
 
     A build whose inputs (the notebooks' bytes, their record, the commit, ``_config.yml``,
-    ``_toc.yml``, bibliographies, this module, :mod:`lib.runner`, :mod:`lib.sphinx_ext`,
-    ``lib/web``, the jupyter-book version) are those of the build already in the staging folder
+    ``_toc.yml``, bibliographies, this module, :mod:`lib.tooling.runner`, :mod:`lib.tooling.sphinx_ext`,
+    ``lib/tooling/web``, the jupyter-book version) are those of the build already in the staging folder
     is skipped, and says so; ``force`` rebuilds.
 
     Args:
@@ -374,7 +374,7 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
     """
     import json
 
-    from lib.runner import git_commit
+    from lib.tooling.runner import git_commit
 
     committed = notebook_dir is None or Path(notebook_dir).resolve() == BOOK_DIR.resolve()
     notebook_dir = Path(notebook_dir or BOOK_DIR)

@@ -36,7 +36,7 @@ the committed notebooks get their outputs (``make notebooks``). It also writes t
 ``book/run.json`` (:data:`COMMITTED_RECORD`), committed beside them: one entry per chapter
 (:func:`chapter_entry`: profile, commit, CPU model, cores, threads, device, seconds, when it
 finished), updated for each chapter the run executes and kept for the others. The book build
-ends each chapter with it (:mod:`lib.book`).
+ends each chapter with it (:mod:`lib.tooling.book`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ __all__ = ["ROOT", "BOOK_DIR", "COMMITTED_RECORD", "chapters", "select_chapters"
            "find_reusable", "cpu_model", "device_name", "git_commit", "chapter_entry",
            "read_chapter_entry", "update_committed_record"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BOOK_DIR = ROOT / "book"
 RUNS_DIR = ROOT / "runs"
 LIB_DIR = ROOT / "lib"

@@ -1,6 +1,6 @@
 """A small Sphinx extension for the book's pages.
 
-* Loads plotly.js first on every page (``lib.book`` copies it from the installed plotly
+* Loads plotly.js first on every page (``lib.tooling.book`` copies it from the installed plotly
   package into ``_static/plotly``; ``lib.plotting.show`` emits figures without it). Early is
   insurance: plotly.js 2.x registers itself as an anonymous AMD module when require.js (which
   the ipywidgets html manager needs) is already on the page, and ``window.Plotly`` then stays
@@ -12,7 +12,7 @@
 * Numbers figures by chapter: "Fig. 2.4" is the fourth figure of chapter 2 and "Fig. A.3" the
   third of the appendix (Sphinx would count the whole book: the fourth figure of chapter 2 would
   be "Fig. 12"). Each caption names the paper's figure it reproduces.
-* Serves ``lib/web/css`` and adds ``book.css`` to every page: printed lines wrap at the column's
+* Serves ``lib/tooling/web/css`` and adds ``book.css`` to every page: printed lines wrap at the column's
   width, and :class:`lib.plotting.Table` renders as a compact table.
 """
 

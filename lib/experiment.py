@@ -1,0 +1,155 @@
+"""A chapter's experiment, ready to run: :func:`setup` resolves the profile, loads the models the
+profile names for the chapter (:data:`lib.profiles.PROFILES`, :data:`lib.models.MODELS`) and
+gives the chapter its data in the models' space.
+
+A chapter's set-up cell is then a few lines::
+
+    S = lib.experiment.setup("05_annealing", PROFILE, image_folder=IMAGE_FOLDER)
+    STEPS, SPACING, GUIDANCE = S.sampler()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lib.profiles import Profile, resolve
+
+__all__ = ["Setup", "setup"]
+
+
+@dataclass
+class Setup:
+    """A chapter's experiment, ready to run: its profile, models and image source.
+
+    Attributes:
+        profile: the resolved :class:`Profile`.
+        chapter: the chapter's file stem (``02_correlation``).
+        models: ``{name: model}``, loaded on the profile's device in its dtype, in the
+            chapter's order.
+        size: image side in pixels.
+        values: the chapter's profile-dependent settings (:attr:`ChapterSettings.values`).
+        folder: the reader's image folder for a latent (Stable Diffusion) model; None for the
+            embedded models, which always use the bundled photographs.
+    """
+
+    profile: Profile
+    chapter: str
+    models: dict
+    size: int
+    values: dict
+    folder: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    @property
+    def main(self):
+        """The chapter's first model."""
+        return next(iter(self.models.values()))
+
+    def spec(self, name: str | None = None):
+        """The registry entry of a model (default: the main one)."""
+        from lib.models import MODELS
+
+        return MODELS[name or self.names[0]]
+
+    def sampler(self, name: str | None = None) -> tuple[int, str, float | None]:
+        """``(steps, spacing, guidance)`` the book samples a model with (default: the main one)."""
+        spec = self.spec(name)
+        return spec.steps, spec.spacing, spec.guidance
+
+    @property
+    def latent(self) -> bool:
+        """Whether the main model works in a latent space (a VAE's) rather than on pixels."""
+        return not self.spec().in_pixels
+
+    @property
+    def latent_side(self) -> int:
+        """The side of the main model's samples (the image side over the VAE's factor)."""
+        return self.size // self.spec().latent_factor
+
+    @property
+    def show_side(self) -> int:
+        """The side images are displayed at (decoded latents are shrunk to 64 pixels)."""
+        return 64 if self.latent else self.size
+
+    def images(self, n: int, *, split: str = "test", seed: int = 0, offset: int = 0,
+               half: str | None = None, batch: int = 256):
+        """``n`` pixel images in batches (:func:`lib.data.image_batches`): files of
+        :attr:`folder` for a latent model, else crops of the bundled photos of ``split``."""
+        from lib.data import image_batches
+
+        return image_batches(n, self.size, folder=self.folder, offset=offset, split=split, seed=seed,
+                             batch=batch, half=half)
+
+    def model_space(self, n: int, model=None, *, progress: bool = False, **kwargs):
+        """``n`` images (:meth:`images`, same keywords) in a model's space, float32 on the CPU:
+        pixels for the embedded models, VAE latents for Stable Diffusion."""
+        from lib.sampling import encode_batched
+
+        return encode_batched(model or self.main, self.images(n, **kwargs), progress=progress)
+
+    def fit_samples(self, n: int, *, seed: int = 0):
+        """``n`` samples in the main model's space to fit a whitening on: one seeded draw of
+        training crops for a pixel model; for a latent one, the first ``n`` images of
+        :attr:`folder` (or crops of the training photos), encoded batch by batch with a
+        progress bar. float32 ``(n, C, H, W)`` on the CPU."""
+        import torch
+
+        from lib.data import photo_crops
+
+        if self.latent:
+            return self.model_space(n, split="train", seed=seed, progress=True)
+        return torch.as_tensor(photo_crops(n, self.size, split="train", seed=seed))
+
+    def targets(self, n: int, *, split: str = "test", seed: int = 0):
+        """``n`` target images and the photograph each shows: for a pixel model, crops of the
+        bundled photos of ``split``; for a latent one, the bundled photographs whole.
+
+        Returns:
+            ``(images, names)``: float32 ``(n, 3, size, size)`` in [-1, 1] and ``n`` names.
+        """
+        import torch
+
+        from lib.data import photo_crops, photo_names, photo_square
+
+        if self.latent:
+            names = photo_names("all")[:n]
+            return torch.stack([torch.as_tensor(photo_square(p, self.size)) for p in names]), names
+        crops, idx = photo_crops(n, self.size, split=split, seed=seed, return_labels=True)
+        return torch.as_tensor(crops), [photo_names(split)[i] for i in idx]
+
+
+def setup(chapter: str, profile: str = "cpu", *, image_folder=None, verbose: bool = True) -> Setup:
+    """Resolve a profile and load what one chapter runs under it.
+
+    Also glues the profile's name as ``profile`` for the chapter's figure captions
+    (:func:`lib.prose.glue`).
+
+    Args:
+        chapter: the chapter's file stem, a key of the profile's ``chapters``.
+        profile: a name of :data:`PROFILES` (see :func:`resolve`).
+        image_folder: a folder of natural images for the latent models (the paper: ImageNet
+            val); without one they use the bundled photographs, with a warning.
+    """
+    import torch
+
+    import lib.prose
+    from lib.models import load_model
+
+    P = resolve(profile, verbose=verbose)
+    if chapter not in P.chapters:
+        raise ValueError(f"unknown chapter {chapter!r}; profile {P.name!r} has {sorted(P.chapters)}")
+    settings = P.chapters[chapter]
+    dtype = None if P.dtype is None or settings.float32 else getattr(torch, P.dtype)
+    models = {name: load_model(name, device=P.device, dtype=dtype) for name in settings.models}
+    out = Setup(P, chapter, models, 0, dict(settings.values), image_folder)
+    out.size = settings.image_size or (P.image_size if not out.latent else P.sd_image_size)
+    out.folder = image_folder if out.latent else None
+    if out.latent and image_folder is None and verbose:
+        print(f"profile {P.name} without IMAGE_FOLDER: using the bundled photographs; set "
+              "IMAGE_FOLDER to a folder of natural images (the paper: ImageNet val) for a "
+              "meaningful test")
+    lib.prose.glue("profile", P.name)
+    return out
