@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from lib import checks
 from lib.noise import slerp_weights
 from lib.numerics import rounding_jitter
+from lib.whitening import Whitener
 
 __all__ = ["LOSSES", "DeWhitening", "AnnealHistory", "AnnealResult", "anneal", "anneal_loss",
            "dewhitening"]
@@ -103,7 +104,7 @@ def dewhitening(source, mean=None) -> DeWhitening:
     """
     if isinstance(source, DeWhitening):
         return source
-    if hasattr(source, "matrix") and hasattr(source, "mean_"):  # a Whitener
+    if isinstance(source, Whitener):
         if source.matrix is None:
             raise ValueError("the Whitener is not fitted yet; call .fit(X) first")
         if mean is not None:

@@ -239,6 +239,8 @@ def bench_options(model, *, batch: int = 32, evals: int = 5, repeats: int = 3,
     """Inference options against the eager float32 default, speed-up and change of ``eps``."""
     import copy
 
+    from lib.models import UNetModel
+
     g = torch.Generator().manual_seed(0)
     x = _noise_batch(model, batch, g)
     t = 980
@@ -261,7 +263,7 @@ def bench_options(model, *, batch: int = 32, evals: int = 5, repeats: int = 3,
     cl = copy.deepcopy(unet).to(memory_format=torch.channels_last)
     variants["channels_last"] = make(cl, x.contiguous(memory_format=torch.channels_last))
     variants["inference_mode"] = make(unet, x, torch.inference_mode)
-    if hasattr(model, "cpu_chunk") and model.device.type == "cpu":
+    if isinstance(model, UNetModel) and model.device.type == "cpu":
         def lib_once():
             with torch.no_grad():
                 return model._forward(x, tt, labels).float()

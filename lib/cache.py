@@ -106,7 +106,9 @@ def _canonical(value) -> Any:
         h = hashlib.sha256()
         _update(h, value)
         return {"array": h.hexdigest()}
-    if hasattr(value, "eps") and hasattr(value, "alphas_cumprod"):  # a DiffusionModel
+    from lib.models import DiffusionModel
+
+    if isinstance(value, DiffusionModel):
         return {"model": fingerprint(value)}
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
