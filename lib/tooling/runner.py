@@ -67,6 +67,8 @@ BOOK_DIR = ROOT / "book"
 RUNS_DIR = ROOT / "runs"
 LIB_DIR = ROOT / "lib"
 DATA_DIR = ROOT / "data"
+#: names the commit of a tree copied without its repository (see :func:`git_commit`)
+GIT_COMMIT_ENV = "LIB_GIT_COMMIT"
 #: the record of the committed notebooks' run, beside them in ``book/`` (``--in-place`` writes it)
 COMMITTED_RECORD = "run.json"
 #: packages whose version can change a chapter's numbers or figures
@@ -471,7 +473,12 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 def git_commit(root: Path | None = None) -> str | None:
     """The checked-out commit (full sha), with ``+uncommitted`` when ``lib``, ``book``, ``data``
-    or ``pyproject.toml`` (the dependencies) differ from it; ``None`` outside a git repository."""
+    or ``pyproject.toml`` (the dependencies) differ from it; ``None`` outside a git repository.
+
+    A tree copied without its repository (the device machine) names its commit in the
+    environment variable ``LIB_GIT_COMMIT``, which then wins."""
+    if os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
     root = Path(root or ROOT)
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, text=True,
