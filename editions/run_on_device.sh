@@ -3,10 +3,10 @@
 #
 #   editions/run_on_device.sh PROFILE [CHAPTER ...]
 #
-# On the device machine (a GPU, no network): PROFILE=gpu, the wheels of .whl/ carried and
-# installed first (editions/fetch_wheels.sh), LIB_GIT_COMMIT set to the commit the tree was
-# copied from, OUT set by the device. On this CPU the same path runs with PROFILE=mini and the
-# project's environment (no .whl/): tests/test_editions.py does that.
+# On the device machine (a GPU, no network): PROFILE=gpu, WHEELS=.whl (the carried wheels of
+# editions/fetch_wheels.sh, installed first), LIB_GIT_COMMIT set to the commit the tree was
+# copied from, OUT set by the device. On this CPU the same path runs with PROFILE=mini in the
+# project's environment (no WHEELS): tests/test_editions.py does that.
 #
 # $OUT receives edition.tar.xz (the executed notebooks, run.json, every figure's plotly JSON:
 # the standalone HTML pages are left out, the book rebuilds them) and log.txt.
@@ -16,9 +16,9 @@ profile=${1:?usage: editions/run_on_device.sh PROFILE [CHAPTER ...]}
 shift
 out=${OUT:?set OUT to the folder that receives the archive}
 python=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" >/dev/null; then
+if [ -n "${WHEELS:-}" ]; then  # the device: install what its image lacks, then import from there
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
+    --target /tmp/site "$WHEELS"/*.whl
   export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONUNBUFFERED=1
