@@ -36,7 +36,7 @@ def test_a_set_up_cell_is_short_and_never_branches_on_the_profile():
         for cell in cells:
             if "lib.experiment.setup(" in cell:
                 code = [line for line in cell.splitlines() if line.strip() and not line.startswith(":")]
-                assert len(code) <= 15, f"{path.name}: set-up cell of {len(code)} lines"
+                assert len(code) <= 12, f"{path.name}: set-up cell of {len(code)} lines"
                 assert not re.search(r"\bif\b", cell), f"{path.name}: set-up cell branches"
         for cell in cells:
             assert not re.search(r"""P\.name\s*[=!]=\s*["']""", cell), f"{path.name} tests P.name"
