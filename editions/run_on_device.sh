@@ -28,8 +28,13 @@ if [ $# -gt 0 ]; then chapters=(--chapters "$@"); fi
 "$python" -c "import torch; print('device:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU', '| torch', torch.__version__)" | tee "$out/log.txt"
 status=0
 "$python" -m lib run --profile "$profile" --out "$run" --rerun "${chapters[@]}" 2>&1 \
-  | grep -v "Kernel is running over TCP" | tee -a "$out/log.txt" || status=$?
+  | { grep -v "Kernel is running over TCP" || true; } | tee -a "$out/log.txt" || status=$?
 # pack whatever ran, also after a failure: the record says which chapters finished
-(cd "$run" && tar -cJf "$out/edition.tar.xz" run.json book $(find figures -name '*.json' 2>/dev/null))
+if [ -f "$run/run.json" ]; then
+  (cd "$run" && tar -cJf "$out/edition.tar.xz" run.json $(ls -d book 2>/dev/null) \
+     $(find figures -name '*.json' 2>/dev/null)) || status=${status:-1}
+else
+  echo "no run record: nothing ran, nothing to pack" | tee -a "$out/log.txt"
+fi
 ls -la "$out"
 exit $status

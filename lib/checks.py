@@ -65,21 +65,23 @@ def paired_samples(X, Z, names: tuple[str, str] = ("X", "Z")) -> tuple[np.ndarra
 
 def count(value, name: str, lo: int = 1) -> int:
     """An integer of any kind (Python, numpy, torch; not a float or a bool) at least ``lo``."""
-    if isinstance(value, bool):
-        value = None  # True is an int to Python, not a count to a reader
+    what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
     try:
-        value = operator.index(value)
+        if isinstance(value, bool):  # True is an int to Python, not a count to a reader
+            raise TypeError
+        out = operator.index(value)
     except TypeError:
-        value = None
-    if value is None or value < lo:
-        what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+    if out < lo:
         raise ValueError(f"{name} must be {what}, got {value!r}")
-    return value
+    return out
 
 
 def number(value, name: str, *, lo: float = -math.inf, hi: float = math.inf) -> float:
-    """A finite real number in ``[lo, hi]``."""
+    """A finite real number in ``[lo, hi]`` (not a bool)."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         out = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
@@ -94,6 +96,8 @@ def fraction(value, name: str, *, zero: bool = False, one: bool = True) -> float
     """A number in (0, 1], or [0, 1] with ``zero``, or (0, 1) without ``one``."""
     interval = f"{'[' if zero else '('}0, 1{']' if one else ')'}"
     try:
+        if isinstance(value, bool):
+            raise TypeError
         out = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}") from None

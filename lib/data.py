@@ -39,7 +39,7 @@ import numpy as np
 from lib import checks
 
 __all__ = ["PHOTOS", "photo_names", "load_photo", "photo_square", "photo_crops", "SPLITS",
-           "load_image_folder", "image_batches", "HALVES"]
+           "load_image_folder", "image_batches", "HALVES", "SIZES", "check_size", "square_resized"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:

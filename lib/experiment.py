@@ -116,6 +116,9 @@ class Setup:
 
         if self.latent:
             names = photo_names("all")[:n]
+            if len(names) < n:
+                raise ValueError(f"a latent model's targets are the {len(names)} bundled "
+                                 f"photographs; ask for at most {len(names)}, not {n}")
             return torch.stack([torch.as_tensor(photo_square(p, self.size)) for p in names]), names
         crops, idx = photo_crops(n, self.size, split=split, seed=seed, return_labels=True)
         return torch.as_tensor(crops), [photo_names(split)[i] for i in idx]

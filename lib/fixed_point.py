@@ -72,12 +72,13 @@ class FixedPointResult:
 
     @property
     def lowest(self) -> np.ndarray:
-        """Each sample's smallest residual over the run ``(B,)``."""
+        """Each sample's smallest residual over the run ``(B,)``; NaN for a sample whose run
+        produced a non-finite residual (a run that blew up is not credited with its past)."""
         return self.residuals.min(0)
 
     def reached(self, tol: float) -> np.ndarray:
         """Samples whose residual fell below ``tol`` at some iterate ``(B,)`` (whether or not the
-        run stopped there, unlike ``converged``)."""
+        run stopped there, unlike ``converged``), among runs that stayed finite."""
         return self.lowest < tol
 
     def summary(self) -> str:

@@ -152,6 +152,9 @@ def variation_scores(images: dict, targets, n_targets: int) -> VariationScores:
     """Scores of ``{model: images (N, C, S, S)}`` against ``targets`` (the target of each image,
     ``(N, C, S, S)``, grouped by target: ``N = n_targets x`` variations per target)."""
     names = list(images)
+    if not names:
+        raise ValueError("no images to score: pass {model: images}")
+    n_targets = checks.count(n_targets, "n_targets")
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     cross = [similarity(images[a], images[b]).mean() for a, b in pairs]
     to_target, per_target = {}, {}

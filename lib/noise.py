@@ -146,6 +146,8 @@ def normality(z, *, n_ks: int = 20_000, central: float = 0.99, seed: int = 0) ->
     from scipy import stats
 
     z = _check_noise(z, "z").detach().cpu().double()
+    if len(z) == 0:
+        raise ValueError("z holds no noise")
     flat = z.flatten().numpy()
     n_ks = min(checks.count(n_ks, "n_ks"), flat.size)
     central = checks.fraction(central, "central", one=False)

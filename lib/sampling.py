@@ -45,10 +45,11 @@ def ddim_timesteps(steps: int, spacing: str = "leading") -> list[int]:
     """The decreasing timesteps of a ``steps``-step DDIM run (e.g. 981, 961, ..., 1 for 50;
     with ``spacing="trailing"`` 999, 979, ..., 19)."""
     # with Stable Diffusion's steps_offset = 1, 1000 steps would ask for timestep 1000
-    if not isinstance(steps, int) or not 1 <= steps < SD_SCHEDULE["num_train_timesteps"]:
+    n = checks.count(steps, "steps")
+    if n >= SD_SCHEDULE["num_train_timesteps"]:
         raise ValueError(f"steps must be an integer from 1 to 999, got {steps!r}")
     sched = ddim_scheduler(spacing)
-    sched.set_timesteps(steps)
+    sched.set_timesteps(n)
     return [int(t) for t in sched.timesteps]
 
 
@@ -229,8 +230,7 @@ def sample_batched(model, noise, steps: int, labels=None, guidance_scale: float 
     noise = checks.batch(noise, "noise")
     if labels is not None and len(labels) != len(noise):
         raise ValueError(f"need one label per noise ({len(noise)}), got {len(labels)}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = checks.count(batch_size, "batch_size")
     out = []
     for i in tqdm(range(0, len(noise), batch_size), desc=desc, disable=not progress):
         z = noise[i:i + batch_size].to(model.device, model.dtype)

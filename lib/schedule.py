@@ -35,6 +35,17 @@ def sd_alphas_cumprod() -> torch.Tensor:
     return _sd_alphas_cumprod().clone()
 
 
+def _integer_timesteps(t) -> tuple[torch.Tensor, bool]:
+    """``t`` as a long CPU tensor ``(n,)`` and whether it was one scalar; refuses floats, bools
+    and an empty ``t`` (a float timestep would be truncated without a word)."""
+    given = torch.as_tensor(t if torch.is_tensor(t) else np.asarray(t))
+    if given.numel() == 0:
+        raise ValueError("no timestep given")
+    if given.dtype == torch.bool or given.is_floating_point() or given.is_complex():
+        raise ValueError(f"timesteps must be integers, got {t!r}")
+    return given.to("cpu", torch.long).reshape(-1), given.ndim == 0
+
+
 def noise_scales(t, alphas_cumprod=None, *, dtype: torch.dtype = torch.float32,
                  device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The two factors of Eq. (1), ``sqrt(abar_t)`` and ``sqrt(1 - abar_t)``, for any schedule.
@@ -48,12 +59,15 @@ def noise_scales(t, alphas_cumprod=None, *, dtype: torch.dtype = torch.float32,
 
     Returns:
         two scalars for an integer ``t``; otherwise two ``(B, 1, 1, 1)`` tensors.
+
+    Raises:
+        ValueError: no timestep, a timestep that is not an integer (a float or a bool), or one
+            outside ``[0, T - 1]``.
     """
     abar = _sd_alphas_cumprod() if alphas_cumprod is None else torch.as_tensor(alphas_cumprod)
     T = abar.numel()
-    scalar = isinstance(t, (int, np.integer)) or (torch.is_tensor(t) and t.ndim == 0)
-    steps = torch.as_tensor(t, dtype=torch.long, device="cpu").reshape(-1)
-    if steps.numel() == 0 or int(steps.min()) < 0 or int(steps.max()) >= T:
+    steps, scalar = _integer_timesteps(t)
+    if int(steps.min()) < 0 or int(steps.max()) >= T:
         raise ValueError(f"timesteps must lie in [0, {T - 1}], got {t!r}")
     abar = abar.cpu()[steps].to(dtype)
     abar = abar.reshape(()) if scalar else abar.view(-1, 1, 1, 1)
@@ -79,7 +93,7 @@ def forward_noise(z0, eps, t, alphas_cumprod=None) -> torch.Tensor:
     eps = torch.as_tensor(np.asarray(eps) if not torch.is_tensor(eps) else eps)
     if z0.shape != eps.shape:
         raise ValueError(f"z0 and eps must have the same shape, got {tuple(z0.shape)} and {tuple(eps.shape)}")
-    steps = torch.as_tensor(t, dtype=torch.long).reshape(-1)
+    steps, _ = _integer_timesteps(t)
     if steps.numel() == 1:
         steps = steps.expand(z0.shape[0])
     if steps.numel() != z0.shape[0]:

@@ -265,6 +265,8 @@ class Whitener:
         """``cov(z_i, x_i)`` per dimension for data of covariance ``cov`` (``(D, D)``): the
         diagonal of ``W Sigma``. ZCA maximises its sum (Kessy et al. 2018); for ZCA it is the
         diagonal of ``Sigma^1/2``."""
+        if self.matrix is None:
+            raise RuntimeError("this Whitener is not fitted yet; call .fit(X) first")
         cov = checks.array(cov, "cov")
         W = self.matrix
         if cov.shape != (W.shape[1], W.shape[1]):

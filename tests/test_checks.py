@@ -34,8 +34,10 @@ def test_samples_and_pairs():
 
 
 @pytest.mark.parametrize("value", [0, -1, 2.0, "3", True, None])
-def test_count_refuses_what_is_not_a_count(value):
-    with pytest.raises(ValueError, match="n must be a positive integer"):
+def test_count_refuses_what_is_not_a_count_and_says_what_it_got(value):
+    import re
+
+    with pytest.raises(ValueError, match=f"n must be a positive integer, got {re.escape(repr(value))}$"):
         checks.count(value, "n")
 
 
@@ -55,3 +57,7 @@ def test_count_number_fraction_known_answers():
             checks.fraction(value, "s", **kw)
     with pytest.raises(ValueError, match=r"s must be a number in \(0, 1\]"):
         checks.fraction("half", "s")
+    with pytest.raises(ValueError, match="got True"):
+        checks.number(True, "t")  # a bool is no number to a reader
+    with pytest.raises(ValueError, match="got True"):
+        checks.fraction(True, "s")

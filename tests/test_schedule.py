@@ -24,3 +24,23 @@ def test_forward_noise_is_eq1():
         forward_noise(z0, eps[:2], 3)
     with pytest.raises(ValueError, match="999"):
         forward_noise(z0, eps, 1000)
+
+
+def test_noise_scales_for_any_schedule_known_answers():
+    from lib.schedule import noise_scales
+
+    abar = torch.tensor([0.81, 0.36, 0.04], dtype=torch.float64)  # a three-step schedule
+    a, s = noise_scales(1, abar, dtype=torch.float64)
+    assert a.shape == () and float(a) == pytest.approx(0.6) and float(s) == pytest.approx(0.8)
+    a, s = noise_scales([0, 2], abar, dtype=torch.float64)
+    assert a.shape == (2, 1, 1, 1) and torch.allclose(a.flatten(), torch.tensor([0.9, 0.2], dtype=torch.float64))
+    assert torch.allclose(a**2 + s**2, torch.ones_like(a))  # sqrt(abar)^2 + sqrt(1 - abar)^2 = 1
+    z0, eps = torch.ones(2, 1, 1, 1, dtype=torch.float64), torch.full((2, 1, 1, 1), 2.0, dtype=torch.float64)
+    zt = forward_noise(z0, eps, [0, 2], abar)  # the model's own schedule, not SD's
+    assert torch.allclose(zt.flatten(), torch.tensor([0.9 + 2 * 0.43589, 0.2 + 2 * 0.97980],
+                                                      dtype=torch.float64), atol=1e-5)
+    for bad, words in ((1.5, "integers"), (True, "integers"), ([], "no timestep"), (3, r"\[0, 2\]")):
+        with pytest.raises(ValueError, match=words):
+            noise_scales(bad, abar)
+    with pytest.raises(ValueError, match="integers"):
+        forward_noise(z0, eps, torch.tensor([0.9, 1.9]), abar)  # not truncated to [0, 1]

@@ -1,5 +1,5 @@
 // The book's own glue for saved ipywidgets state (loaded between require.js and the
-// @jupyter-widgets/html-manager bundle on pages with widgets; see lib/book.py).
+// @jupyter-widgets/html-manager bundle on pages with widgets; see lib/tooling/book.py).
 (function () {
   // 1. The html manager computes the URL of its own files (icon fonts) from its AMD module
   //    name; map that name to the copy served from this build instead of the page's folder.
