@@ -77,14 +77,19 @@ def count(value, name: str, lo: int = 1) -> int:
     return out
 
 
+def _real(value, name: str, what: str) -> float:
+    """``float(value)`` of anything but a bool, or a ``ValueError`` saying ``name`` must be ``what``."""
+    try:
+        if isinstance(value, bool):  # True is a number to Python, not to a reader
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+
+
 def number(value, name: str, *, lo: float = -math.inf, hi: float = math.inf) -> float:
     """A finite real number in ``[lo, hi]`` (not a bool)."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    out = _real(value, name, "a number")
     if not (math.isfinite(out) and lo <= out <= hi):
         bounds = (f"in [{lo}, {hi}]" if math.isfinite(lo) and math.isfinite(hi)
                   else f">= {lo}" if math.isfinite(lo) else f"<= {hi}" if math.isfinite(hi) else "")
@@ -95,12 +100,7 @@ def number(value, name: str, *, lo: float = -math.inf, hi: float = math.inf) -> 
 def fraction(value, name: str, *, zero: bool = False, one: bool = True) -> float:
     """A number in (0, 1], or [0, 1] with ``zero``, or (0, 1) without ``one``."""
     interval = f"{'[' if zero else '('}0, 1{']' if one else ')'}"
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}") from None
+    out = _real(value, name, f"a number in {interval}")
     if not ((0 <= out if zero else 0 < out) and (out <= 1 if one else out < 1)):  # NaN fails
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
     return out
