@@ -32,7 +32,7 @@ status=0
 # pack whatever ran, also after a failure: the record says which chapters finished
 if [ -f "$run/run.json" ]; then
   (cd "$run" && tar -cJf "$out/edition.tar.xz" run.json $(ls -d book 2>/dev/null) \
-     $(find figures -name '*.json' 2>/dev/null)) || status=${status:-1}
+     $(find figures -name '*.json' 2>/dev/null)) || { [ "$status" -ne 0 ] || status=1; }
 else
   echo "no run record: nothing ran, nothing to pack" | tee -a "$out/log.txt"
 fi

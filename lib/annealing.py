@@ -64,11 +64,9 @@ class DeWhitening:
 
 
 def _square_matrix(M, name: str) -> np.ndarray:
-    M = np.asarray(M, dtype=np.float64)
+    M = checks.array(M, name)
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
         raise ValueError(f"{name} must be a square (D, D) matrix, got shape {M.shape}")
-    if not np.isfinite(M).all():
-        raise ValueError(f"{name} contains NaN or inf values")
     return M
 
 

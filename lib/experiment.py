@@ -139,18 +139,18 @@ def setup(chapter: str, profile: str = "cpu", *, image_folder=None, verbose: boo
     import torch
 
     import lib.prose
-    from lib.models import load_model
+    from lib.models import MODELS, load_model
 
     P = resolve(profile, verbose=verbose)
     if chapter not in P.chapters:
         raise ValueError(f"unknown chapter {chapter!r}; profile {P.name!r} has {sorted(P.chapters)}")
     settings = P.chapters[chapter]
     dtype = None if P.dtype is None or settings.float32 else getattr(torch, P.dtype)
+    latent = not MODELS[settings.models[0]].in_pixels  # Setup.latent, before loading anything
+    size = settings.image_size or (P.sd_image_size if latent else P.image_size)
     models = {name: load_model(name, device=P.device, dtype=dtype) for name in settings.models}
-    out = Setup(P, chapter, models, 0, dict(settings.values), image_folder)
-    out.size = settings.image_size or (P.image_size if not out.latent else P.sd_image_size)
-    out.folder = image_folder if out.latent else None
-    if out.latent and image_folder is None and verbose:
+    out = Setup(P, chapter, models, size, dict(settings.values), image_folder if latent else None)
+    if latent and image_folder is None and verbose:
         print(f"profile {P.name} without IMAGE_FOLDER: using the bundled photographs; set "
               "IMAGE_FOLDER to a folder of natural images (the paper: ImageNet val) for a "
               "meaningful test")

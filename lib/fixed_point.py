@@ -476,9 +476,7 @@ def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "ander
     Returns:
         a :class:`FixedPointPairs`.
     """
-    images = torch.as_tensor(images)
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    images = checks.batch(images, "images", layout="(N, C, H, W)")
     ks = sorted({int(k) for k in snapshots} - {iters})
     if isinstance(init, str):
         inits = [init] * len(range(0, len(images), batch_size))

@@ -418,8 +418,6 @@ def matrix_norms(W) -> tuple[float, float]:
     W = checks.array(W, "W")
     if W.ndim != 2:
         raise ValueError(f"W must be a matrix, got shape {W.shape}")
-    if not np.all(np.isfinite(W)):
-        raise ValueError("W contains NaN or inf values")
     if min(W.shape) > 512:
         # largest eigenvalue of W^T W only (LAPACK's syevr on a subset), not a full SVD; Lanczos
         # (scipy's svds) is no faster here: a whitening's top singular values are clustered

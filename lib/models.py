@@ -106,10 +106,8 @@ class DiffusionModel:
     def _check_input(self, x_t: torch.Tensor) -> torch.Tensor:
         if not torch.is_tensor(x_t):
             x_t = torch.as_tensor(np.asarray(x_t))
-        self._check_shape(tuple(x_t.shape))
-        if not torch.isfinite(x_t).all():
-            raise ValueError("x_t contains NaN or inf values")
-        return x_t
+        self._check_shape(tuple(x_t.shape))  # the model's own shape, before the shared checks
+        return checks.batch(x_t, "x_t")
 
     def _to_eps(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction_type == "epsilon":
