@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import scipy.linalg
+import scipy.optimize
 import scipy.stats
 
 from lib import checks
@@ -704,3 +705,594 @@ def hypothesis_verdict(r2_held_out: float, laws: dict, Z_diff=None, *, r2_min: f
                                               f"{last.scales[name]:.2g})" for name in order)
                 + "; test: ZCA nearest (distance: decade-weighted RMS of log gain, best scale)"),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hypothesis 1 decided direction by direction, with intervals that resample clusters of pairs
+# (photographs or disjoint regions of them) and margins stated before any network was measured.
+#
+# A whitening W (W^T W = Sigma^-1) sends each eigenvector u_i of Sigma to a column c_i = W u_i
+# of norm lambda_i^-1/2, whatever its rotation; ZCA alone keeps c_i along u_i. So, per
+# direction:
+#   level      ||c_i|| lambda_i^1/2      1 for every whitening (ZCA, PCA, Cholesky, ...)
+#   alignment  u_i^T c_i / ||c_i||       1 for ZCA, near 0 for PCA
+# The column is estimated by regressing every output coordinate on the input's coordinate
+# along u_i; with N < D its squared norm carries the estimation noise of D coefficients, which
+# a cluster-robust variance removes (no N > D needed).
+
+#: the equivalence margins of :func:`decide`, fixed before any network's pairs were measured:
+#: the law's exponent within 0.1 of 1/2, every level within 0.2 of 1, every alignment above
+#: 1 - 0.2, and a nonlinear predictor gaining at most 0.05 of held-out R^2 over the linear one
+MARGINS = {"exponent": 0.1, "level": 0.2, "alignment": 0.2, "nonlinear": 0.05}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its interval (bootstrap standard error around the estimate)."""
+
+    value: float
+    low: float
+    high: float
+
+    def within(self, lo: float, hi: float) -> bool:
+        """The whole interval lies in ``[lo, hi]`` (an equivalence test)."""
+        return bool(lo <= self.low and self.high <= hi)
+
+
+def cluster_weights(clusters, n_boot: int, generator=0) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap weights that resample whole clusters of pairs.
+
+    Args:
+        clusters: a label per pair ``(N,)`` (pairs with one label are resampled together);
+            None: every pair is its own cluster.
+        n_boot: replicates.
+        generator: numpy generator or seed. The same labels, ``n_boot`` and seed give the same
+            replicates, so two settings measured on the same images are resampled alike (a
+            paired bootstrap).
+
+    Returns:
+        pair weights ``(n_boot, N)`` and cluster counts ``(n_boot, C)`` (each replicate draws
+        ``C`` clusters with replacement; a pair's weight is its cluster's count).
+    """
+    labels = np.asarray(clusters)
+    if labels.ndim != 1 or len(labels) < 2:
+        raise ValueError(f"clusters must be one label per pair (at least 2), got shape "
+                         f"{labels.shape}")
+    _, index = np.unique(labels, return_inverse=True)
+    C = int(index.max()) + 1
+    if C < 2:
+        raise ValueError("all pairs are in one cluster: there is nothing to resample; give "
+                         "photographs or disjoint regions as clusters, or None")
+    rng = np.random.default_rng(generator)
+    counts = rng.multinomial(C, np.full(C, 1.0 / C), size=checks.count(n_boot, "n_boot"))
+    return counts[:, index].astype(np.float64), counts.astype(np.float64)
+
+
+def _cluster_labels(clusters, n: int) -> np.ndarray:
+    if clusters is None:
+        return np.arange(n)
+    labels = np.asarray(clusters)
+    if labels.shape != (n,):
+        raise ValueError(f"clusters must hold one label per pair, shape ({n},), got "
+                         f"{labels.shape}")
+    return labels
+
+
+def _sorted_eig(eig, D: int, lam_min: float) -> tuple[np.ndarray, np.ndarray]:
+    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
+    if lam.shape != (D,) or U.shape != (D, D):
+        raise ValueError(f"eig must be (lam (D,), U (D, D)) with D = {D}, got {lam.shape} and "
+                         f"{U.shape}")
+    if not np.all(np.isfinite(lam)) or not np.all(np.isfinite(U)):
+        raise ValueError("eig holds NaN or infinite values")
+    order = np.argsort(lam)[::-1]
+    keep = order[lam[order] > lam_min]
+    if len(keep) < 3:
+        raise ValueError(f"fewer than 3 eigenvalues above lam_min = {lam_min}; lower it")
+    return lam[keep], U[:, keep]
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """Per eigen-direction: the diagonal gain and the debiased squared column norm of a map.
+
+    Attributes:
+        lam: eigenvalues above ``lam_min``, descending ``(k,)``.
+        var: the pairs' own variance along each ``u_i`` ``(k,)``: a map that whitens the
+            pairs' distribution has ``||c_i||^2 var_i = 1`` along *any* unit vector, so the
+            level is measured with it (not with ``lam``, whose small values a finite sample
+            underestimates).
+        gain: ``u_i^T c_i``, the diagonal gain ``(k,)``.
+        col2: ``||c_i||^2`` with the estimation noise removed ``(k,)`` (may dip below 0 where a
+            direction carries no signal).
+        boot_var, boot_gain, boot_col2: the same for each bootstrap replicate ``(n_boot, k)``.
+        counts: the replicates' cluster counts ``(n_boot, C)`` (for paired comparisons).
+        n_pairs, n_clusters: what was resampled.
+    """
+
+    lam: np.ndarray
+    var: np.ndarray
+    gain: np.ndarray
+    col2: np.ndarray
+    boot_var: np.ndarray
+    boot_gain: np.ndarray
+    boot_col2: np.ndarray
+    counts: np.ndarray
+    n_pairs: int
+    n_clusters: int
+
+
+def column_stats(X, Z, eig, *, lam_min: float = 0.02, clusters=None, n_boot: int = 200,
+                 generator=0) -> ColumnStats:
+    """Estimate each column ``c_i = W u_i`` of the map ``X -> Z`` from its pairs.
+
+    Each output coordinate is regressed on the input's coordinate along ``u_i`` alone (the
+    eigen-coordinates are uncorrelated, so the slope ``b_i = sum_c a_c / sum_n P_ni^2`` with
+    ``a_c = sum_{n in c} P_ni z_n`` estimates ``c_i`` when the pairs share ``Sigma``'s
+    eigenvectors). ``||b_i||^2`` exceeds ``||c_i||^2`` by the estimate's variance, summed over
+    ``D`` coordinates, which is several times the signal at ``N < D``; keeping only the
+    products ``a_c . a_c'`` of *distinct* clusters removes it exactly (a U-statistic: each
+    such product has mean ``S_c S_c' ||c_i||^2``, whatever the noise's variance or tails).
+    Everything runs on the pairs' ``N x N`` Gram matrix, so ``D`` costs little.
+
+    Args:
+        X: images ``(N, D)`` (or ``(N, C, H, W)``); Z: their noises, same shape.
+        eig: ``(lam, U)`` of a covariance estimated from other images than the pairs.
+        lam_min: directions with ``lambda`` at or below it are left out.
+        clusters: a label per pair (photograph or region); None: pairs are independent.
+        n_boot: cluster-bootstrap replicates; generator: their seed.
+
+    Returns:
+        a :class:`ColumnStats`.
+
+    Shapes:
+        ``P = X~ U`` ``(N, k)``; ``G = Z~ Z~^T`` ``(N, N)``; per replicate ``G (w P)`` ``(N, k)``.
+    """
+    Xc, Zc = _centred_pairs(X, Z, None, None)
+    N, D = Xc.shape
+    lam, U = _sorted_eig(eig, D, lam_min)
+    labels = _cluster_labels(clusters, N)
+    order = np.argsort(labels, kind="stable")  # pairs of a cluster next to each other
+    Xc, Zc, labels = Xc[order], Zc[order], labels[order]
+    _, starts, index = np.unique(labels, return_index=True, return_inverse=True)
+    C = len(starts)
+    if C < 2:
+        raise ValueError("all pairs are in one cluster; give at least two clusters")
+    P, Qd = Xc @ U, Zc @ U  # (N, k) the image's and the noise's eigen-coordinates
+    G = Zc @ Zc.T  # (N, N)
+    H = np.zeros((C, P.shape[1]))  # ||a_c||^2 = ||sum_{n in c} P_ni z_n||^2 per cluster, direction
+    bounds = list(starts) + [N]
+    for c in range(C):
+        sl = slice(bounds[c], bounds[c + 1])
+        H[c] = np.sum(P[sl] * (G[sl, sl] @ P[sl]), axis=0)
+    S2 = np.add.reduceat(P * P, starts, axis=0)  # (C, k)
+
+    def estimate(w: np.ndarray, wc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        WP = w[:, None] * P
+        pp = np.sum(P * WP, axis=0)  # (k,) sum_n w_n P_ni^2
+        total = np.sum(WP * (G @ WP), axis=0)  # ||sum_c w_c a_c||^2, a_c = sum_{n in c} P_ni z_n
+        # keep only the products of distinct clusters: E[a_c . a_c'] = S2_c S2_c' ||c_i||^2
+        col2 = (total - wc**2 @ H) / (pp**2 - wc**2 @ S2**2)
+        gain = np.sum(WP * Qd, axis=0) / pp
+        return gain, col2, pp / float(w.sum())
+
+    gain, col2, var = estimate(np.ones(N), np.ones(C))
+    if n_boot:
+        rng_counts = cluster_weights(np.arange(C), n_boot, generator)[1]
+        boot = [estimate(wc[index], wc) for wc in rng_counts]
+        boot_gain, boot_col2, boot_var = (np.array([b[j] for b in boot]) for j in range(3))
+    else:
+        rng_counts = np.empty((0, C))
+        boot_gain = boot_col2 = boot_var = np.empty((0, len(lam)))
+    return ColumnStats(lam, var, gain, col2, boot_var, boot_gain, boot_col2, rng_counts, N, C)
+
+
+def direction_bins(lam, *, min_directions: int = 5) -> list[np.ndarray]:
+    """Decades of ``lambda`` (descending), each sparse one merged into the decade below.
+
+    Every direction falls in one bin, the top ones included: a decade with fewer than
+    ``min_directions`` directions joins the next lower one (the lowest joins the one above).
+
+    Returns:
+        index arrays into ``lam``, from the largest eigenvalues down.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    if lam.ndim != 1 or len(lam) == 0 or np.any(lam <= 0):
+        raise ValueError("lam must be a non-empty vector of positive eigenvalues")
+    decade = np.floor(np.log10(lam))
+    groups = [np.flatnonzero(decade == e) for e in sorted(set(decade), reverse=True)]
+    bins: list[np.ndarray] = []
+    carry = np.empty(0, dtype=int)
+    for g in groups:
+        g = np.concatenate([carry, g])
+        if len(g) < min_directions:
+            carry = g
+            continue
+        bins.append(g)
+        carry = np.empty(0, dtype=int)
+    if len(carry):
+        if bins:
+            bins[-1] = np.concatenate([bins[-1], carry])
+        else:
+            bins.append(carry)
+    return bins
+
+
+def _law(lam, gain, col2, bins) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Per bin level and alignment, and the power law ``||c|| = s lambda^-p`` fitted on bins.
+
+    ``lam`` is the variance along each direction (the pairs' own, :class:`ColumnStats`)."""
+    ms = np.array([np.mean(col2[b]) for b in bins])  # mean ||c||^2 per bin
+    level2 = np.array([np.mean(col2[b] * lam[b]) for b in bins])
+    level = np.sqrt(np.clip(level2, 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        align = np.array([np.mean(gain[b] * np.sqrt(lam[b])) for b in bins]) / level
+    ok = ms > 0  # a bin whose debiased norm is not positive carries no measurable column
+    if ok.sum() < 2:
+        return level, align, float("nan"), float("nan")
+    logm = np.log(ms[ok])
+    lb = [np.log(lam[b]) for b, k in zip(bins, ok) if k]
+
+    def fit(p: float) -> tuple[float, float]:
+        # log of the bin's mean of lambda^-2p, computed stably
+        model = np.array([np.log(np.mean(np.exp(-2 * p * (x - x.max())))) - 2 * p * x.max()
+                          for x in lb])
+        c = float(np.mean(logm - model))  # log s^2
+        return float(np.sum((logm - model - c) ** 2)), c
+
+    best = scipy.optimize.minimize_scalar(lambda p: fit(p)[0], bounds=(-1.0, 2.0),
+                                          method="bounded", options={"xatol": 1e-5})
+    p = float(best.x)
+    return level, align, p, float(np.exp(fit(p)[1] / 2))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of Hypothesis 1 as :func:`decide` decided it.
+
+    Attributes:
+        holds: whether its equivalence test passed.
+        estimates: the numbers behind it, ``{name: Estimate or [Estimate per bin]}``.
+        margins: the test's margins ``{name: value}``.
+    """
+
+    holds: bool
+    estimates: dict
+    margins: dict
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Hypothesis 1 for one map: ``decision["linear" | "whitening" | "zca"]`` is a :class:`Point`.
+
+    Attributes:
+        points: the three points.
+        columns: the per-direction statistics (:func:`column_stats`).
+        bins: index arrays of the bins (:func:`direction_bins`); bin_edges: their ``lambda``
+            ranges ``[(lo, hi)]``, the largest first.
+        exponent_boot, level_boot: the law's exponent ``p`` and scale ``s`` per replicate.
+        level: coverage of the intervals (0.90: two one-sided tests at 5 %).
+    """
+
+    points: dict
+    columns: ColumnStats
+    bins: list
+    bin_edges: list
+    exponent_boot: np.ndarray
+    scale_boot: np.ndarray
+    level: float
+
+    def __getitem__(self, key: str) -> Point:
+        return self.points[key]
+
+    def __iter__(self):
+        return iter(self.points)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def keys(self):
+        return self.points.keys()
+
+    def items(self):
+        return self.points.items()
+
+
+def _interval(value: float, boot: np.ndarray, z: float) -> Estimate:
+    boot = np.asarray(boot, dtype=np.float64)
+    boot = boot[np.isfinite(boot)]
+    if not np.isfinite(value) or len(boot) < 2:
+        return Estimate(float(value), float("nan"), float("nan"))
+    sd = float(np.std(boot, ddof=1))
+    return Estimate(float(value), float(value - z * sd), float(value + z * sd))
+
+
+@dataclass(frozen=True)
+class Linearity:
+    """Held-out R^2 of a linear and a nonlinear predictor of the noise's top coordinates.
+
+    Attributes:
+        r2_linear, r2_nonlinear: held-out R^2 (variance-weighted over the ``k`` outputs).
+        gain: ``r2_nonlinear - r2_linear``; its interval resamples the held-out clusters.
+        k: the eigen-coordinates used as inputs and outputs.
+        boot_gain: the gain per replicate.
+    """
+
+    r2_linear: Estimate
+    r2_nonlinear: Estimate
+    gain: Estimate
+    k: int
+    boot_gain: np.ndarray
+
+
+def linearity(X, Z, X_test, Z_test, eig, *, k: int = 16, clusters_test=None,
+              n_boot: int = 200, level: float = 0.90, generator=0) -> Linearity:
+    """Is the map linear? A linear and a kernel predictor, held out, on the top directions.
+
+    Both predict the noise's coordinates along the ``k`` leading eigenvectors from the image's
+    (standardised by ``lambda^1/2``), where ``N`` pairs pin a map down at any ``D``: ordinary
+    least squares, and least squares plus an RBF kernel ridge on its residuals, whose width
+    and ridge are chosen by 5-fold cross-validation on the fitting pairs. A linear map leaves
+    the kernel nothing to add; a nonlinear one it can learn shows as a held-out gain.
+
+    Args:
+        X, Z: fitting pairs ``(N, D)``; X_test, Z_test: held-out pairs ``(M, D)`` (centred with
+            the fitting pairs' means).
+        eig: ``(lam, U)`` of an independent covariance.
+        k: leading directions (inputs and outputs).
+        clusters_test: a label per held-out pair, resampled together; None: independent.
+        n_boot, level, generator: the cluster bootstrap of the held-out pairs.
+    """
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    X, Z = checks.paired_samples(X, Z)
+    X_test, Z_test = checks.paired_samples(X_test, Z_test, ("X_test", "Z_test"))
+    D = X.shape[1]
+    if X_test.shape[1] != D:
+        raise ValueError(f"X_test must have D = {D} columns, got {X_test.shape[1]}")
+    k = checks.count(k, "k")
+    if not 1 <= k < len(X) // 4:
+        raise ValueError(f"k must lie in [1, N/4) = [1, {len(X) // 4}) for {len(X)} fitting "
+                         f"pairs, got {k}")
+    lam, U = _sorted_eig(eig, D, 0.0)
+    lam, U = lam[:k], U[:, :k]
+    mx, mz = X.mean(0), Z.mean(0)
+    P, Y = (X - mx) @ U / np.sqrt(lam), (Z - mz) @ U  # (N, k)
+    Pt, Yt = (X_test - mx) @ U / np.sqrt(lam), (Z_test - mz) @ U
+    A = np.column_stack([np.ones(len(P)), P])
+    coef, *_ = np.linalg.lstsq(A, Y, rcond=None)
+    pred_lin = np.column_stack([np.ones(len(Pt)), Pt]) @ coef
+    resid = Y - A @ coef
+    search = GridSearchCV(KernelRidge(kernel="rbf"),
+                          {"alpha": [1e-2, 1e-1, 1.0, 10.0],
+                           "gamma": [0.1 / k, 0.3 / k, 1.0 / k, 3.0 / k]},
+                          cv=KFold(5, shuffle=True, random_state=0),
+                          scoring="neg_mean_squared_error")
+    search.fit(P, resid)
+    pred_nl = pred_lin + search.best_estimator_.predict(Pt)
+    total = np.sum((Yt - Y.mean(0)) ** 2, axis=1)  # (M,) per held-out pair
+    e_lin = np.sum((Yt - pred_lin) ** 2, axis=1)
+    e_nl = np.sum((Yt - pred_nl) ** 2, axis=1)
+    labels = _cluster_labels(clusters_test, len(Yt))
+    weights = cluster_weights(labels, n_boot, generator)[0] if n_boot else np.empty((0, len(Yt)))
+
+    def r2(e, w):
+        return 1 - (w @ e) / (w @ total)
+
+    ones = np.ones(len(Yt))
+    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    b_lin, b_nl = r2(e_lin, weights), r2(e_nl, weights)
+    return Linearity(_interval(r2(e_lin, ones), b_lin, z), _interval(r2(e_nl, ones), b_nl, z),
+                     _interval(r2(e_nl, ones) - r2(e_lin, ones), b_nl - b_lin, z), k,
+                     b_nl - b_lin)
+
+
+def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
+           lam_min: float = 0.02, min_directions: int = 10, k_linear: int = 16,
+           n_boot: int = 200, level: float = 0.90, margins: dict | None = None,
+           generator=0) -> Decision:
+    """Hypothesis 1 for one map, point by point, each an equivalence test with stated margins.
+
+    * ``linear``: a kernel predictor gains less than ``margins["nonlinear"]`` of held-out R^2
+      over the linear one (:func:`linearity`): the upper end of the gain's interval is below
+      the margin.
+    * ``whitening``: the columns have the norms of a whitening: the power law
+      ``||c_i|| = s lambda_i^-p`` fitted over every bin has ``|p - 1/2| < margins["exponent"]``
+      and every bin's level ``(mean ||c_i||^2 lambda_i)^1/2`` lies within ``margins["level"]``
+      of 1 (whole intervals inside).
+    * ``zca``: whitening, and every bin's alignment ``mean(g_i lambda_i^1/2) / level`` (1 when
+      each column lies along its ``u_i``) has its interval above ``1 - margins["alignment"]``.
+
+    Bins are decades of ``lambda`` above ``lam_min`` with at least ``min_directions``
+    directions (:func:`direction_bins`); the law gives each bin the same weight.
+
+    Args:
+        X, Z: fitting pairs ``(N, D)``; X_test, Z_test: held-out pairs, for linearity.
+        eig: ``(lam, U)``, the eigendecomposition of the data covariance (from other images).
+        clusters, clusters_test: a label per pair (photograph or disjoint region), resampled
+            together; None: pairs are independent.
+        n_boot: cluster-bootstrap replicates; level: interval coverage (0.90 makes each
+            equivalence a pair of one-sided tests at 5 %).
+        margins: overrides of :data:`MARGINS`.
+        generator: the bootstrap's seed; the same seed and clusters resample two settings on
+            the same images alike (:func:`exponent_difference`).
+
+    Returns:
+        a :class:`Decision`, a mapping ``{"linear", "whitening", "zca"} -> Point``.
+    """
+    m = dict(MARGINS)
+    if margins:
+        unknown = set(margins) - set(MARGINS)
+        if unknown:
+            raise ValueError(f"unknown margins {sorted(unknown)}; known: {sorted(MARGINS)}")
+        m.update(margins)
+    level = checks.fraction(level, "level", one=False)
+    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    cols = column_stats(X, Z, eig, lam_min=lam_min, clusters=clusters, n_boot=n_boot,
+                        generator=generator)
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2 for intervals, got {n_boot}")
+    bins = direction_bins(cols.lam, min_directions=min_directions)
+    lev, ali, p, s = _law(cols.var, cols.gain, cols.col2, bins)
+    boot = [_law(v, g, c, bins) for v, g, c in zip(cols.boot_var, cols.boot_gain,
+                                                   cols.boot_col2)]
+    lev_b = np.array([b[0] for b in boot])
+    ali_b = np.array([b[1] for b in boot])
+    p_b = np.array([b[2] for b in boot])
+    s_b = np.array([b[3] for b in boot])
+    levels = [_interval(lev[j], lev_b[:, j], z) for j in range(len(bins))]
+    aligns = [_interval(ali[j], ali_b[:, j], z) for j in range(len(bins))]
+    exponent = _interval(p, p_b, z)
+    white = exponent.within(0.5 - m["exponent"], 0.5 + m["exponent"]) and all(
+        e.within(1 - m["level"], 1 + m["level"]) for e in levels)
+    aligned = all(np.isfinite(e.low) and e.low >= 1 - m["alignment"] for e in aligns)
+    lin = linearity(X, Z, X_test, Z_test, eig, k=k_linear, clusters_test=clusters_test,
+                    n_boot=n_boot, level=level, generator=generator)
+    points = {
+        "linear": Point(bool(np.isfinite(lin.gain.high) and lin.gain.high < m["nonlinear"]),
+                        {"r2_linear": lin.r2_linear, "r2_nonlinear": lin.r2_nonlinear,
+                         "nonlinear_gain": lin.gain},
+                        {"nonlinear": m["nonlinear"]}),
+        "whitening": Point(bool(white), {"exponent": exponent, "scale": _interval(s, s_b, z),
+                                         "level": levels},
+                           {"exponent": m["exponent"], "level": m["level"]}),
+        "zca": Point(bool(white and aligned), {"alignment": aligns},
+                     {"alignment": m["alignment"]}),
+    }
+    edges = [(float(cols.lam[b].min()), float(cols.lam[b].max())) for b in bins]
+    return Decision(points, cols, bins, edges, p_b, s_b, level)
+
+
+def exponent_difference(a: Decision, b: Decision) -> Estimate:
+    """``p(a) - p(b)`` with a paired interval: both measured on the same images and clusters.
+
+    The two decisions must come from :func:`decide` with the same clusters, ``n_boot`` and
+    seed, so that each replicate resamples the same clusters in both.
+    """
+    if a.columns.counts.shape != b.columns.counts.shape or not np.array_equal(
+            a.columns.counts, b.columns.counts):
+        raise ValueError("the two decisions were not resampled alike: decide both on the same "
+                         "images with the same clusters, n_boot and generator")
+    if a.level != b.level:
+        raise ValueError(f"the two decisions have different levels ({a.level}, {b.level})")
+    z = float(scipy.stats.norm.ppf(0.5 + a.level / 2))
+    pa, pb = a["whitening"].estimates["exponent"].value, b["whitening"].estimates["exponent"].value
+    return _interval(pa - pb, a.exponent_boot - b.exponent_boot, z)
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration: every point of :func:`decide` on planted maps with known answers, at the
+# chapter's spectrum, basis, N and D, with noise matched to the networks' unexplained part.
+
+def eigen_map(eig, gains) -> np.ndarray:
+    """``U diag(g) U^T``: the map that scales each eigenvector ``u_i`` by ``g_i`` ``(D, D)``."""
+    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
+    g = np.asarray(gains, dtype=np.float64)
+    if g.shape != lam.shape or U.shape != (len(lam), len(lam)):
+        raise ValueError(f"gains must hold one value per eigenvalue, shape {lam.shape}, got "
+                         f"{g.shape}")
+    return (U * g) @ U.T
+
+
+def planted_maps(eig, *, eps: float = 0.03, scaled: float = 0.6, extra: dict | None = None
+                 ) -> dict[str, np.ndarray]:
+    """The maps whose answers are known, on one covariance ``Sigma = U diag(lam) U^T``.
+
+    ``zca`` (exact, ``Sigma^-1/2``), ``zca, ridge eps``, ``pca``, ``cholesky``, ``Sigma^-1``,
+    ``identity`` and ``scaled x zca``; ``extra`` adds ``{name: gains per eigen-direction}``
+    (e.g. the Gaussian model's Picard or DDIM-inversion gains) as :func:`eigen_map`.
+
+    Returns:
+        ``{name: W}`` with ``Z = X W^T``, each ``(D, D)``.
+    """
+    from lib.whitening import whitening_matrices
+
+    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
+    eps = checks.number(eps, "eps", lo=0.0)
+    cov = (U * lam) @ U.T
+    white = whitening_matrices(cov, ("zca", "pca", "cholesky"))
+    maps = {"zca": white["zca"], f"zca, ridge {eps:g}": eigen_map(eig, (lam + eps) ** -0.5),
+            "pca": white["pca"], "cholesky": white["cholesky"],
+            "Sigma^-1": eigen_map(eig, 1 / lam), "identity": np.eye(len(lam)),
+            f"{scaled:g} x zca": scaled * white["zca"]}
+    for name, g in (extra or {}).items():
+        maps[name] = eigen_map(eig, g)
+    return maps
+
+
+def planted_pairs(X, W, *, noise: float = 0.0, nonlinear: float = 0.0, eig=None,
+                  n_nonlinear: int = 8, generator=0) -> np.ndarray:
+    """Noises for images ``X`` from a planted map: ``Z = X W^T + f(X) + noise``.
+
+    Args:
+        X: images ``(N, D)``; W: the map ``(D, D)``.
+        noise: the share of ``Z``'s variance that is independent Gaussian noise, in [0, 1)
+            (e.g. the networks' unexplained share, ``1 - R^2``).
+        nonlinear: the standard deviation, per direction, of a nonlinear part along the
+            ``n_nonlinear`` leading eigenvectors (needs ``eig``): ``|p_j|`` of the image's
+            standardised coordinate ``p_j``, centred and scaled; 1 matches a whitening's unit
+            variance there.
+        generator: seed of the noise.
+
+    Returns:
+        ``Z`` ``(N, D)`` (float64).
+    """
+    X, _ = checks.samples(X, "X")
+    W = checks.array(W, "W")
+    if W.shape != (X.shape[1], X.shape[1]):
+        raise ValueError(f"W must have shape {(X.shape[1],) * 2}, got {W.shape}")
+    noise = checks.fraction(noise, "noise", zero=True, one=False)
+    nonlinear = checks.number(nonlinear, "nonlinear", lo=0.0)
+    Xc = X - X.mean(0)
+    Z = Xc @ W.T
+    if nonlinear:
+        if eig is None:
+            raise ValueError("a nonlinear part needs eig = (lam, U) for its directions")
+        lam, U = _sorted_eig(eig, X.shape[1], 0.0)
+        k = checks.count(n_nonlinear, "n_nonlinear")
+        F = np.abs(Xc @ U[:, :k] / np.sqrt(lam[:k]))
+        F = (F - F.mean(0)) / F.std(0)
+        Z = Z + nonlinear * F @ U[:, :k].T
+    if noise:
+        rms = float(np.sqrt(np.mean(Z**2)))
+        rng = np.random.default_rng(generator)
+        Z = Z + np.sqrt(noise / (1 - noise)) * rms * rng.standard_normal(Z.shape)
+    return Z
+
+
+def gaussian_images(eig, n: int, *, generator=0) -> np.ndarray:
+    """``n`` draws of ``N(0, U diag(lam) U^T)`` ``(n, D)``: images whose covariance is exactly
+    the one the planted maps are built on, so that ``Sigma^-1/2`` is exactly their ZCA."""
+    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
+    rng = np.random.default_rng(generator)
+    return (rng.standard_normal((checks.count(n, "n"), len(lam))) * np.sqrt(lam)) @ U.T
+
+
+def calibrate(eig, maps: dict, *, n: int, n_test: int, noise: float = 0.0,
+              nonlinear: dict | None = None, generator=0, **kwargs) -> dict[str, Decision]:
+    """Run :func:`decide` on planted maps at a given ``N`` (the calibration table).
+
+    The images are Gaussian with the covariance of ``eig`` (:func:`gaussian_images`), the
+    noises :func:`planted_pairs`'.
+
+    Args:
+        eig: ``(lam, U)``, the chapter's spectrum and basis (``D`` from it).
+        maps: ``{name: W}`` (e.g. :func:`planted_maps`).
+        n, n_test: fitting and held-out pairs.
+        noise: the noise's share of the variance (matched to the networks').
+        nonlinear: ``{name: (W, amplitude)}``, maps with a nonlinear part added.
+        generator: seed (an int) of the images, the noises and the bootstrap.
+        **kwargs: passed to :func:`decide`.
+    """
+    n, n_test = checks.count(n, "n"), checks.count(n_test, "n_test")
+    images, noises = np.random.SeedSequence(generator).spawn(2)  # independent streams
+    X = gaussian_images(eig, n + n_test, generator=np.random.default_rng(images))
+    out = {}
+    jobs = [(name, W, 0.0) for name, W in maps.items()]
+    jobs += [(name, W, amp) for name, (W, amp) in (nonlinear or {}).items()]
+    for name, W, amp in jobs:
+        Z = planted_pairs(X, W, noise=noise, nonlinear=amp, eig=eig,
+                          generator=np.random.default_rng(noises))
+        out[name] = decide(X[:n], Z[:n], X[n:], Z[n:], eig, generator=generator, **kwargs)
+    return out
