@@ -346,3 +346,170 @@ def test_law_fit_input_checks():
         law_fit(gains, {"ZCA": -np.ones_like(gains.lam)}, lam_min=0.1)
     with pytest.raises(ValueError, match="fewer than 3"):
         law_fit(gains, {"ZCA": np.ones_like(gains.lam)}, lam_min=1e6)
+
+
+# --- Hypothesis 1 decided direction by direction (decide, calibrate) --------------------------
+
+from lib.linear_map import (MARGINS, calibrate, cluster_weights, column_stats, decide,  # noqa: E402
+                            direction_bins, exponent_difference, gaussian_images, linearity,
+                            planted_maps, planted_pairs)
+
+
+@pytest.fixture(scope="module")
+def cpu_eig():
+    """The cpu profile's spectrum and basis: chapter 4's training covariance (20,000 crops,
+    32 x 32, D = 3,072)."""
+    from lib.data import image_batches
+    from lib.whitening import covariance_eigh
+
+    train = np.concatenate(list(image_batches(20_000, 32, split="train", seed=3, batch=2000)))
+    return covariance_eigh(covariance(train.reshape(len(train), -1)))
+
+
+@pytest.mark.parametrize("n", [450, 600])
+def test_decide_separates_the_planted_maps_at_the_cpu_profile(cpu_eig, n):
+    maps = planted_maps(cpu_eig, scaled=0.5)
+    res = calibrate(cpu_eig, maps, n=n, n_test=150, noise=0.3, n_boot=60, generator=5,
+                    nonlinear={"zca + nonlinear": (maps["zca"], 1.0)})
+    held = {name: {p: d[p].holds for p in d} for name, d in res.items()}
+    assert held["zca"] == {"linear": True, "whitening": True, "zca": True}, held
+    for name in ("pca", "cholesky"):
+        assert held[name]["whitening"] and not held[name]["zca"], (name, held[name])
+    for name in ("Sigma^-1", "identity", "0.5 x zca"):
+        assert not held[name]["whitening"] and not held[name]["zca"], (name, held[name])
+    assert not held["zca + nonlinear"]["linear"], held["zca + nonlinear"]
+    # the numbers behind the points: ZCA's law is lambda^-1/2 at level 1, half-ZCA's at 1/2
+    w = res["zca"]["whitening"].estimates
+    assert abs(w["exponent"].value - 0.5) < 0.05 and w["exponent"].low < 0.5 < w["exponent"].high
+    half = res["0.5 x zca"]["whitening"].estimates["level"]
+    assert all(abs(e.value - 0.5) < 0.1 for e in half)
+    assert all(e.value < 0.15 for e in res["pca"]["zca"].estimates["alignment"])
+    assert res["zca + nonlinear"]["linear"].estimates["nonlinear_gain"].low > 0
+
+
+def _diagonal_pairs(gains_of_lam, *, N=400, D=200, noise=0.5, seed=0):
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    lam = np.geomspace(50.0, 0.05, D)
+    X = (rng.standard_normal((N, D)) * np.sqrt(lam)) @ U.T
+    g = gains_of_lam(lam)
+    Z = X @ ((U * g) @ U.T).T + noise * rng.standard_normal((N, D))
+    return X, Z, (lam, U), g
+
+
+def test_column_norms_are_debiased_where_the_plain_regression_is_not():
+    # at N = 400 < D = 200 * (noise / signal) the plain slope's squared norm is several times
+    # the column's; the distinct-cluster statistic recovers lambda^-1 on average
+    X, Z, eig, g = _diagonal_pairs(lambda lam: lam ** -0.5, noise=2.0)
+    s = column_stats(X, Z, eig, lam_min=0.0, n_boot=0)
+    Xc, Zc = X - X.mean(0), Z - Z.mean(0)
+    P = Xc @ eig[1][:, np.argsort(eig[0])[::-1]]
+    plain = np.sum((Zc.T @ P) ** 2, axis=0) / np.sum(P * P, axis=0) ** 2
+    truth = g[np.argsort(eig[0])[::-1]] ** 2
+    assert np.mean(plain / truth) > 2.0
+    assert abs(np.mean(s.col2 / truth) - 1) < 0.1
+    assert np.allclose(s.gain, g[np.argsort(eig[0])[::-1]], rtol=0.5, atol=0.3)
+    assert np.allclose(s.var, s.lam, rtol=0.35)  # the pairs' own variance along each u_i
+
+
+def test_cluster_weights_resample_whole_clusters_and_repeat_with_a_seed():
+    labels = np.repeat(["a", "b", "c", "d"], [1, 2, 3, 4])
+    w, counts = cluster_weights(labels, 50, generator=3)
+    assert w.shape == (50, 10) and counts.shape == (50, 4)
+    assert np.all(counts.sum(1) == 4)
+    assert np.all(w[:, 1] == w[:, 2]) and np.all(w[:, 6] == w[:, 9])  # "b" together, "d" too
+    w2, _ = cluster_weights(labels, 50, generator=3)
+    assert np.array_equal(w, w2)
+    with pytest.raises(ValueError, match="one cluster"):
+        cluster_weights(np.zeros(5), 10)
+
+
+def test_clustered_pairs_get_wider_intervals_than_independent_ones():
+    # 40 clusters of 10 near-copies: as informative as 40 pairs, not 400
+    X, Z, eig, _ = _diagonal_pairs(lambda lam: lam ** -0.5, N=40, D=60, noise=0.3, seed=2)
+    rng = np.random.default_rng(0)
+    Xr = np.repeat(X, 10, axis=0) + 1e-3 * rng.standard_normal((400, 60))
+    Zr = np.repeat(Z, 10, axis=0)
+    labels = np.repeat(np.arange(40), 10)
+    kw = dict(lam_min=0.0, n_boot=200, generator=1)
+    alone = column_stats(Xr, Zr, eig, **kw)
+    grouped = column_stats(Xr, Zr, eig, clusters=labels, **kw)
+    sd_alone, sd_grouped = alone.boot_gain.std(0).mean(), grouped.boot_gain.std(0).mean()
+    assert sd_grouped > 2.0 * sd_alone
+    # copies inflate the plain statistic (each copy is "another" pair); clusters do not
+    truth = 1 / grouped.lam
+    assert abs(np.median(grouped.col2 / truth) - 1) < 0.35
+    assert np.median(alone.col2 / truth) > np.median(grouped.col2 / truth)
+
+
+def test_direction_bins_merge_sparse_decades_and_keep_every_direction():
+    lam = np.array([500.0, 40.0, 30.0, 9.0, 8.0, 7.0, 6.0, 5.0, 0.5, 0.4, 0.3, 0.2, 0.1])
+    bins = direction_bins(lam, min_directions=3)
+    assert [list(b) for b in bins] == [[0, 1, 2], [3, 4, 5, 6, 7], [8, 9, 10, 11, 12]]
+    # 500 alone joins [10, 100); the decade [1, 10) then stands alone
+    assert [list(b) for b in direction_bins(lam[[0, 3, 4, 8, 9, 10]], min_directions=3)] == \
+        [[0, 1, 2], [3, 4, 5]]
+    assert sorted(np.concatenate(bins)) == list(range(len(lam)))
+    assert [list(b) for b in direction_bins(lam[:2], min_directions=3)] == [[0, 1]]
+    with pytest.raises(ValueError):
+        direction_bins(np.array([1.0, -1.0]))
+
+
+def test_exponent_difference_is_paired():
+    X, Z, eig, _ = _diagonal_pairs(lambda lam: lam ** -0.5, N=300, D=60, noise=0.2, seed=4)
+    Z2 = X @ ((eig[1] * eig[0] ** -0.3) @ eig[1].T).T + 0.2 * np.random.default_rng(1) \
+        .standard_normal(X.shape)
+    kw = dict(lam_min=0.0, min_directions=5, k_linear=8, n_boot=100, generator=2)
+    a = decide(X[:240], Z[:240], X[240:], Z[240:], eig, **kw)
+    b = decide(X[:240], Z2[:240], X[240:], Z2[240:], eig, **kw)
+    same = exponent_difference(a, a)
+    assert same.value == 0 and same.low == 0 and same.high == 0
+    d = exponent_difference(a, b)
+    assert abs(d.value - 0.2) < 0.05 and d.low < 0.2 < d.high and d.low > 0
+    c = decide(X[:240], Z2[:240], X[240:], Z2[240:], eig, **{**kw, "generator": 9})
+    with pytest.raises(ValueError, match="resampled alike"):
+        exponent_difference(a, c)
+
+
+def test_linearity_sees_a_learnable_nonlinear_part_and_nothing_in_a_linear_map():
+    X, Z, eig, _ = _diagonal_pairs(lambda lam: lam ** -0.5, N=700, D=120, noise=0.3, seed=6)
+    lin = linearity(X[:550], Z[:550], X[550:], Z[550:], eig, k=12, n_boot=100)
+    assert lin.gain.high < MARGINS["nonlinear"] and lin.r2_linear.value > 0.8
+    W = (eig[1] * eig[0] ** -0.5) @ eig[1].T
+    Zn = planted_pairs(X, W, nonlinear=1.0, eig=eig, noise=0.1)
+    non = linearity(X[:550], Zn[:550], X[550:], Zn[550:], eig, k=12, n_boot=100)
+    assert non.gain.low > MARGINS["nonlinear"]
+    assert non.r2_nonlinear.value > non.r2_linear.value
+
+
+def test_planted_pairs_noise_share_and_gaussian_images():
+    eig = (np.array([4.0, 1.0, 0.25]), np.eye(3))
+    X = gaussian_images(eig, 20_000, generator=0)
+    assert np.allclose(np.var(X, axis=0), eig[0], rtol=0.05)
+    Z = planted_pairs(X, np.eye(3), noise=0.75, generator=1)
+    signal = X - X.mean(0)
+    share = np.mean((Z - signal) ** 2) / np.mean(Z ** 2)
+    assert abs(share - 0.75) < 0.02
+
+
+def test_decide_bad_input():
+    X, Z, eig, _ = _diagonal_pairs(lambda lam: lam ** -0.5, N=100, D=30, seed=7)
+    kw = dict(lam_min=0.0, min_directions=3, k_linear=4, n_boot=10)
+    bad = X.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN|finite"):
+        decide(bad[:80], Z[:80], X[80:], Z[80:], eig, **kw)
+    with pytest.raises(ValueError, match="eig"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], (eig[0][:5], eig[1]), **kw)
+    with pytest.raises(ValueError, match="unknown margins"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, margins={"levels": 0.1}, **kw)
+    with pytest.raises(ValueError, match="one cluster"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, clusters=np.zeros(80), **kw)
+    with pytest.raises(ValueError, match="clusters must hold one label per pair"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, clusters=np.arange(5), **kw)
+    with pytest.raises(ValueError, match="k must lie"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, **{**kw, "k_linear": 40})
+    with pytest.raises(ValueError, match="n_boot"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, **{**kw, "n_boot": 1})
+    with pytest.raises(ValueError, match="lam_min"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, **{**kw, "lam_min": 1e3})
