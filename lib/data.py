@@ -39,7 +39,8 @@ import numpy as np
 from lib import checks
 
 __all__ = ["PHOTOS", "photo_names", "load_photo", "photo_square", "photo_crops", "SPLITS",
-           "load_image_folder", "image_batches", "HALVES", "SIZES", "check_size", "square_resized"]
+           "load_image_folder", "image_batches", "HALVES", "SIZES", "check_size", "square_resized",
+           "Region", "photo_regions", "region_crops"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -283,6 +284,93 @@ def photo_crops(
     crops[flips] = crops[flips, :, :, ::-1]
     np.clip(crops, -1.0, 1.0, out=crops)
     return (crops, labels.astype(np.int64)) if return_labels else crops
+
+
+@dataclass(frozen=True)
+class Region:
+    """One block of a photograph's grid (full-resolution pixels ``[top, top + side)`` by
+    ``[left, left + side)``): crops of different regions share no pixel."""
+
+    id: int
+    photo: str
+    top: int
+    left: int
+    side: int
+
+
+def photo_regions(split: str = "train", *, block: int = 128) -> list[Region]:
+    """The disjoint ``block x block`` regions of each photograph of a split, numbered.
+
+    Crops drawn inside different regions (:func:`region_crops`) show disjoint parts of the
+    photographs, so the region is the unit a bootstrap can resample as independent.
+    """
+    _check_split(split)
+    block = checks.count(block, "block")
+    regions = []
+    for name in photo_names(split):
+        h, w = _load_uint8(name).shape[:2]
+        for r in range(h // block):
+            for c in range(w // block):
+                regions.append(Region(len(regions), name, r * block, c * block, block))
+    if not regions:
+        raise ValueError(f"block = {block} is larger than every photograph of {split!r}")
+    return regions
+
+
+def region_crops(n: int, size: int = 32, *, split: str = "train", seed: int = 0,
+                 block: int = 128, regions=None, max_levels: int = 4
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Random crops that each lie inside one region of :func:`photo_regions`.
+
+    Each crop picks a region uniformly (among ``regions``, default all of the split), a
+    pyramid level uniformly among the first ``max_levels`` whose region is at least ``size``
+    pixels wide, a position inside the region at that level, and a horizontal flip with
+    probability 1/2. The same arguments always give the same crops.
+
+    Args:
+        n: number of crops; size: their side in pixels.
+        split: ``"train"`` (the models' training photographs) or ``"test"``.
+        seed: seed of the random generator.
+        block: the regions' side in full-resolution pixels.
+        regions: region ids to draw from (e.g. a held-out subset); None: all.
+        max_levels: pyramid levels to draw scales from.
+
+    Returns:
+        float32 crops in [-1, 1] ``(n, 3, size, size)`` and each crop's region id ``(n,)``.
+    """
+    n = checks.count(n, "n")
+    check_size(size)
+    max_levels = checks.count(max_levels, "max_levels")
+    table = photo_regions(split, block=block)
+    ids = np.arange(len(table)) if regions is None else np.unique(np.asarray(regions))
+    if ids.size == 0 or ids.min() < 0 or ids.max() >= len(table):
+        raise ValueError(f"regions must be ids in [0, {len(table)}) of photo_regions("
+                         f"{split!r}, block={block}), got {regions!r}")
+    rng = np.random.default_rng(seed)
+    pick = ids[rng.integers(len(ids), size=n)]
+    level_u, pos_u, flips = rng.random(n), rng.random((n, 2)), rng.random(n) < 0.5
+    crops = np.empty((n, 3, size, size), dtype=np.float32)
+    for i, rid in enumerate(pick):
+        reg = table[rid]
+        pyramid = _pyramid(reg.photo, size)[:max_levels]
+        # levels at which the region, shrunk by sqrt(2) per level, still holds a crop
+        fits = [lv for lv, im in enumerate(pyramid)
+                if reg.side * im.shape[1] // _load_uint8(reg.photo).shape[0] >= size]
+        if not fits:
+            raise ValueError(f"block = {block} holds no {size}-pixel crop of {reg.photo!r}; "
+                             f"use block >= {size}")
+        lv = fits[min(int(level_u[i] * len(fits)), len(fits) - 1)]
+        image = pyramid[lv]
+        f = image.shape[1] / _load_uint8(reg.photo).shape[0]  # this level's scale
+        top0, left0 = int(np.ceil(reg.top * f)), int(np.ceil(reg.left * f))
+        span = int(np.floor((reg.top + reg.side) * f)) - top0, \
+            int(np.floor((reg.left + reg.side) * f)) - left0
+        top = top0 + int(pos_u[i, 0] * (span[0] - size + 1))
+        left = left0 + int(pos_u[i, 1] * (span[1] - size + 1))
+        crop = image[:, top:top + size, left:left + size]
+        crops[i] = crop[:, :, ::-1] if flips[i] else crop
+    np.clip(crops, -1.0, 1.0, out=crops)
+    return crops, pick.astype(np.int64)
 
 
 #: the values of ``photo_crops(half=...)``.

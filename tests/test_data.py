@@ -234,3 +234,38 @@ def test_image_batches_checks_its_arguments_when_called(tmp_path):
         image_batches(4, 8, half="top")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         image_batches(4, 8, folder=tmp_path / "missing")
+
+
+def test_region_crops_lie_inside_their_region():
+    from lib.data import load_photo, photo_regions, region_crops
+
+    table = photo_regions("test", block=64)
+    crops, ids = region_crops(6, 16, split="test", seed=4, block=64, max_levels=1)
+    assert crops.shape == (6, 3, 16, 16) and ids.shape == (6,)
+    for crop, rid in zip(crops, ids):
+        reg = table[rid]
+        window = load_photo(reg.photo)[:, reg.top:reg.top + 64, reg.left:reg.left + 64]
+        found = any(np.allclose(window[:, y:y + 16, x:x + 16], c, atol=1e-6)
+                    for y in range(49) for x in range(49) for c in (crop, crop[:, :, ::-1]))
+        assert found, (reg, "crop not found inside its region")
+
+
+def test_region_crops_are_reproducible_and_respect_the_region_subset():
+    from lib.data import photo_regions, region_crops
+
+    a, ra = region_crops(50, 32, split="train", seed=2)
+    b, rb = region_crops(50, 32, split="train", seed=2)
+    assert np.array_equal(a, b) and np.array_equal(ra, rb)
+    _, rc = region_crops(200, 32, split="train", seed=3, regions=[1, 5, 9])
+    assert set(rc) == {1, 5, 9}
+    regions = photo_regions("train")
+    assert [r.id for r in regions] == list(range(len(regions)))
+    # regions of one photograph tile it without overlap
+    astro = [r for r in regions if r.photo == "astronaut"]
+    assert len(astro) == 16 and len({(r.top, r.left) for r in astro}) == 16
+    with pytest.raises(ValueError, match="regions must be ids"):
+        region_crops(5, 32, split="train", regions=[len(regions)])
+    with pytest.raises(ValueError, match="holds no"):
+        region_crops(5, 32, split="train", block=16)
+    with pytest.raises(ValueError, match="larger than every photograph"):
+        photo_regions("test", block=5000)
