@@ -14,6 +14,14 @@ A few hundred pairs determine the gains of the top few hundred directions, whate
 ZCA whitening gives ``g = lambda^-1/2`` (slope -1/2 on log-log axes), the exact fixed point of
 the Gaussian-optimal denoiser ``(s/a) lambda^-1`` (slope -1), a flat gain slope 0; the bootstrap
 over pairs says which of these the measured slopes can and cannot be.
+
+The diagonal gain alone cannot tell a whitening from ZCA's magnitude (PCA's is about 0). The
+second half of the module, :func:`decide`, estimates each whole column ``W u_i`` instead: its
+norm says whether the map whitens (every whitening: ``||W u_i|| lambda_i^1/2 = 1``), its
+alignment with ``u_i`` whether it is ZCA; linearity is a kernel predictor against a linear one,
+held out. Each point is an equivalence test with margins stated in :data:`MARGINS`, with
+intervals that resample clusters of pairs (photographs or disjoint regions), and
+:func:`calibrate` runs it on planted maps whose answers are known.
 """
 
 from __future__ import annotations
