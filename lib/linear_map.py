@@ -1137,10 +1137,10 @@ def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
         m.update(margins)
     level = checks.fraction(level, "level", one=False)
     z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
+        raise ValueError(f"n_boot must be an integer of at least 2 for intervals, got {n_boot!r}")
     cols = column_stats(X, Z, eig, lam_min=lam_min, clusters=clusters, n_boot=n_boot,
                         generator=generator)
-    if n_boot < 2:
-        raise ValueError(f"n_boot must be at least 2 for intervals, got {n_boot}")
     bins = direction_bins(cols.lam, min_directions=min_directions)
     lev, ali, p, s = _law(cols.var, cols.gain, cols.col2, bins)
     boot = [_law(v, g, c, bins) for v, g, c in zip(cols.boot_var, cols.boot_gain,
