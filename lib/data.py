@@ -289,7 +289,9 @@ def photo_crops(
 @dataclass(frozen=True)
 class Region:
     """One block of a photograph's grid (full-resolution pixels ``[top, top + side)`` by
-    ``[left, left + side)``): crops of different regions share no pixel."""
+    ``[left, left + side)``): crops of different regions share no pixel (up to the few pixels
+    the pyramid's blur carries across a border). Regions of one photograph still share its
+    colours and content: they are disjoint, not independent."""
 
     id: int
     photo: str
@@ -302,7 +304,8 @@ def photo_regions(split: str = "train", *, block: int = 128) -> list[Region]:
     """The disjoint ``block x block`` regions of each photograph of a split, numbered.
 
     Crops drawn inside different regions (:func:`region_crops`) show disjoint parts of the
-    photographs, so the region is the unit a bootstrap can resample as independent.
+    photographs: the region is the smallest unit a bootstrap should resample together (the
+    photograph is the largest).
     """
     _check_split(split)
     block = checks.count(block, "block")
@@ -315,6 +318,17 @@ def photo_regions(split: str = "train", *, block: int = 128) -> list[Region]:
     if not regions:
         raise ValueError(f"block = {block} is larger than every photograph of {split!r}")
     return regions
+
+
+def _region_window(reg: "Region", full: tuple, level: tuple) -> tuple[int, int, int, int]:
+    """Rows ``[r0, r1)`` and columns ``[c0, c1)`` of a pyramid level that lie inside a region
+    (each axis scaled by its own ratio; the level's pixel ``j`` covers the full-resolution
+    span ``[j / f, (j + 1) / f)``, which must fall inside the region)."""
+    fy, fx = level[0] / full[0], level[1] / full[1]
+    r0, c0 = int(np.ceil(reg.top * fy)), int(np.ceil(reg.left * fx))
+    r1 = min(int(np.floor((reg.top + reg.side) * fy)), level[0])
+    c1 = min(int(np.floor((reg.left + reg.side) * fx)), level[1])
+    return r0, r1, c0, c1
 
 
 def region_crops(n: int, size: int = 32, *, split: str = "train", seed: int = 0,
@@ -343,7 +357,7 @@ def region_crops(n: int, size: int = 32, *, split: str = "train", seed: int = 0,
     max_levels = checks.count(max_levels, "max_levels")
     table = photo_regions(split, block=block)
     ids = np.arange(len(table)) if regions is None else np.unique(np.asarray(regions))
-    if ids.size == 0 or ids.min() < 0 or ids.max() >= len(table):
+    if ids.size == 0 or ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= len(table):
         raise ValueError(f"regions must be ids in [0, {len(table)}) of photo_regions("
                          f"{split!r}, block={block}), got {regions!r}")
     rng = np.random.default_rng(seed)
@@ -353,21 +367,18 @@ def region_crops(n: int, size: int = 32, *, split: str = "train", seed: int = 0,
     for i, rid in enumerate(pick):
         reg = table[rid]
         pyramid = _pyramid(reg.photo, size)[:max_levels]
-        # levels at which the region, shrunk by sqrt(2) per level, still holds a crop
-        fits = [lv for lv, im in enumerate(pyramid)
-                if reg.side * im.shape[1] // _load_uint8(reg.photo).shape[0] >= size]
+        full = _load_uint8(reg.photo).shape[:2]
+        # the region's pixels at each level (rows and columns scaled apart), where it still
+        # holds a whole crop
+        windows = [(lv, _region_window(reg, full, im.shape[1:])) for lv, im in enumerate(pyramid)]
+        fits = [(lv, w) for lv, w in windows if min(w[1] - w[0], w[3] - w[2]) >= size]
         if not fits:
             raise ValueError(f"block = {block} holds no {size}-pixel crop of {reg.photo!r}; "
-                             f"use block >= {size}")
-        lv = fits[min(int(level_u[i] * len(fits)), len(fits) - 1)]
-        image = pyramid[lv]
-        f = image.shape[1] / _load_uint8(reg.photo).shape[0]  # this level's scale
-        top0, left0 = int(np.ceil(reg.top * f)), int(np.ceil(reg.left * f))
-        span = int(np.floor((reg.top + reg.side) * f)) - top0, \
-            int(np.floor((reg.left + reg.side) * f)) - left0
-        top = top0 + int(pos_u[i, 0] * (span[0] - size + 1))
-        left = left0 + int(pos_u[i, 1] * (span[1] - size + 1))
-        crop = image[:, top:top + size, left:left + size]
+                             f"use a larger block")
+        lv, (r0, r1, c0, c1) = fits[min(int(level_u[i] * len(fits)), len(fits) - 1)]
+        top = r0 + int(pos_u[i, 0] * (r1 - r0 - size + 1))
+        left = c0 + int(pos_u[i, 1] * (c1 - c0 - size + 1))
+        crop = pyramid[lv][:, top:top + size, left:left + size]
         crops[i] = crop[:, :, ::-1] if flips[i] else crop
     np.clip(crops, -1.0, 1.0, out=crops)
     return crops, pick.astype(np.int64)

@@ -32,6 +32,7 @@ import numpy as np
 
 import scipy.linalg
 import scipy.optimize
+import scipy.special
 import scipy.stats
 
 from lib import checks
@@ -726,7 +727,7 @@ def hypothesis_verdict(r2_held_out: float, laws: dict, Z_diff=None, *, r2_min: f
 #   alignment  u_i^T c_i / ||c_i||       1 for ZCA, near 0 for PCA
 # The column is estimated by regressing every output coordinate on the input's coordinate
 # along u_i; with N < D its squared norm carries the estimation noise of D coefficients, which
-# a cluster-robust variance removes (no N > D needed).
+# keeping only products of distinct clusters removes (no N > D needed).
 
 #: the equivalence margins of :func:`decide`, fixed before any network's pairs were measured:
 #: the law's exponent within 0.1 of 1/2, every level within 0.2 of 1, every alignment above
@@ -806,15 +807,17 @@ class ColumnStats:
 
     Attributes:
         lam: eigenvalues above ``lam_min``, descending ``(k,)``.
-        var: the pairs' own variance along each ``u_i`` ``(k,)``: a map that whitens the
-            pairs' distribution has ``||c_i||^2 var_i = 1`` along *any* unit vector, so the
-            level is measured with it (not with ``lam``, whose small values a finite sample
-            underestimates).
+        var: the pairs' own variance along each ``u_i`` ``(k,)``. For a map that whitens the
+            pairs' distribution the regression column has ``||c_i||^2 var_i = 1`` along each
+            eigenvector of the pairs' covariance (and ``>= 1`` along other unit vectors), so
+            the level is measured with it rather than with ``lam``, whose small values a
+            finite sample underestimates.
         gain: ``u_i^T c_i``, the diagonal gain ``(k,)``.
         col2: ``||c_i||^2`` with the estimation noise removed ``(k,)`` (may dip below 0 where a
             direction carries no signal).
         boot_var, boot_gain, boot_col2: the same for each bootstrap replicate ``(n_boot, k)``.
         counts: the replicates' cluster counts ``(n_boot, C)`` (for paired comparisons).
+        labels: the cluster label of each pair, in the pairs' order ``(N,)``.
         n_pairs, n_clusters: what was resampled.
     """
 
@@ -826,6 +829,7 @@ class ColumnStats:
     boot_gain: np.ndarray
     boot_col2: np.ndarray
     counts: np.ndarray
+    labels: np.ndarray
     n_pairs: int
     n_clusters: int
 
@@ -839,8 +843,10 @@ def column_stats(X, Z, eig, *, lam_min: float = 0.02, clusters=None, n_boot: int
     ``a_c = sum_{n in c} P_ni z_n`` estimates ``c_i`` when the pairs share ``Sigma``'s
     eigenvectors). ``||b_i||^2`` exceeds ``||c_i||^2`` by the estimate's variance, summed over
     ``D`` coordinates, which is several times the signal at ``N < D``; keeping only the
-    products ``a_c . a_c'`` of *distinct* clusters removes it exactly (a U-statistic: each
-    such product has mean ``S_c S_c' ||c_i||^2``, whatever the noise's variance or tails).
+    products ``a_c . a_c'`` of *distinct* clusters removes it (a U-statistic: each such
+    product has mean ``S_c S_c' ||c_i||^2`` when the clusters are independent, whatever the
+    noise's variance or tails). Clusters that share something (regions of one photograph,
+    the common mean subtracted from every pair, about ``D / N^2``) leave an upward bias.
     Everything runs on the pairs' ``N x N`` Gram matrix, so ``D`` costs little.
 
     Args:
@@ -859,9 +865,9 @@ def column_stats(X, Z, eig, *, lam_min: float = 0.02, clusters=None, n_boot: int
     Xc, Zc = _centred_pairs(X, Z, None, None)
     N, D = Xc.shape
     lam, U = _sorted_eig(eig, D, lam_min)
-    labels = _cluster_labels(clusters, N)
-    order = np.argsort(labels, kind="stable")  # pairs of a cluster next to each other
-    Xc, Zc, labels = Xc[order], Zc[order], labels[order]
+    given = _cluster_labels(clusters, N)
+    order = np.argsort(given, kind="stable")  # pairs of a cluster next to each other
+    Xc, Zc, labels = Xc[order], Zc[order], given[order]
     _, starts, index = np.unique(labels, return_index=True, return_inverse=True)
     C = len(starts)
     if C < 2:
@@ -875,12 +881,13 @@ def column_stats(X, Z, eig, *, lam_min: float = 0.02, clusters=None, n_boot: int
         H[c] = np.sum(P[sl] * (G[sl, sl] @ P[sl]), axis=0)
     S2 = np.add.reduceat(P * P, starts, axis=0)  # (C, k)
 
-    def estimate(w: np.ndarray, wc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def estimate(w: np.ndarray, wc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         WP = w[:, None] * P
         pp = np.sum(P * WP, axis=0)  # (k,) sum_n w_n P_ni^2
         total = np.sum(WP * (G @ WP), axis=0)  # ||sum_c w_c a_c||^2, a_c = sum_{n in c} P_ni z_n
         # keep only the products of distinct clusters: E[a_c . a_c'] = S2_c S2_c' ||c_i||^2
-        col2 = (total - wc**2 @ H) / (pp**2 - wc**2 @ S2**2)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a replicate of one cluster
+            col2 = (total - wc**2 @ H) / (pp**2 - wc**2 @ S2**2)
         gain = np.sum(WP * Qd, axis=0) / pp
         return gain, col2, pp / float(w.sum())
 
@@ -892,7 +899,8 @@ def column_stats(X, Z, eig, *, lam_min: float = 0.02, clusters=None, n_boot: int
     else:
         rng_counts = np.empty((0, C))
         boot_gain = boot_col2 = boot_var = np.empty((0, len(lam)))
-    return ColumnStats(lam, var, gain, col2, boot_var, boot_gain, boot_col2, rng_counts, N, C)
+    return ColumnStats(lam, var, gain, col2, boot_var, boot_gain, boot_col2, rng_counts, given,
+                       N, C)
 
 
 def direction_bins(lam, *, min_directions: int = 5) -> list[np.ndarray]:
@@ -942,13 +950,12 @@ def _law(lam, gain, col2, bins) -> tuple[np.ndarray, np.ndarray, float, float]:
     lb = [np.log(lam[b]) for b, k in zip(bins, ok) if k]
 
     def fit(p: float) -> tuple[float, float]:
-        # log of the bin's mean of lambda^-2p, computed stably
-        model = np.array([np.log(np.mean(np.exp(-2 * p * (x - x.max())))) - 2 * p * x.max()
-                          for x in lb])
+        # log of the bin's mean of lambda^-2p
+        model = np.array([scipy.special.logsumexp(-2 * p * x) - np.log(len(x)) for x in lb])
         c = float(np.mean(logm - model))  # log s^2
         return float(np.sum((logm - model - c) ** 2)), c
 
-    best = scipy.optimize.minimize_scalar(lambda p: fit(p)[0], bounds=(-1.0, 2.0),
+    best = scipy.optimize.minimize_scalar(lambda p: fit(p)[0], bounds=(-2.0, 4.0),
                                           method="bounded", options={"xatol": 1e-5})
     p = float(best.x)
     return level, align, p, float(np.exp(fit(p)[1] / 2))
@@ -978,7 +985,7 @@ class Decision:
         columns: the per-direction statistics (:func:`column_stats`).
         bins: index arrays of the bins (:func:`direction_bins`); bin_edges: their ``lambda``
             ranges ``[(lo, hi)]``, the largest first.
-        exponent_boot, level_boot: the law's exponent ``p`` and scale ``s`` per replicate.
+        exponent_boot, scale_boot: the law's exponent ``p`` and scale ``s`` per replicate.
         level: coverage of the intervals (0.90: two one-sided tests at 5 %).
     """
 
@@ -1004,6 +1011,11 @@ class Decision:
 
     def items(self):
         return self.points.items()
+
+
+def _critical(level: float, clusters: int) -> float:
+    """Student's t quantile for a two-sided ``level`` interval from ``clusters`` clusters."""
+    return float(scipy.stats.t.ppf(0.5 + level / 2, df=clusters - 1))
 
 
 def _interval(value: float, boot: np.ndarray, z: float) -> Estimate:
@@ -1033,7 +1045,7 @@ class Linearity:
     boot_gain: np.ndarray
 
 
-def linearity(X, Z, X_test, Z_test, eig, *, k: int = 16, clusters_test=None,
+def linearity(X, Z, X_test, Z_test, eig, *, k: int = 16, clusters=None, clusters_test=None,
               n_boot: int = 200, level: float = 0.90, generator=0) -> Linearity:
     """Is the map linear? A linear and a kernel predictor, held out, on the top directions.
 
@@ -1048,17 +1060,19 @@ def linearity(X, Z, X_test, Z_test, eig, *, k: int = 16, clusters_test=None,
             the fitting pairs' means).
         eig: ``(lam, U)`` of an independent covariance.
         k: leading directions (inputs and outputs).
+        clusters: a label per fitting pair: the cross-validation folds keep clusters whole.
         clusters_test: a label per held-out pair, resampled together; None: independent.
         n_boot, level, generator: the cluster bootstrap of the held-out pairs.
     """
     from sklearn.kernel_ridge import KernelRidge
-    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
 
     X, Z = checks.paired_samples(X, Z)
     X_test, Z_test = checks.paired_samples(X_test, Z_test, ("X_test", "Z_test"))
     D = X.shape[1]
-    if X_test.shape[1] != D:
-        raise ValueError(f"X_test must have D = {D} columns, got {X_test.shape[1]}")
+    if X_test.shape[1] != D or Z_test.shape[1] != Z.shape[1]:
+        raise ValueError(f"the held-out pairs must have the fitting pairs' sizes {D} and "
+                         f"{Z.shape[1]}, got {X_test.shape[1]} and {Z_test.shape[1]}")
     k = checks.count(k, "k")
     if not 1 <= k < len(X) // 4:
         raise ValueError(f"k must lie in [1, N/4) = [1, {len(X) // 4}) for {len(X)} fitting "
@@ -1075,9 +1089,11 @@ def linearity(X, Z, X_test, Z_test, eig, *, k: int = 16, clusters_test=None,
     search = GridSearchCV(KernelRidge(kernel="rbf"),
                           {"alpha": [1e-2, 1e-1, 1.0, 10.0],
                            "gamma": [0.1 / k, 0.3 / k, 1.0 / k, 3.0 / k]},
-                          cv=KFold(5, shuffle=True, random_state=0),
+                          cv=KFold(5, shuffle=True, random_state=0) if clusters is None
+                          else GroupKFold(5),
                           scoring="neg_mean_squared_error")
-    search.fit(P, resid)
+    search.fit(P, resid, **({} if clusters is None else
+                            {"groups": _cluster_labels(clusters, len(P))}))
     pred_nl = pred_lin + search.best_estimator_.predict(Pt)
     total = np.sum((Yt - Y.mean(0)) ** 2, axis=1)  # (M,) per held-out pair
     e_lin = np.sum((Yt - pred_lin) ** 2, axis=1)
@@ -1089,7 +1105,7 @@ def linearity(X, Z, X_test, Z_test, eig, *, k: int = 16, clusters_test=None,
         return 1 - (w @ e) / (w @ total)
 
     ones = np.ones(len(Yt))
-    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    z = _critical(level, len(np.unique(labels)))
     b_lin, b_nl = r2(e_lin, weights), r2(e_nl, weights)
     return Linearity(_interval(r2(e_lin, ones), b_lin, z), _interval(r2(e_nl, ones), b_nl, z),
                      _interval(r2(e_nl, ones) - r2(e_lin, ones), b_nl - b_lin, z), k,
@@ -1106,11 +1122,16 @@ def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
       over the linear one (:func:`linearity`): the upper end of the gain's interval is below
       the margin.
     * ``whitening``: the columns have the norms of a whitening: the power law
-      ``||c_i|| = s lambda_i^-p`` fitted over every bin has ``|p - 1/2| < margins["exponent"]``
-      and every bin's level ``(mean ||c_i||^2 lambda_i)^1/2`` lies within ``margins["level"]``
-      of 1 (whole intervals inside).
-    * ``zca``: whitening, and every bin's alignment ``mean(g_i lambda_i^1/2) / level`` (1 when
-      each column lies along its ``u_i``) has its interval above ``1 - margins["alignment"]``.
+      ``||c_i|| = s v_i^-p`` fitted over every bin has ``|p - 1/2| < margins["exponent"]``
+      and every bin's level ``(mean ||c_i||^2 v_i)^1/2`` lies within ``margins["level"]``
+      of 1 (whole intervals inside); ``v_i`` is the pairs' own variance along ``u_i``
+      (:class:`ColumnStats`), about ``lambda_i`` for pairs from the covariance's distribution.
+    * ``zca``: whitening, and every bin's alignment ``mean(g_i v_i^1/2) / level`` (1 when each
+      column of a whitening lies along its ``u_i``) has its interval above
+      ``1 - margins["alignment"]``.
+
+    Intervals are the estimate plus or minus Student's ``t`` (``C - 1`` degrees of freedom,
+    ``C`` clusters) times the bootstrap standard deviation.
 
     Bins are decades of ``lambda`` above ``lam_min`` with at least ``min_directions``
     directions (:func:`direction_bins`); the law gives each bin the same weight.
@@ -1135,12 +1156,19 @@ def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
         if unknown:
             raise ValueError(f"unknown margins {sorted(unknown)}; known: {sorted(MARGINS)}")
         m.update(margins)
+    for name, value in m.items():
+        checks.number(value, f"margins[{name!r}]", lo=0.0)
     level = checks.fraction(level, "level", one=False)
-    z = float(scipy.stats.norm.ppf(0.5 + level / 2))
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
         raise ValueError(f"n_boot must be an integer of at least 2 for intervals, got {n_boot!r}")
+    min_directions = checks.count(min_directions, "min_directions")
+    lam_min = checks.number(lam_min, "lam_min", lo=0.0)
+    seeds = np.random.SeedSequence(generator).spawn(2)  # the two points resample apart
     cols = column_stats(X, Z, eig, lam_min=lam_min, clusters=clusters, n_boot=n_boot,
-                        generator=generator)
+                        generator=np.random.default_rng(seeds[0]))
+    if cols.n_clusters < 3:
+        raise ValueError(f"{cols.n_clusters} clusters give no interval; give at least 3")
+    z = _critical(level, cols.n_clusters)
     bins = direction_bins(cols.lam, min_directions=min_directions)
     lev, ali, p, s = _law(cols.var, cols.gain, cols.col2, bins)
     boot = [_law(v, g, c, bins) for v, g, c in zip(cols.boot_var, cols.boot_gain,
@@ -1155,8 +1183,9 @@ def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
     white = exponent.within(0.5 - m["exponent"], 0.5 + m["exponent"]) and all(
         e.within(1 - m["level"], 1 + m["level"]) for e in levels)
     aligned = all(np.isfinite(e.low) and e.low >= 1 - m["alignment"] for e in aligns)
-    lin = linearity(X, Z, X_test, Z_test, eig, k=k_linear, clusters_test=clusters_test,
-                    n_boot=n_boot, level=level, generator=generator)
+    lin = linearity(X, Z, X_test, Z_test, eig, k=k_linear, clusters=clusters,
+                    clusters_test=clusters_test, n_boot=n_boot, level=level,
+                    generator=np.random.default_rng(seeds[1]))
     points = {
         "linear": Point(bool(np.isfinite(lin.gain.high) and lin.gain.high < m["nonlinear"]),
                         {"r2_linear": lin.r2_linear, "r2_nonlinear": lin.r2_nonlinear,
@@ -1179,12 +1208,13 @@ def exponent_difference(a: Decision, b: Decision) -> Estimate:
     seed, so that each replicate resamples the same clusters in both.
     """
     if a.columns.counts.shape != b.columns.counts.shape or not np.array_equal(
-            a.columns.counts, b.columns.counts):
+            a.columns.counts, b.columns.counts) or not np.array_equal(a.columns.labels,
+                                                                      b.columns.labels):
         raise ValueError("the two decisions were not resampled alike: decide both on the same "
                          "images with the same clusters, n_boot and generator")
     if a.level != b.level:
         raise ValueError(f"the two decisions have different levels ({a.level}, {b.level})")
-    z = float(scipy.stats.norm.ppf(0.5 + a.level / 2))
+    z = _critical(a.level, a.columns.n_clusters)
     pa, pb = a["whitening"].estimates["exponent"].value, b["whitening"].estimates["exponent"].value
     return _interval(pa - pb, a.exponent_boot - b.exponent_boot, z)
 

@@ -265,7 +265,37 @@ def test_region_crops_are_reproducible_and_respect_the_region_subset():
     assert len(astro) == 16 and len({(r.top, r.left) for r in astro}) == 16
     with pytest.raises(ValueError, match="regions must be ids"):
         region_crops(5, 32, split="train", regions=[len(regions)])
+    with pytest.raises(ValueError, match="regions must be ids"):
+        region_crops(5, 32, split="train", regions=[1.5])
     with pytest.raises(ValueError, match="holds no"):
         region_crops(5, 32, split="train", block=16)
     with pytest.raises(ValueError, match="larger than every photograph"):
         photo_regions("test", block=5000)
+
+
+@pytest.mark.parametrize("size, block", [(32, 64), (16, 32), (16, 41), (32, 128)])
+def test_region_crops_at_every_level_lie_inside_their_region(size, block):
+    # every pyramid level, regions on the right and bottom edges included: the crop is a
+    # window of its level whose full-resolution footprint lies inside the region
+    from lib.data import _pyramid, _region_window, photo_regions, region_crops
+
+    table = photo_regions("train", block=block)
+    edge = [r.id for r in table if r.photo == "cat"]  # 300 x 451: uneven scales per axis
+    crops, ids = region_crops(40, size, split="train", seed=1, block=block, regions=edge,
+                              max_levels=4)
+    for crop, rid in zip(crops, ids):
+        reg = table[rid]
+        full = (300, 451)
+        hits = []
+        for lv, im in enumerate(_pyramid(reg.photo, size)[:4]):
+            r0, r1, c0, c1 = _region_window(reg, full, im.shape[1:])
+            fy, fx = im.shape[1] / full[0], im.shape[2] / full[1]
+            assert r0 / fy >= reg.top - 1e-9 and r1 / fy <= reg.top + reg.side + 1e-9
+            assert c0 / fx >= reg.left - 1e-9 and c1 / fx <= reg.left + reg.side + 1e-9
+            for y in range(r0, r1 - size + 1):
+                for x in range(c0, c1 - size + 1):
+                    w = im[:, y:y + size, x:x + size]
+                    if np.allclose(w, crop, atol=1e-6) or np.allclose(w[:, :, ::-1], crop,
+                                                                     atol=1e-6):
+                        hits.append(lv)
+        assert hits, (reg, "crop is no window inside its region at any level")

@@ -398,8 +398,9 @@ def _diagonal_pairs(gains_of_lam, *, N=400, D=200, noise=0.5, seed=0):
 
 
 def test_column_norms_are_debiased_where_the_plain_regression_is_not():
-    # at N = 400 < D = 200 * (noise / signal) the plain slope's squared norm is several times
-    # the column's; the distinct-cluster statistic recovers lambda^-1 on average
+    # with noise as large as this (D = 200 coordinates of variance 4 against a unit-variance
+    # signal) the plain slope's squared norm is several times the column's at N = 400; the
+    # distinct-cluster statistic recovers lambda^-1 on average
     X, Z, eig, g = _diagonal_pairs(lambda lam: lam ** -0.5, noise=2.0)
     s = column_stats(X, Z, eig, lam_min=0.0, n_boot=0)
     Xc, Zc = X - X.mean(0), Z - Z.mean(0)
@@ -469,6 +470,14 @@ def test_exponent_difference_is_paired():
     c = decide(X[:240], Z2[:240], X[240:], Z2[240:], eig, **{**kw, "generator": 9})
     with pytest.raises(ValueError, match="resampled alike"):
         exponent_difference(a, c)
+    shuffled = np.random.default_rng(0).permutation(240)  # same C, other clusters
+    e = decide(X[:240], Z2[:240], X[240:], Z2[240:], eig, clusters=shuffled, **kw)
+    with pytest.raises(ValueError, match="resampled alike"):
+        exponent_difference(a, e)
+    # paired: narrower than the two decisions' own intervals combined independently
+    pa, pb = a["whitening"].estimates["exponent"], b["whitening"].estimates["exponent"]
+    unpaired = np.hypot(pa.high - pa.low, pb.high - pb.low)
+    assert d.high - d.low < unpaired
 
 
 def test_linearity_sees_a_learnable_nonlinear_part_and_nothing_in_a_linear_map():
@@ -513,3 +522,24 @@ def test_decide_bad_input():
         decide(X[:80], Z[:80], X[80:], Z[80:], eig, **{**kw, "n_boot": 1})
     with pytest.raises(ValueError, match="lam_min"):
         decide(X[:80], Z[:80], X[80:], Z[80:], eig, **{**kw, "lam_min": 1e3})
+    with pytest.raises(ValueError, match="lam_min"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, **{**kw, "lam_min": -1.0})
+    with pytest.raises(ValueError, match="margins"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, margins={"level": float("nan")}, **kw)
+    with pytest.raises(ValueError, match="at least 3"):
+        decide(X[:80], Z[:80], X[80:], Z[80:], eig, clusters=np.arange(80) % 2, **kw)
+    with pytest.raises(ValueError, match="held-out pairs"):
+        decide(X[:80], Z[:80], X[80:, :20], Z[80:, :20], eig, **kw)
+
+
+def test_the_law_fitted_on_bins_recovers_an_exact_power_law():
+    from lib.linear_map import _law
+
+    lam = np.geomspace(300.0, 0.02, 400)
+    bins = direction_bins(lam, min_directions=10)
+    for p, scale in ((0.5, 1.0), (1.0, 0.3), (0.1, 2.0), (2.5, 1.5)):
+        col2 = scale**2 * lam ** (-2 * p)
+        level, align, p_hat, s_hat = _law(lam, np.sqrt(col2), col2, bins)
+        assert abs(p_hat - p) < 1e-3 and abs(s_hat / scale - 1) < 1e-3, (p, p_hat, s_hat)
+        if p == 0.5:  # a whitening: level 1 and alignment 1 in every bin
+            assert np.allclose(level, 1.0) and np.allclose(align, 1.0)
