@@ -13,7 +13,8 @@ The paper, one module per step of its argument:
 * ``annealing``: the model-free search of Alg. 1 (Sec. 5);
 * ``editing``: image variation and editing (Sec. 6).
 
-Around it: ``data`` (the bundled photographs, crops and image folders), ``metrics`` (PSNR, SSIM,
+Around it: ``hypothesis`` (Hypothesis 1 end to end: chapter 4's pair sets, maps and decisions),
+``data`` (the bundled photographs, crops and image folders), ``metrics`` (PSNR, SSIM,
 Pearson, ring averages), ``quality`` (the embedded models' sample statistics), ``train`` (how
 the embedded models were made), ``profiles`` and ``experiment`` (every setting of a run, and a
 chapter's models and data from it), ``checks`` (input checks), ``plotting`` and ``prose``

@@ -28,7 +28,7 @@ from lib.schedule import forward_noise, noise_scales
 
 __all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_starts", "fixed_point_sweep",
            "one_step_reconstruction", "input_norm",
-           "gaussian_picard_gain", "fixed_point_pairs", "cached_fixed_point_pairs", "METHODS", "INITS",
+           "gaussian_picard_gain", "gaussian_fixed_point", "fixed_point_pairs", "cached_fixed_point_pairs", "METHODS", "INITS",
            "SAFEGUARDS"]
 
 METHODS = ("picard", "anderson", "minimize")
@@ -431,6 +431,30 @@ def gaussian_picard_gain(lam, abar: float, iters: int | None, relaxation: float 
         raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
     c = 1 - relaxation * a**2 * lam / (a**2 * lam + s**2)  # 1 - beta (1 - s^2 / (a^2 lam + s^2))
     return (1 - c ** int(iters)) * exact
+
+
+def gaussian_fixed_point(model, z0, t: int) -> torch.Tensor:
+    """The exact solution of Eq. (6) for the Gaussian-optimal model (a
+    :class:`lib.models.GaussianModel`): ``eps* = (s / a) U diag(1 / lambda) U^T (z0 - mu)``.
+
+    It is what a converged iteration would return, so it tells how far a run's end point is
+    from the fixed point, which its residual does not (directions with small ``lambda`` are
+    both the slowest to converge and the largest part of ``eps*``).
+
+    Returns:
+        ``eps*`` ``(B, C, H, W)`` (float64 on the CPU); infinite along zero eigenvalues.
+    """
+    from lib.models import GaussianModel
+
+    if not isinstance(model, GaussianModel):
+        raise TypeError(f"the closed form exists for the Gaussian model only, got "
+                        f"{type(model).__name__}")
+    z0 = checks.batch(z0, "z0")
+    a, s = noise_scales(int(t), model.alphas_cumprod, dtype=torch.float64)
+    x = z0.detach().cpu().double().reshape(len(z0), -1) - model.mean  # (B, D)
+    inv = (s / a) / model.eigvals  # inf along zero eigenvalues
+    eps = ((x @ model.eigvecs) * inv) @ model.eigvecs.T
+    return eps.reshape(z0.shape)
 
 
 @dataclass

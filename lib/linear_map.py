@@ -36,13 +36,15 @@ import scipy.special
 import scipy.stats
 
 from lib import checks
-from lib.whitening import covariance_eigh, whiteness_error
+from lib.whitening import covariance_eigh
 
 __all__ = ["EigenGains", "DecadeFit", "eigen_gains", "ShapeScores", "shape_scores",
            "LinearFitMetrics", "fit_linear_map", "RidgeFit", "fit_linear_map_ridge_cv",
            "linear_fit_metrics", "matrix_norms", "EigenbasisView", "eigenbasis_view",
-           "MapComparison", "compare_maps", "REFERENCE_SLOPES", "LawFit", "law_fit", "Verdict",
-           "hypothesis_verdict"]
+           "MapComparison", "compare_maps", "MARGINS", "Estimate", "cluster_weights",
+           "ColumnStats", "column_stats", "direction_bins", "Point", "Decision", "Linearity",
+           "linearity", "decide", "exponent_difference", "eigen_map", "planted_maps",
+           "planted_pairs", "gaussian_images", "calibrate"]
 
 
 @dataclass(frozen=True)
@@ -543,179 +545,6 @@ def compare_maps(X, Z, X_test=None, Z_test=None, *, maps: dict, W_diff=None,
     return W_diff, rows
 
 
-#: slopes of the reference laws on log-log axes: ZCA, the Gaussian exact fixed point, a flat gain
-REFERENCE_SLOPES = {"ZCA": -0.5, "exact fixed point": -1.0, "flat": 0.0}
-
-
-@dataclass(frozen=True)
-class LawFit:
-    """Which law a map's per-direction gains follow (see :func:`law_fit`).
-
-    Attributes:
-        decades: slope and level per decade of ``lambda`` above ``lam_min``, largest first.
-        inside: ``{reference: [slope inside the decade's interval, per decade]}`` for the
-            slopes of :data:`REFERENCE_SLOPES`.
-        distances: ``{curve: distance}``: the decade-weighted RMS of ``log g - log r - c`` over
-            the directions above ``lam_min`` (``c`` the best log-scale; 0: same shape).
-        scales: ``{curve: exp(c)}``, the factor by which the gains exceed the curve.
-        nearest: the curve at the smallest distance.
-    """
-
-    decades: list
-    inside: dict
-    distances: dict
-    scales: dict
-    nearest: str
-
-
-def law_fit(gains: EigenGains, curves: dict, *, lam_min: float,
-            min_directions: int = 5) -> LawFit:
-    """Compare measured gains with reference curves over the well-determined directions.
-
-    Args:
-        gains: from :func:`eigen_gains`.
-        curves: ``{name: gains per direction}``, arrays shaped like ``gains.lam`` (e.g.
-            ``lam ** -0.5`` for ZCA, the Gaussian model's closed forms).
-        lam_min: directions with ``lambda`` at or below this are left out (too little image
-            variance for their gain to be measured from ``gains.n_pairs`` pairs).
-        min_directions: decades with fewer directions are left out of the slopes.
-
-    Returns:
-        a :class:`LawFit`. The distance gives each decade the same total weight, so that the
-        hundreds of directions of the lowest decade do not drown the top ones; only positive
-        gains enter it.
-    """
-    if not curves:
-        raise ValueError("give at least one reference curve")
-    lam, g = gains.lam, gains.gain
-    keep = (lam > lam_min) & (g > 0)
-    if keep.sum() < 3:
-        raise ValueError(f"fewer than 3 positive gains above lam_min = {lam_min}")
-    decade = np.floor(np.log10(lam[keep]))
-    _, inverse, counts = np.unique(decade, return_inverse=True, return_counts=True)
-    weight = 1.0 / counts[inverse]
-    weight /= weight.sum()
-    distances, scales = {}, {}
-    for name, curve in curves.items():
-        curve = np.asarray(curve, dtype=np.float64)
-        if curve.shape != lam.shape:
-            raise ValueError(f"curve {name!r} has shape {curve.shape}, expected {lam.shape}")
-        if np.any(curve[keep] <= 0):
-            raise ValueError(f"curve {name!r} must be positive above lam_min")
-        diff = np.log(g[keep]) - np.log(curve[keep])
-        c = float(weight @ diff)
-        distances[name] = float(np.sqrt(weight @ (diff - c) ** 2))
-        scales[name] = float(np.exp(c))
-    decades = gains.decades(min_directions=min_directions, lam_min=lam_min)
-    inside = {ref: [d.slope_low <= slope <= d.slope_high for d in decades]
-              for ref, slope in REFERENCE_SLOPES.items()}
-    return LawFit(decades, inside, distances, scales, min(distances, key=distances.get))
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One point of Hypothesis 1 decided on numbers.
-
-    Attributes:
-        point: ``linearity``, ``whitening``, ``ZCA law``, ``stable in K`` or ``nearest law``.
-        holds: whether the numbers pass the stated test.
-        evidence: the numbers and the test, in words.
-    """
-
-    point: str
-    holds: bool
-    evidence: str
-
-
-def _slopes(law: LawFit) -> str:
-    return ", ".join(f"[{d.lam_lo:g}, {d.lam_hi:g}): {d.slope:.2f} ({d.slope_low:.2f} to "
-                     f"{d.slope_high:.2f})" for d in law.decades)
-
-
-def hypothesis_verdict(r2_held_out: float, laws: dict, Z_diff=None, *, r2_min: float = 0.8,
-                       level_tol: float = 0.25, whiteness_margin: float = 0.25,
-                       top_decades: int = 2) -> list[Verdict]:
-    """Decide Hypothesis 1 for one model, point by point.
-
-    * linearity: the ridge-validated fit of Eq. (9) explains at least ``r2_min`` of the
-      variance of *held-out* noises;
-    * whitening: the map gives the well-determined directions unit variance: in each of the
-      top ``top_decades`` decades, the interval of the level ``median(g lambda^1/2)`` (the
-      output's standard deviation per unit input one, 1 for every whitening) meets
-      ``[1 - level_tol, 1 + level_tol]``; and, when ``Z_diff = X W_Diff^T`` is given with more
-      pairs than dimensions, its whiteness error (:func:`lib.whitening.whiteness_error`) is at
-      most ``sqrt(D / N) + whiteness_margin`` (with fewer pairs ``W_Diff`` has rank below D and
-      the full covariance measures the estimator, not the map);
-    * ZCA law: slope -1/2 inside the interval in each of the top decades;
-    * stable in K: every entry of ``laws`` has the same nearest curve, and the slope intervals
-      of the first and the last entry overlap in each of the top decades;
-    * nearest law: ZCA's curve is the nearest.
-
-    Decades are those of :func:`law_fit` (with enough directions); the laws' points are read
-    from the last entry of ``laws`` (the most iterations).
-
-    Args:
-        r2_held_out: held-out R^2 of the ridge-validated ``W_Diff``.
-        laws: ``{label: LawFit}`` in increasing iteration count (e.g. ``{"K = 10": ...}``);
-            the curves must include one named ``"ZCA"``, and a curve that follows the iteration
-            count must keep one name (e.g. ``"Gaussian Picard, same K"``).
-        Z_diff: optional, the fitting images mapped by ``W_Diff``, ``(N, D)``.
-
-    Returns:
-        five :class:`Verdict`.
-    """
-    if not laws:
-        raise ValueError("laws must hold at least one LawFit")
-    labels = list(laws)
-    first, last = laws[labels[0]], laws[labels[-1]]
-    if "ZCA" not in last.distances:
-        raise ValueError("the laws' curves must include one named 'ZCA'")
-    top = last.decades[:top_decades]
-    levels = [d.level_low <= 1 + level_tol and d.level_high >= 1 - level_tol for d in top]
-    level_text = ", ".join(f"[{d.lam_lo:g}, {d.lam_hi:g}): {d.level:.2f} ({d.level_low:.2f} to "
-                           f"{d.level_high:.2f})" for d in top)
-    white, white_text = bool(top) and all(levels), ""
-    if Z_diff is not None:
-        Z_diff, _ = checks.samples(Z_diff, "Z_diff")
-        N, D = Z_diff.shape
-        variance = float(np.mean(np.var(Z_diff, axis=0, ddof=1)))
-        if N > D:
-            error, floor = whiteness_error(Z_diff), float(np.sqrt(D / N))
-            white = white and error <= floor + whiteness_margin
-            white_text = (f"; ||cov(X W_Diff^T) - I||_F / sqrt(D) = {error:.3f} (test: <= sqrt(D/N) "
-                          f"+ {whiteness_margin} = {floor + whiteness_margin:.3f})")
-        else:
-            white_text = (f"; mean variance of X W_Diff^T {variance:.3f} (N = {N} <= D = {D}: "
-                          "its covariance has rank below D and is not tested)")
-    zca_inside = bool(top) and all(last.inside["ZCA"][:top_decades])
-    nearest = {label: law.nearest for label, law in laws.items()}
-    overlap = []
-    for d_last in top:
-        d_first = next((d for d in first.decades if d.lam_lo == d_last.lam_lo), None)
-        overlap.append(d_first is not None and d_first.slope_low <= d_last.slope_high
-                       and d_last.slope_low <= d_first.slope_high)
-    stable = len(set(nearest.values())) == 1 and all(overlap)
-    order = sorted(last.distances, key=last.distances.get)
-    return [
-        Verdict("linearity", r2_held_out >= r2_min,
-                f"held-out R^2 of the ridge-validated W_Diff {r2_held_out:.3f}; test: >= {r2_min}"),
-        Verdict("whitening", white,
-                f"{labels[-1]}: level median(g lambda^1/2) {level_text}; test: the interval meets "
-                f"[{1 - level_tol:g}, {1 + level_tol:g}] in the top {top_decades} decades" + white_text),
-        Verdict("ZCA law", zca_inside,
-                f"{labels[-1]}: slopes {_slopes(last)}; test: -0.5 inside the interval in the top "
-                f"{top_decades} decades"),
-        Verdict("stable in K", stable,
-                f"nearest curve {', '.join(f'{k}: {v}' for k, v in nearest.items())}; slopes "
-                f"{labels[0]}: {_slopes(first)}; test: same nearest curve throughout and "
-                f"overlapping slope intervals in the top {top_decades} decades"),
-        Verdict("nearest law", last.nearest == "ZCA",
-                f"{labels[-1]}: " + "; ".join(f"{name} {last.distances[name]:.3f} (scale "
-                                              f"{last.scales[name]:.2g})" for name in order)
-                + "; test: ZCA nearest (distance: decade-weighted RMS of log gain, best scale)"),
-    ]
-
-
 # ---------------------------------------------------------------------------------------------
 # Hypothesis 1 decided direction by direction, with intervals that resample clusters of pairs
 # (photographs or disjoint regions of them) and margins stated before any network was measured.
@@ -1113,7 +942,7 @@ def linearity(X, Z, X_test, Z_test, eig, *, k: int = 16, clusters=None, clusters
 
 
 def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
-           lam_min: float = 0.02, min_directions: int = 10, k_linear: int = 16,
+           lam_min: float = 0.02, min_directions: int = 10, k_linear: int | None = None,
            n_boot: int = 200, level: float = 0.90, margins: dict | None = None,
            generator=0) -> Decision:
     """Hypothesis 1 for one map, point by point, each an equivalence test with stated margins.
@@ -1143,6 +972,7 @@ def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
             together; None: pairs are independent.
         n_boot: cluster-bootstrap replicates; level: interval coverage (0.90 makes each
             equivalence a pair of one-sided tests at 5 %).
+        k_linear: the leading directions linearity is tested on (default 16, at most N / 5).
         margins: overrides of :data:`MARGINS`.
         generator: the bootstrap's seed; the same seed and clusters resample two settings on
             the same images alike (:func:`exponent_difference`).
@@ -1183,6 +1013,8 @@ def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
     white = exponent.within(0.5 - m["exponent"], 0.5 + m["exponent"]) and all(
         e.within(1 - m["level"], 1 + m["level"]) for e in levels)
     aligned = all(np.isfinite(e.low) and e.low >= 1 - m["alignment"] for e in aligns)
+    if k_linear is None:  # 16 directions, or fewer where the pairs are few
+        k_linear = max(1, min(16, cols.n_pairs // 5))
     lin = linearity(X, Z, X_test, Z_test, eig, k=k_linear, clusters=clusters,
                     clusters_test=clusters_test, n_boot=n_boot, level=level,
                     generator=np.random.default_rng(seeds[1]))

@@ -30,7 +30,8 @@ from plotly.subplots import make_subplots
 from lib.profiles import in_colab
 
 __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "Table", "significant",
-           "gains_figure", "binned_gains", "Words", "span", "left_align_titles", "FIGURE_DIR_ENV"]
+           "gains_figure", "binned_gains", "Words", "span", "left_align_titles", "FIGURE_DIR_ENV",
+           "decision_cells", "DECISION_HEADER"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -446,3 +447,24 @@ def span(values, fmt: str = ".2f", *, scale: float = 1.0) -> Words:
         return Words(lo)
     sep = " to " if v.min() < 0 else "-"
     return Words(f"{lo}{sep}{hi}")
+
+
+#: the columns of :func:`decision_cells`
+DECISION_HEADER = ["linear", "kernel's gain in R2", "whitening", "exponent p", "levels",
+                   "zca", "alignments"]
+
+
+def decision_cells(decision) -> list[str]:
+    """One table row for a :class:`lib.linear_map.Decision`: each point's outcome (a check or
+    a cross) with the numbers behind it, estimates with their intervals in parentheses and the
+    per-bin levels and alignments from the largest eigenvalues down."""
+    def est(e, digits=2):
+        return f"{e.value:.{digits}f} ({e.low:.{digits}f}, {e.high:.{digits}f})"
+
+    def mark(point):
+        return "\u2713" if decision[point].holds else "\u2717"
+
+    lin, white, zca = (decision[p].estimates for p in ("linear", "whitening", "zca"))
+    return [mark("linear"), est(lin["nonlinear_gain"], 3), mark("whitening"),
+            est(white["exponent"]), " \u00b7 ".join(f"{e.value:.2f}" for e in white["level"]),
+            mark("zca"), " \u00b7 ".join(f"{e.value:.2f}" for e in zca["alignment"])]

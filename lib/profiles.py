@@ -82,14 +82,14 @@ class Profile:
         n_test: held-out samples for evaluation.
         image_size: side of the image crops for the embedded models (pixels).
         description: one line for the reader.
-        n_pairs, n_pairs_test: image / fixed-point-noise pairs to fit the linear map of Eq. (9)
-            on (a ridge-validated fit; the plain fit needs N > D), and held-out pairs to test it
-            (chapter 4).
-        fp_iters: iterations of Eq. (7) per pair of the Eq. (9) fit.
-        n_sweep: pairs per setting of chapter 4's direction-by-direction sweep (iterations K
-            from zero, timesteps t, DDIM inversion); n_sweep_random: pairs from a random start.
-        sweep_iters: the iteration counts K of the sweep (snapshots of one run).
-        n_inversion: pairs per step count of the sweep's DDIM inversions.
+        n_pairs, n_pairs_test: chapter 4's fitting and held-out pairs per pair set (crops of
+            disjoint regions of the training photographs, in distribution, and of the test
+            photographs), for Eq. (9) and for :func:`lib.linear_map.decide`.
+        fp_iters: iterations of Eq. (7) behind the pairs of Eq. (9) and of the t-sweep.
+        n_sweep: images of chapter 4's t-sweep (the first of the in-distribution set);
+            n_sweep_random: images whose runs from a random start test convergence there.
+        sweep_iters: the iteration counts K chapter 4 decides at (snapshots of one run).
+        n_inversion: images (the first of the in-distribution set) DDIM-inverted.
         n_conv: images of chapter 3's convergence study; conv_evals: its budget in network
             evaluations per solver.
         sd_image_size: image side for the Hub models (latents are 8x smaller).
@@ -109,13 +109,13 @@ class Profile:
     n_test: int
     image_size: int
     description: str
-    n_pairs: int = 600
-    n_pairs_test: int = 150
+    n_pairs: int = 300
+    n_pairs_test: int = 100
     fp_iters: int = 20
-    n_sweep: int = 128
-    n_sweep_random: int = 64
-    sweep_iters: tuple = (10, 20, 50, 100)
-    n_inversion: int = 64
+    n_sweep: int = 100
+    n_sweep_random: int = 16
+    sweep_iters: tuple = (10, 20, 50)
+    n_inversion: int = 400
     n_conv: int = 8
     conv_evals: int = 300
     sd_image_size: int = 256
@@ -131,20 +131,20 @@ PROFILES: dict[str, Profile] = {
                    "embedded models on the CPU, sizes for a 2-core laptop or CI"),
     "gpu": Profile("gpu", "cuda", True, 50_000, 10_000, 32,
                    "embedded models at the paper's scale (N = 50,000) on a CUDA GPU",
-                   n_pairs=50_000, n_pairs_test=5_000, n_sweep=2_000, n_sweep_random=1_000,
+                   n_pairs=10_000, n_pairs_test=2_000, n_sweep=2_000, n_sweep_random=256,
                    sweep_iters=(10, 20, 50, 100, 200), n_inversion=2_000, n_conv=64, conv_evals=600,
                    n_noises=2_000, n_samples=1_000),
     "sd": Profile("sd", "cuda", True, 50_000, 10_000, 32,
                   "Stable Diffusion models from the Hugging Face Hub on a CUDA GPU (Colab)",
-                  n_pairs=10_000, n_pairs_test=1_000, n_sweep=1_000, n_sweep_random=250,
-                  sweep_iters=(10, 20, 50, 100), n_inversion=250, n_conv=16, n_noises=1_000,
+                  n_pairs=2_000, n_pairs_test=500, n_sweep=500, n_sweep_random=64,
+                  sweep_iters=(10, 20, 50, 100), n_inversion=500, n_conv=16, n_noises=1_000,
                   n_samples=1_000, chapters=SD_CHAPTERS, dtype="float16"),
     # not for reading: every chapter in a few minutes, so that the tests can build a whole book
     # from a run of a profile other than cpu and check that its prose shows that run's numbers
     "mini": Profile("mini", "cpu", False, 4_000, 500, 32,
                     "embedded models at toy sizes, for the tests (numbers mean little)",
-                    n_pairs=96, n_pairs_test=48, fp_iters=5, n_sweep=48, n_sweep_random=24,
-                    sweep_iters=(5, 10), n_inversion=24, n_conv=2, conv_evals=30, n_noises=48,
+                    n_pairs=96, n_pairs_test=48, fp_iters=5, n_sweep=64, n_sweep_random=8,
+                    sweep_iters=(5, 10), n_inversion=144, n_conv=2, conv_evals=30, n_noises=48,
                     n_samples=32, chapter_parameters={
                         "03_fixed_point": {"ITERS": 10, "N_ZCA_TARGETS": 8},
                         "05_annealing": {"N_ITERS": 200, "N_TARGETS": 4, "N_CHAINS": 4},

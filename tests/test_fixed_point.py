@@ -350,3 +350,28 @@ def test_lowest_reached_and_input_norm_known_answers():
                        np.sqrt(abar) * z0.flatten(1).norm(dim=1).numpy() / np.sqrt(D))
     e = torch.ones_like(z0)
     assert np.allclose(input_norm(model, torch.zeros_like(z0), e, 900), np.sqrt(1 - abar))
+
+
+def test_gaussian_fixed_point_solves_eq6_and_picard_approaches_it():
+    import numpy as np
+    import torch
+
+    from lib.fixed_point import fixed_point_noise, gaussian_fixed_point
+    from lib.models import GaussianModel
+
+    rng = np.random.default_rng(0)
+    D = 12
+    U, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    lam = np.geomspace(4.0, 0.5, D)
+    model = GaussianModel.from_eigh(np.zeros(D), lam, U, (3, 2, 2), device="cpu",
+                                    dtype=torch.float64)
+    z0 = torch.as_tensor(rng.standard_normal((2, 3, 2, 2)))
+    t = 300
+    eps = gaussian_fixed_point(model, z0, t)
+    abar = float(model.alphas_cumprod[t])
+    z_t = np.sqrt(abar) * z0 + np.sqrt(1 - abar) * eps
+    assert torch.allclose(model.eps(z_t, t), eps, atol=1e-10)  # Eq. (6) solved exactly
+    run = fixed_point_noise(model, z0, t, 200, init="zero")
+    assert torch.allclose(run.noise.double(), eps, rtol=1e-4, atol=1e-6)
+    with pytest.raises(TypeError, match="Gaussian model only"):
+        gaussian_fixed_point(object(), z0, t)
