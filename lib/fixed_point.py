@@ -28,8 +28,8 @@ from lib.schedule import forward_noise, noise_scales
 
 __all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_starts", "fixed_point_sweep",
            "one_step_reconstruction", "input_norm",
-           "gaussian_picard_gain", "gaussian_fixed_point", "fixed_point_pairs", "cached_fixed_point_pairs", "METHODS", "INITS",
-           "SAFEGUARDS"]
+           "gaussian_picard_gain", "gaussian_fixed_point", "fixed_point_pairs",
+           "cached_fixed_point_pairs", "METHODS", "INITS", "SAFEGUARDS"]
 
 METHODS = ("picard", "anderson", "minimize")
 INITS = ("random", "zero")

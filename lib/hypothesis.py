@@ -22,10 +22,11 @@ import torch
 
 from lib import checks
 from lib.linear_map import Decision, decide, planted_maps
+from lib.metrics import standardize
 
-__all__ = ["PairSet", "pair_sets", "region_pairs", "fixed_point_maps", "inversion_map", "decide_pairs",
-           "reference_maps", "start_agreement", "chapter_maps", "decide_maps", "model_numbers",
-           "reference_covariance"]
+__all__ = ["PairSet", "pair_sets", "region_pairs", "fixed_point_maps", "inversion_map",
+           "decide_pairs", "reference_maps", "start_agreement", "chapter_maps", "decide_maps",
+           "model_numbers", "reference_covariance"]
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,7 @@ def start_agreement(from_zero, from_random) -> float:
     B, _ = checks.samples(from_random, "from_random")
     if A.shape != B.shape:
         raise ValueError(f"the two runs must hold the same images, got {A.shape} and {B.shape}")
-    A = A - A.mean(1, keepdims=True)
-    B = B - B.mean(1, keepdims=True)
-    r = np.sum(A * B, 1) / np.sqrt(np.sum(A * A, 1) * np.sum(B * B, 1))
-    return float(np.median(r))
+    return float(np.median(np.sum(standardize(A, 1) * standardize(B, 1), axis=1)))
 
 
 def chapter_maps(models: dict, sets: dict, *, t_star: int, ks, k_fit: int, t_values, n_t: int,

@@ -989,8 +989,7 @@ def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
     for name, value in m.items():
         checks.number(value, f"margins[{name!r}]", lo=0.0)
     level = checks.fraction(level, "level", one=False)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer of at least 2 for intervals, got {n_boot!r}")
+    n_boot = checks.count(n_boot, "n_boot", 2)  # intervals need at least two replicates
     min_directions = checks.count(min_directions, "min_directions")
     lam_min = checks.number(lam_min, "lam_min", lo=0.0)
     seeds = np.random.SeedSequence(generator).spawn(2)  # the two points resample apart

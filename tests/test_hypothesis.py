@@ -92,3 +92,37 @@ def test_reference_maps_hold_the_planted_maps_and_the_closed_forms(small_gaussia
             "Gaussian DDIM inversion, 25 steps"} == set(maps)
     g = gaussian_picard_gain(lam, float(model.alphas_cumprod[980]), 20)
     assert np.allclose(U.T @ maps["Gaussian Picard, K = 20"] @ U, np.diag(g), atol=1e-8)
+
+
+def test_start_agreement_is_the_median_pearson_correlation_of_the_end_points():
+    from lib.hypothesis import start_agreement
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((5, 40))
+    assert start_agreement(A, 3 * A + 1) == pytest.approx(1.0)
+    assert start_agreement(A, -A) == pytest.approx(-1.0)
+    B = A.copy()
+    B[:2] = -A[:2]  # two of five images disagree: the median is still full agreement
+    assert start_agreement(A, B) == pytest.approx(1.0)
+    assert abs(start_agreement(A, rng.standard_normal((5, 40)))) < 0.5
+    with pytest.raises(ValueError, match="same images"):
+        start_agreement(A, A[:3])
+    bad = A.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="from_random"):
+        start_agreement(A, bad)
+
+
+def test_fixed_point_maps_and_region_pairs_name_bad_arguments(small_gaussian):
+    model, _, _ = small_gaussian
+    pairs = region_pairs("in distribution", "train", 8, 4, 8, seed=1)
+    with pytest.raises(ValueError, match="at least one iteration count"):
+        fixed_point_maps(model, pairs, 980, [])
+    with pytest.raises(ValueError, match="K must be"):
+        fixed_point_maps(model, pairs, 980, [2.5])
+    with pytest.raises(ValueError, match="n_fit"):
+        region_pairs("x", "train", 0, 4, 8)
+    with pytest.raises(ValueError, match="holdout"):
+        region_pairs("x", "train", 8, 4, 8, holdout=1)
+    with pytest.raises(ValueError, match="unknown split"):
+        region_pairs("x", "valid", 8, 4, 8)
