@@ -5,7 +5,8 @@ chapter needs around it, so that the chapter only narrates:
 
 * :class:`PairSet`: images with the cluster each belongs to (a disjoint region of a
   photograph), fitting and held-out pairs from disjoint clusters; :func:`region_pairs` draws
-  one from the models' training photographs (in distribution) or the unseen test photographs.
+  one from the models' training photographs (in distribution) or the unseen test photographs,
+  :func:`sample_pairs` from a model's own DDIM samples (in distribution, each its own cluster).
 * :func:`fixed_point_maps` and :func:`inversion_map`: the noises Eq. (7) returns after each
   ``K`` (snapshots of one cached run), and the states DDIM inversion reaches.
 * :func:`decide_pairs`: :func:`lib.linear_map.decide` on a pair set.
@@ -24,9 +25,13 @@ from lib import checks
 from lib.linear_map import Decision, decide, planted_maps
 from lib.metrics import standardize
 
-__all__ = ["PairSet", "pair_sets", "region_pairs", "fixed_point_maps", "inversion_map",
-           "decide_pairs", "reference_maps", "start_agreement", "chapter_maps", "decide_maps",
-           "model_numbers", "reference_covariance"]
+__all__ = ["PairSet", "SAMPLES", "pair_sets", "region_pairs", "sample_pairs", "fixed_point_maps",
+           "inversion_map", "decide_pairs", "reference_maps", "start_agreement", "chapter_maps",
+           "decide_maps", "model_numbers", "reference_covariance", "marks", "calibration_rows",
+           "setting", "k_drift", "agreement_rows", "gaussian_gain_errors"]
+
+#: the name of the pair set of a model's own DDIM samples (:func:`sample_pairs`)
+SAMPLES = "own samples"
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,40 @@ def pair_sets(setup, n_fit: int, n_test: int) -> dict[str, PairSet]:
                                              setup.size, seed=20)}
 
 
+def sample_pairs(model, shape, n_fit: int, n_test: int, steps: int, spacing: str = "leading", *,
+                 seed: int = 40, batch_size: int = 64) -> PairSet:
+    """A model's own samples for pairs: deterministic DDIM (unconditional, no guidance) from
+    seeded Gaussian noise, through the disk cache.
+
+    The samples are independent draws of the model's distribution, so each is its own
+    cluster, and the held-out ones share nothing with the fitting ones.
+
+    Args:
+        model: a :class:`lib.models.DiffusionModel`; shape: one sample's ``(C, H, W)``.
+        n_fit, n_test: fitting and held-out samples.
+        steps, spacing: the DDIM grid (:func:`lib.sampling.ddim_timesteps`).
+        seed: seed of the starting noises.
+
+    Returns:
+        a :class:`PairSet` named :data:`SAMPLES`.
+    """
+    from lib.cache import cached
+    from lib.sampling import sample_batched
+
+    n_fit, n_test = checks.count(n_fit, "n_fit"), checks.count(n_test, "n_test")
+    shape = tuple(checks.count(s, "shape") for s in shape)
+    if len(shape) != 3:
+        raise ValueError(f"shape must be one sample's (C, H, W), got {shape}")
+    noise = torch.randn((n_fit + n_test, *shape),
+                        generator=torch.Generator().manual_seed(checks.count(seed, "seed", 0)))
+    steps = checks.count(steps, "steps")
+    images = cached("ddim_samples", "1",
+                    lambda: sample_batched(model, noise, steps, spacing=spacing,
+                                           batch_size=batch_size, progress=False),
+                    model=model, noise=noise, steps=steps, spacing=spacing)
+    return PairSet(SAMPLES, images, np.arange(n_fit + n_test), n_fit)
+
+
 def fixed_point_maps(model, pairs: PairSet, t: int, ks, *, init: str = "zero",
                      seed: int | None = None, batch_size: int = 32) -> dict:
     """The noises Eq. (7) returns for a pair set after each ``K`` of ``ks`` (Picard).
@@ -186,11 +225,13 @@ def start_agreement(from_zero, from_random) -> float:
 
 
 def chapter_maps(models: dict, sets: dict, *, t_star: int, ks, k_fit: int, t_values, n_t: int,
-                 n_agree: int, n_inv: int, inv_steps: int) -> tuple[dict, dict]:
+                 n_agree: int, n_inv: int, inv_steps: int,
+                 own: dict | None = None) -> tuple[dict, dict]:
     """Every map chapter 4 decides, and where the iteration converges.
 
     For each model: Picard from zero at ``t_star`` after each ``K`` of ``ks`` on the first set
-    (in distribution) and up to ``k_fit`` on the others; ``k_fit`` iterations at each
+    (in distribution) and up to ``k_fit`` on the others and on the model's own set
+    ``own[model]`` (e.g. :func:`sample_pairs`; optional); ``k_fit`` iterations at each
     ``t`` of ``t_values`` on the first ``n_t`` images of the first set; DDIM inversion with
     ``inv_steps`` steps on its first ``n_inv``. Convergence: the runs from zero are repeated
     from a random start on the first ``n_agree`` of those images, at every ``t`` and at
@@ -200,15 +241,20 @@ def chapter_maps(models: dict, sets: dict, *, t_star: int, ks, k_fit: int, t_val
         ``maps``: ``{key: (PairSet, Z)}`` with keys ``(model, set name, K)``, ``(model, "t",
         t)`` and ``(model, "inversion")``; ``agreement``: ``{(model, t): float}``.
     """
+    own = own or {}
+    if set(own) - set(models):
+        raise ValueError(f"own sets for unknown models {sorted(set(own) - set(models))}; "
+                         f"the models are {list(models)}")
     first = next(iter(sets))
     sweep, inv = sets[first].head(n_t), sets[first].head(n_inv)
     few = sweep.head(n_agree)
-    rows = {t_star: sets[first].head_rows(n_agree), **{t: sweep.head_rows(n_agree) for t in t_values}}
+    rows = {t_star: sets[first].head_rows(n_agree),
+            **{t: sweep.head_rows(n_agree) for t in t_values}}
     maps, agreement = {}, {}
     for name, model in models.items():
-        for s, pairs in sets.items():
-            for k, fp in fixed_point_maps(model, pairs, t_star,
-                                          ks if s == first else [k for k in ks if k <= k_fit]).items():
+        for s, pairs in {**sets, **({own[name].name: own[name]} if name in own else {})}.items():
+            decided = ks if s == first else [k for k in ks if k <= k_fit]
+            for k, fp in fixed_point_maps(model, pairs, t_star, decided).items():
                 maps[name, s, k] = (pairs, fp.Z)
         for t in (*t_values, t_star):
             zero = maps[name, first, k_fit][1] if t == t_star else \
@@ -232,13 +278,15 @@ def model_numbers(name: str | None, decisions: dict, *, first: str, second: str,
     """The numbers chapter 4's prose pastes for one model, ``{key: value}`` (NaN or ``"-"``
     for a missing model, so that a profile with fewer models still fills every key).
 
-    Keys (``label`` in ``fit``, ``first``, ``last``, ``out``, ``inv``: ``k_fit``, the fewest
-    and the most iterations in distribution, ``k_fit`` on the ``second`` set, and DDIM
-    inversion): ``{label}_p`` / ``_p_low`` / ``_p_high`` (the law's exponent), ``{label}_gain``
-    (+ interval, the kernel's gain), ``{label}_level_top``, ``{label}_align_top`` (the top bin),
-    ``{label}_points`` (each point's outcome, in words); ``drift_in`` / ``drift_out`` (+
-    interval, from ``drift[(name, set)]``); ``agree_star``; ``converged_t`` (the timesteps that
-    pass ``agree_min``); ``t_p`` (the exponent at each ``t``, in words).
+    Keys (``label`` in ``fit``, ``first``, ``last``, ``out``, ``own``, ``inv``: ``k_fit``, the
+    fewest and the most iterations in distribution, ``k_fit`` on the ``second`` set and on the
+    model's own samples (:data:`SAMPLES`), and DDIM inversion): ``{label}_p`` / ``_p_low`` /
+    ``_p_high`` (the law's exponent), ``{label}_gain`` (+ interval, the kernel's gain),
+    ``{label}_level_top``, ``{label}_align_top`` (the top bin), ``{label}_points`` (each
+    point's outcome, in words); ``drift_in`` / ``drift_out`` / ``drift_own`` (+ interval, on
+    ``first``, ``second`` and the own samples, from :func:`k_drift`'s ``drift``);
+    ``agree_star``; ``converged_t`` (the timesteps that pass ``agree_min``); ``t_p`` (the
+    exponent at each ``t``, in words).
     """
     from lib.plotting import Words
 
@@ -246,7 +294,7 @@ def model_numbers(name: str | None, decisions: dict, *, first: str, second: str,
     out: dict = {}
     keys = {"fit": (name, first, k_fit), "first": (name, first, min(ks)),
             "last": (name, first, max(ks)), "out": (name, second, k_fit),
-            "inv": (name, "inversion")}
+            "own": (name, SAMPLES, k_fit), "inv": (name, "inversion")}
     for label, key in keys.items():
         d = decisions.get(key) if name else None
         for what, point, stem in (("exponent", "whitening", "p"),
@@ -260,8 +308,8 @@ def model_numbers(name: str | None, decisions: dict, *, first: str, second: str,
         out[f"{label}_points"] = Words(", ".join(
             f"{p} {'holds' if d[p].holds else 'fails'}" for p in ("linear", "whitening", "zca"))
             if d else "-")
-    for s, tag in ((first, "in"), (second, "out")):
-        e = drift.get((name, s)) if name else None
+    for s, tag in ((first, "in"), (second, "out"), (SAMPLES, "own")):
+        e = drift[name, s][2] if name and (name, s) in drift else None
         for part, value in zip(("", "_low", "_high"), (e.value, e.low, e.high) if e else
                                (nan,) * 3):
             out[f"drift_{tag}{part}"] = value
@@ -306,6 +354,122 @@ def reference_covariance(setup, eps_grid, *, offset: int = 0):
         return cov, covariance_eigh(cov), heldout_whiteness_vs_eps(
             cov, covariance(np.asarray(test).reshape(len(test), -1)), list(eps_grid))
 
-    return cached("reference_covariances", "1", compute, profile=P.name, n=P.n_fit,
-                  size=setup.size, folder=str(setup.folder),
+    return cached("reference_covariances", "2", compute, profile=P.name, n=P.n_fit,
+                  n_test=P.n_test, size=setup.size, folder=str(setup.folder),
+                  eps_grid=[float(e) for e in eps_grid], offset=int(offset),
                   model=setup.main if setup.latent else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 4's tables: the numbers a table shows, as rows; the chapter displays them.
+
+def marks(decision: Decision) -> str:
+    """A decision's three points (linear, whitening, zca) as checks and crosses (``"✓✗✗"``)."""
+    return "".join("\u2713" if decision[p].holds else "\u2717"
+                   for p in ("linear", "whitening", "zca"))
+
+
+def calibration_rows(calibration: dict, expected: dict, *, default: str = "\u2713\u2717\u2717",
+                     unexpected: str = "inversion") -> tuple[list, list, dict]:
+    """The calibration table: each planted map's expected and decided points at each ``N``.
+
+    Args:
+        calibration: ``{N label: {map: Decision}}`` (:func:`lib.linear_map.calibrate` at each
+            ``N``; the first label's exponents are shown).
+        expected: ``{map: marks}`` for the maps that do not have ``default``; a map whose name
+            contains ``unexpected`` has no expected answer (``"-"``).
+
+    Returns:
+        ``(header, rows, wrong)``; ``wrong`` is ``{N label: [maps that did not come out as
+        expected]}``.
+    """
+    from lib.plotting import decision_cells
+
+    labels = list(calibration)
+    names = list(calibration[labels[0]])
+    want = {m: "-" if unexpected in m else expected.get(m, default) for m in names}
+    got = {label: {m: marks(d) for m, d in calibration[label].items()} for label in labels}
+    rows = [[m, want[m], got[labels[0]][m], decision_cells(calibration[labels[0]][m])[3],
+             *(got[label][m] for label in labels[1:])] for m in names]
+    wrong = {label: [m for m in names if want[m] != "-" and want[m] != got[label][m]]
+             for label in labels}
+    return ["planted map", "expected", labels[0], "exponent p", *labels[1:]], rows, wrong
+
+
+def setting(key: tuple, *, first: str, k_fit: int, inv_steps: int, t_star: int,
+            converged: dict) -> tuple[str, str]:
+    """How a key of :func:`chapter_maps` was measured, and whether it converged (``"yes"``,
+    ``"no"``, or ``"-"`` where the start-agreement test did not run on it)."""
+    name, what, value = (*key, None)[:3]
+    if what == "t":
+        return f"t = {value}, K = {k_fit}", "yes" if converged[name, value] else "no"
+    if what == "inversion":
+        return f"DDIM inversion, {inv_steps} steps", "-"
+    at_fit = what == first and value == k_fit  # the start-agreement test ran on these
+    return f"{what}, K = {value}", ("yes" if converged[name, t_star] else "no") if at_fit else "-"
+
+
+def k_drift(decisions: dict, ks, k_fit: int, first: str) -> dict:
+    """The paired change of the exponent from the fewest to the most iterations decided on
+    each model's pair set (every ``K`` of ``ks`` on ``first``, those up to ``k_fit`` on the
+    others), ``{(model, set): (k_min, k_max, Estimate)}``, for sets decided at two ``K`` or
+    more (:func:`lib.linear_map.exponent_difference`)."""
+    from lib.linear_map import exponent_difference
+
+    decided: dict = {}
+    for key in decisions:
+        if len(key) == 3 and key[1] != "t":
+            decided.setdefault(key[:2], []).append(key[2])
+    out = {}
+    for (name, s), got in decided.items():
+        want = sorted(k for k in got if s == first or k <= k_fit)
+        if len(want) > 1:
+            out[name, s] = (want[0], want[-1], exponent_difference(
+                decisions[name, s, want[-1]], decisions[name, s, want[0]]))
+    return out
+
+
+def agreement_rows(agreement: dict, models: dict, times, k_fit: int) -> tuple[list, list]:
+    """The start-agreement table: each model's agreement at each ``t`` and, for a Gaussian
+    model (:class:`lib.models.GaussianModel`), the median share of its exact fixed point that
+    ``k_fit`` Picard steps from zero still miss, ``1 - g_K / g_inf`` per direction."""
+    from lib.fixed_point import gaussian_picard_gain
+    from lib.models import GaussianModel
+
+    gauss = next((m for m in models.values() if isinstance(m, GaussianModel)), None)
+    header = ["t", *(f"agreement {n}" for n in models)]
+    if gauss is not None:
+        header.append("Gaussian: median share of the fixed point still missing")
+        lam = gauss.eigvals.double().numpy().clip(1e-12)
+    rows = []
+    for t in times:
+        row = [t, *(agreement[n, t] for n in models)]
+        if gauss is not None:
+            abar = float(gauss.alphas_cumprod[t])
+            row.append(float(np.median(1 - gaussian_picard_gain(lam, abar, k_fit)
+                                       / gaussian_picard_gain(lam, abar, None))))
+        rows.append(row)
+    return header, rows
+
+
+def gaussian_gain_errors(decisions: dict, name: str, alphas_cumprod, *, t_star: int,
+                         inv_steps: int, first: str, lam_min: float = 0.02) -> dict:
+    """The largest relative error of the Gaussian model's measured diagonal gains against their
+    closed forms, in every direction with ``lambda > lam_min``: ``{key: error}`` for its
+    Picard maps on ``first`` (:func:`lib.fixed_point.gaussian_picard_gain`) and its DDIM
+    inversion (:func:`lib.sampling.gaussian_ddim_inversion_gain`)."""
+    from lib.fixed_point import gaussian_picard_gain
+    from lib.sampling import gaussian_ddim_inversion_gain
+
+    out = {}
+    for key, d in decisions.items():
+        if key[0] != name or key[1] not in (first, "inversion"):
+            continue
+        cols = d.columns
+        if key[1] == "inversion":
+            closed = gaussian_ddim_inversion_gain(cols.lam, alphas_cumprod, inv_steps)
+        else:
+            closed = gaussian_picard_gain(cols.lam, float(alphas_cumprod[t_star]), key[2])
+        keep = cols.lam > lam_min
+        out[key] = float(np.max(np.abs(cols.gain[keep] / closed[keep] - 1)))
+    return out

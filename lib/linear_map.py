@@ -32,7 +32,6 @@ import numpy as np
 
 import scipy.linalg
 import scipy.optimize
-import scipy.special
 import scipy.stats
 
 from lib import checks
@@ -41,7 +40,7 @@ from lib.whitening import covariance_eigh
 __all__ = ["EigenGains", "DecadeFit", "eigen_gains", "ShapeScores", "shape_scores",
            "LinearFitMetrics", "fit_linear_map", "RidgeFit", "fit_linear_map_ridge_cv",
            "linear_fit_metrics", "matrix_norms", "EigenbasisView", "eigenbasis_view",
-           "MapComparison", "compare_maps", "MARGINS", "Estimate", "cluster_weights",
+           "MapComparison", "compare_maps", "MARGINS", "LAM_MIN", "MIN_DIRECTIONS", "Estimate", "cluster_weights",
            "ColumnStats", "column_stats", "direction_bins", "Point", "Decision", "Linearity",
            "linearity", "decide", "exponent_difference", "eigen_map", "planted_maps",
            "planted_pairs", "gaussian_images", "calibrate"]
@@ -562,6 +561,9 @@ def compare_maps(X, Z, X_test=None, Z_test=None, *, maps: dict, W_diff=None,
 #: the law's exponent within 0.1 of 1/2, every level within 0.2 of 1, every alignment above
 #: 1 - 0.2, and a nonlinear predictor gaining at most 0.05 of held-out R^2 over the linear one
 MARGINS = {"exponent": 0.1, "level": 0.2, "alignment": 0.2, "nonlinear": 0.05}
+#: :func:`decide`'s bins: every direction with eigenvalue above LAM_MIN counts (below it the
+#: book's pairs pin no column down), in decades of at least MIN_DIRECTIONS directions
+LAM_MIN, MIN_DIRECTIONS = 0.02, 10
 
 
 @dataclass(frozen=True)
@@ -663,7 +665,7 @@ class ColumnStats:
     n_clusters: int
 
 
-def column_stats(X, Z, eig, *, lam_min: float = 0.02, clusters=None, n_boot: int = 200,
+def column_stats(X, Z, eig, *, lam_min: float = LAM_MIN, clusters=None, n_boot: int = 200,
                  generator=0) -> ColumnStats:
     """Estimate each column ``c_i = W u_i`` of the map ``X -> Z`` from its pairs.
 
@@ -778,9 +780,12 @@ def _law(lam, gain, col2, bins) -> tuple[np.ndarray, np.ndarray, float, float]:
     logm = np.log(ms[ok])
     lb = [np.log(lam[b]) for b, k in zip(bins, ok) if k]
 
+    def log_mean_exp(v: np.ndarray) -> float:
+        top = v.max()
+        return float(top + np.log(np.mean(np.exp(v - top))))
+
     def fit(p: float) -> tuple[float, float]:
-        # log of the bin's mean of lambda^-2p
-        model = np.array([scipy.special.logsumexp(-2 * p * x) - np.log(len(x)) for x in lb])
+        model = np.array([log_mean_exp(-2 * p * x) for x in lb])  # log of the bin's mean lambda^-2p
         c = float(np.mean(logm - model))  # log s^2
         return float(np.sum((logm - model - c) ** 2)), c
 
@@ -942,9 +947,9 @@ def linearity(X, Z, X_test, Z_test, eig, *, k: int = 16, clusters=None, clusters
 
 
 def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
-           lam_min: float = 0.02, min_directions: int = 10, k_linear: int | None = None,
-           n_boot: int = 200, level: float = 0.90, margins: dict | None = None,
-           generator=0) -> Decision:
+           lam_min: float = LAM_MIN, min_directions: int = MIN_DIRECTIONS,
+           k_linear: int | None = None, n_boot: int = 200, level: float = 0.90,
+           margins: dict | None = None, generator=0) -> Decision:
     """Hypothesis 1 for one map, point by point, each an equivalence test with stated margins.
 
     * ``linear``: a kernel predictor gains less than ``margins["nonlinear"]`` of held-out R^2

@@ -31,7 +31,7 @@ from lib.profiles import in_colab
 
 __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "Table", "significant",
            "gains_figure", "binned_gains", "Words", "span", "left_align_titles", "FIGURE_DIR_ENV",
-           "decision_cells", "DECISION_HEADER"]
+           "decision_cells", "DECISION_HEADER", "map_scores_figure", "mapped_covariance_figure"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -468,3 +468,50 @@ def decision_cells(decision) -> list[str]:
     return [mark("linear"), est(lin["nonlinear_gain"], 3), mark("whitening"),
             est(white["exponent"]), " \u00b7 ".join(f"{e.value:.2f}" for e in white["level"]),
             mark("zca"), " \u00b7 ".join(f"{e.value:.2f}" for e in zca["alignment"])]
+
+
+def map_scores_figure(results: dict, *, title: str | None = None, height: int = 420) -> go.Figure:
+    """Held-out scores of maps from image to noise, one panel per model, grouped bars.
+
+    Args:
+        results: ``{model: rows}``, each row a :class:`lib.linear_map.MapComparison` (``.method``
+            and ``.held_out`` with ``r2``, ``r2_scaled`` and ``pearson``), e.g. the second item
+            of :func:`lib.linear_map.compare_maps`'s result. Scores below -1 are drawn at -1.
+    """
+    fig = make_subplots(rows=1, cols=len(results), subplot_titles=list(results), shared_yaxes=True)
+    scores = (("R\u00b2 held out", "r2", "#1f77b4"), ("best-scaled R\u00b2 held out", "r2_scaled", "#ff7f0e"),
+              ("Pearson held out", "pearson", "#2ca02c"))
+    for j, rows in enumerate(results.values()):
+        for label, field, color in scores:
+            fig.add_trace(go.Bar(x=[r.method for r in rows],
+                                 y=np.maximum([getattr(r.held_out, field) for r in rows], -1),
+                                 name=label, marker_color=color, legendgroup=label,
+                                 showlegend=(j == 0)), row=1, col=j + 1)
+    fig.update_yaxes(range=[-1.05, 1.05])
+    fig.update_yaxes(title_text="score (clipped at -1)", row=1, col=1)
+    return fig.update_layout(barmode="group", height=height, title=title)
+
+
+def mapped_covariance_figure(X, maps: dict, *, block: int, title: str | None = None,
+                             height: int = 380) -> go.Figure:
+    """A block of the covariance of each map's outputs ``X W^T``, divided by its mean variance
+    (given in the panel's title), as heatmaps on [-1, 1]; a whitening shows the identity.
+
+    Args:
+        X: images ``(N, D)``; maps: ``{model: W (D, D)}``; block: the first outputs shown.
+    """
+    from lib.whitening import covariance
+
+    X = np.asarray(X, dtype=np.float64)
+    Xc = X - X.mean(0)
+    titles, blocks = [], []
+    for name, W in maps.items():
+        c = covariance(Xc @ np.asarray(W)[:block].T)
+        titles.append(f"{name}: mean variance {np.mean(np.diag(c)):.2g}")
+        blocks.append(c / np.mean(np.diag(c)))
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles)
+    for j, c in enumerate(blocks):
+        fig.add_trace(go.Heatmap(z=c, zmin=-1, zmax=1, colorscale="RdBu_r", showscale=(j == 0)),
+                      row=1, col=j + 1)
+    fig.update_yaxes(autorange="reversed")
+    return fig.update_layout(height=height, title=title)

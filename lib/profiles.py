@@ -83,8 +83,9 @@ class Profile:
         image_size: side of the image crops for the embedded models (pixels).
         description: one line for the reader.
         n_pairs, n_pairs_test: chapter 4's fitting and held-out pairs per pair set (crops of
-            disjoint regions of the training photographs, in distribution, and of the test
-            photographs), for Eq. (9) and for :func:`lib.linear_map.decide`.
+            disjoint regions of the training photographs and each model's own DDIM samples, in
+            distribution, and crops of the test photographs), for Eq. (9) and for
+            :func:`lib.linear_map.decide`.
         fp_iters: iterations of Eq. (7) behind the pairs of Eq. (9) and of the t-sweep.
         n_sweep: images of chapter 4's t-sweep (the first of the in-distribution set);
             n_sweep_random: images whose runs from a random start test convergence there.

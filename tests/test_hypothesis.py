@@ -126,3 +126,138 @@ def test_fixed_point_maps_and_region_pairs_name_bad_arguments(small_gaussian):
         region_pairs("x", "train", 8, 4, 8, holdout=1)
     with pytest.raises(ValueError, match="unknown split"):
         region_pairs("x", "valid", 8, 4, 8)
+
+
+def test_sample_pairs_are_the_gaussian_models_ddim_samples_in_closed_form(small_gaussian):
+    from lib.hypothesis import SAMPLES, sample_pairs
+    from lib.sampling import gaussian_ddim_gain
+
+    model, (lam, U), mean = small_gaussian
+    pairs = sample_pairs(model, (3, 8, 8), 12, 4, 10, seed=5)
+    assert pairs.name == SAMPLES and pairs.n_fit == 12 and pairs.images.shape == (16, 3, 8, 8)
+    assert np.array_equal(pairs.clusters, np.arange(16))  # independent draws: one cluster each
+    noise = torch.randn((16, 3, 8, 8), generator=torch.Generator().manual_seed(5)).double()
+    g, abar_start = gaussian_ddim_gain(np.clip(lam, 0, None), model.alphas_cumprod, 10)
+    a0 = float(model.alphas_cumprod[0]) ** 0.5
+    m = U.T @ mean  # z_0 = a_0 mu + g (eps - a_T mu) along each eigenvector
+    expected = a0 * m + g * (noise.reshape(16, -1).numpy() @ U - abar_start ** 0.5 * m)
+    assert np.allclose(pairs.X @ U, expected, atol=2e-5)
+    again = sample_pairs(model, (3, 8, 8), 12, 4, 10, seed=5)  # the cached samples
+    assert torch.equal(again.images, pairs.images)
+    assert not torch.equal(sample_pairs(model, (3, 8, 8), 12, 4, 10, seed=6).images, pairs.images)
+    with pytest.raises(ValueError, match="shape"):
+        sample_pairs(model, (3, 8), 12, 4, 10)
+    with pytest.raises(ValueError, match="seed"):
+        sample_pairs(model, (3, 8, 8), 12, 4, 10, seed=-1)
+
+
+def test_chapter_maps_decide_each_models_own_set_up_to_k_fit(small_gaussian):
+    from lib.hypothesis import SAMPLES, chapter_maps, sample_pairs
+
+    model, _, _ = small_gaussian
+    sets = {"in": region_pairs("in", "train", 12, 4, 8, seed=1)}
+    own = {"g": sample_pairs(model, (3, 8, 8), 12, 4, 5)}
+    maps, agreement = chapter_maps({"g": model}, sets, own=own, t_star=980, ks=(2, 4, 6), k_fit=4,
+                                   t_values=(500,), n_t=8, n_agree=4, n_inv=8, inv_steps=5)
+    assert {k for k in maps if k[1] == SAMPLES} == {("g", SAMPLES, 2), ("g", SAMPLES, 4)}
+    assert {k for k in maps if k[1] == "in"} == {("g", "in", 2), ("g", "in", 4), ("g", "in", 6)}
+    assert maps["g", SAMPLES, 4][0] is own["g"] and set(agreement) == {("g", 500), ("g", 980)}
+    with pytest.raises(ValueError, match="unknown models"):
+        chapter_maps({"g": model}, sets, own={"h": own["g"]}, t_star=980, ks=(2,), k_fit=2,
+                     t_values=(), n_t=8, n_agree=4, n_inv=8, inv_steps=5)
+
+
+def test_agreement_rows_give_the_gaussian_models_missing_share_in_closed_form(small_gaussian):
+    from lib.hypothesis import agreement_rows
+
+    model, (lam, _), _ = small_gaussian
+    header, rows = agreement_rows({("a", 980): 0.5, ("g", 980): 0.9}, {"a": None, "g": model},
+                                  [980], 20)
+    assert header[:3] == ["t", "agreement a", "agreement g"] and len(header) == 4
+    a2 = float(model.alphas_cumprod[980])
+    c = (1 - a2) / (a2 * np.clip(lam, 1e-12, None) + 1 - a2)  # Picard's contraction per step
+    assert rows[0][:3] == [980, 0.5, 0.9]
+    assert rows[0][3] == pytest.approx(np.median(c ** 20), rel=1e-9)  # 1 - (1 - c^K)
+    assert agreement_rows({("a", 980): 0.5}, {"a": None}, [980], 20) == (
+        ["t", "agreement a"], [[980, 0.5]])
+
+
+def _decision(marks: str, p: float = 0.5):
+    from lib.linear_map import Estimate, Point
+
+    e = Estimate(p, p - 0.1, p + 0.1)
+    est = {"nonlinear_gain": e, "exponent": e, "level": [e], "alignment": [e]}
+    return {point: Point(m == "✓", est, {}) for point, m in zip(("linear", "whitening", "zca"), marks)}
+
+
+def test_calibration_rows_compare_each_map_with_its_expected_points():
+    from lib.hypothesis import calibration_rows, marks
+
+    assert marks(_decision("✓✗✓")) == "✓✗✓"
+    cal = {"N = 300": {"zca": _decision("✓✓✓"), "identity": _decision("✓✓✗"),
+                       "Gaussian DDIM inversion": _decision("✗✗✗")},
+           "N = 75": {"zca": _decision("✓✗✗"), "identity": _decision("✓✗✗"),
+                      "Gaussian DDIM inversion": _decision("✓✓✓")}}
+    header, rows, wrong = calibration_rows(cal, {"zca": "✓✓✓"})
+    assert header == ["planted map", "expected", "N = 300", "exponent p", "N = 75"]
+    assert rows[0] == ["zca", "✓✓✓", "✓✓✓", "0.50 (0.40, 0.60)", "✓✗✗"]
+    assert [r[1] for r in rows] == ["✓✓✓", "✓✗✗", "-"]  # the default; no answer for inversion
+    assert wrong == {"N = 300": ["identity"], "N = 75": ["zca"]}
+
+
+def test_setting_names_how_each_map_was_measured():
+    from lib.hypothesis import setting
+
+    kw = dict(first="in", k_fit=20, inv_steps=10, t_star=980,
+              converged={("a", 980): True, ("a", 500): False})
+    assert setting(("a", "in", 20), **kw) == ("in, K = 20", "yes")
+    assert setting(("a", "in", 50), **kw) == ("in, K = 50", "-")
+    assert setting(("a", "out", 20), **kw) == ("out, K = 20", "-")
+    assert setting(("a", "t", 500), **kw) == ("t = 500, K = 20", "no")
+    assert setting(("a", "inversion"), **kw) == ("DDIM inversion, 10 steps", "-")
+
+
+def test_k_drift_and_gain_errors_on_the_gaussian_models_maps(small_gaussian):
+    from lib.hypothesis import decide_maps, gaussian_gain_errors, k_drift
+
+    model, eig, _ = small_gaussian
+    pairs = region_pairs("in", "train", 60, 20, 8, seed=1)
+    maps = {("g", "in", k): (pairs, fp.Z) for k, fp in fixed_point_maps(model, pairs, 980,
+                                                                         [2, 5]).items()}
+    maps["g", "out", 2] = maps["g", "in", 2]
+    maps["g", "inversion"] = (pairs, inversion_map(model, pairs, 5))
+    kw = dict(lam_min=0.0, min_directions=3, k_linear=4, n_boot=20)
+    decisions = decide_maps(maps, {"g": eig}, **kw)
+    drift = k_drift(decisions, [2, 5], 2, "in")
+    assert set(drift) == {("g", "in")}  # "out" was decided at one K only
+    k_lo, k_hi, d = drift["g", "in"]
+    p = {k: decisions["g", "in", k]["whitening"].estimates["exponent"].value for k in (2, 5)}
+    assert (k_lo, k_hi) == (2, 5) and d.value == pytest.approx(p[5] - p[2])
+    errors = gaussian_gain_errors(decisions, "g", model.alphas_cumprod, t_star=980, inv_steps=5,
+                                  first="in", lam_min=1e-3)
+    assert set(errors) == {("g", "in", 2), ("g", "in", 5), ("g", "inversion")}
+    assert max(errors.values()) < 1e-3  # the maps are exactly the closed forms
+    off = decide_maps({("g", "in", 2): (pairs, 1.1 * maps["g", "in", 2][1])}, {"g": eig}, **kw)
+    assert gaussian_gain_errors(off, "g", model.alphas_cumprod, t_star=980, inv_steps=5,
+                                first="in", lam_min=1e-3)["g", "in", 2] == pytest.approx(0.1, rel=1e-3)
+
+
+def test_reference_covariance_misses_the_cache_when_the_ridge_grid_changes(monkeypatch):
+    from types import SimpleNamespace
+
+    import lib.data
+    from lib.hypothesis import reference_covariance
+
+    def batches(n, size, *, split, seed, batch):  # seeded images, fast
+        yield np.random.default_rng(seed).standard_normal((n, 3, size, size)).astype(np.float32)
+
+    monkeypatch.setattr(lib.data, "image_batches", batches)
+
+    setup = SimpleNamespace(profile=SimpleNamespace(name="t", n_fit=300, n_test=100), size=4,
+                            folder=None, latent=False, main=None)
+    cov, (lam, U), errors = reference_covariance(setup, [1e-2, 1e-1])
+    assert cov.shape == (48, 48) and len(errors) == 2 and np.allclose((U * lam) @ U.T, cov)
+    _, _, fewer = reference_covariance(setup, [1e-2])  # a stale entry would give two errors
+    assert len(fewer) == 1 and fewer[0] == pytest.approx(errors[0])
+    _, _, changed = reference_covariance(setup, [1e-2, 1.0])
+    assert changed[1] != pytest.approx(errors[1])

@@ -148,3 +148,35 @@ def test_table_html_and_text_carry_the_same_rounded_cells():
     assert html.count("<tr>") == 3 and "<caption>a caption</caption>" in html
     assert '<td class="num">10.50</td>' in html and '<td class="text">pca-cor</td>' in html
     assert '<th class="num">error</th>' in html and '<th class="text">kind</th>' in html
+
+
+def test_map_scores_figure_draws_each_score_per_model_clipped_at_minus_one():
+    from types import SimpleNamespace
+
+    from lib.plotting import map_scores_figure
+
+    def row(method, r2):
+        return SimpleNamespace(method=method, held_out=SimpleNamespace(r2=r2, r2_scaled=0.5,
+                                                                       pearson=0.7))
+
+    fig = map_scores_figure({"a": [row("diff", 0.3), row("zca", -7.0)], "b": [row("diff", 0.1)]})
+    assert len(fig.data) == 6  # three scores for each of two models
+    assert [tr.name for tr in fig.data[:3]] == ["R² held out", "best-scaled R² held out",
+                                                "Pearson held out"]
+    assert list(fig.data[0].y) == [0.3, -1.0] and list(fig.data[0].x) == ["diff", "zca"]
+    assert [tr.showlegend for tr in fig.data] == [True] * 3 + [False] * 3
+
+
+def test_mapped_covariance_figure_of_a_whitening_is_the_identity_at_variance_one():
+    from lib.plotting import mapped_covariance_figure
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((6, 6))
+    X = rng.standard_normal((4000, 6)) @ A.T
+    lam, U = np.linalg.eigh(np.cov(X, rowvar=False))
+    zca = (U * lam ** -0.5) @ U.T
+    fig = mapped_covariance_figure(X, {"zca": zca, "twice": 2 * zca}, block=4)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["zca: mean variance 1", "twice: mean variance 4"]
+    assert np.allclose(np.array(fig.data[0].z), np.eye(4), atol=1e-9)
+    assert np.allclose(np.array(fig.data[1].z), np.eye(4), atol=1e-9)  # divided by its variance
