@@ -493,7 +493,7 @@ def map_scores_figure(results: dict, *, title: str | None = None, height: int = 
 
 
 def mapped_covariance_figure(X, maps: dict, *, block: int, title: str | None = None,
-                             height: int = 380) -> go.Figure:
+                             height: int = 430) -> go.Figure:
     """A block of the covariance of each map's outputs ``X W^T``, divided by its mean variance
     (given in the panel's title), as heatmaps on [-1, 1]; a whitening shows the identity.
 
@@ -507,11 +507,11 @@ def mapped_covariance_figure(X, maps: dict, *, block: int, title: str | None = N
     titles, blocks = [], []
     for name, W in maps.items():
         c = covariance(Xc @ np.asarray(W)[:block].T)
-        titles.append(f"{name}: mean variance {np.mean(np.diag(c)):.2g}")
+        titles.append(f"{name}<br>mean variance {np.mean(np.diag(c)):.2g}")  # two lines: no overlap
         blocks.append(c / np.mean(np.diag(c)))
     fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles)
     for j, c in enumerate(blocks):
         fig.add_trace(go.Heatmap(z=c, zmin=-1, zmax=1, colorscale="RdBu_r", showscale=(j == 0)),
                       row=1, col=j + 1)
     fig.update_yaxes(autorange="reversed")
-    return fig.update_layout(height=height, title=title)
+    return fig.update_layout(height=height, title=title, margin=dict(t=110))

@@ -264,3 +264,35 @@ def test_the_applications_path_on_a_latent_model(sd_folder):
     # the batch size does not change the scores (labels are encoded once per chunk size)
     again = class_errors(model, z0, prompts, batch_size=5, generator=torch.Generator().manual_seed(2))
     assert np.allclose(err, again, rtol=1e-5)
+
+
+def test_the_hypothesis_path_on_a_latent_model(sd_folder, tmp_path, monkeypatch):
+    """What chapter 4 does in the sd profile, on the tiny pipeline: the model's own samples and
+    encoded images as pair sets, fixed points after each K, DDIM inversion and a decision in
+    the latents' eigenbasis."""
+    import numpy as np
+
+    from lib.data import photo_crops
+    from lib.hypothesis import SAMPLES, PairSet, chapter_maps, decide_maps, sample_pairs
+    from lib.sampling import encode_batched
+    from lib.whitening import covariance
+
+    monkeypatch.setenv("LIB_CACHE_DIR", str(tmp_path / "cache"))
+    model = load_model("sd-1.5", repo=sd_folder, device="cpu")
+    X = encode_batched(model, torch.as_tensor(photo_crops(60, 16, seed=4)), batch_size=32)
+    images = PairSet("images", X, np.arange(60), 45)
+    own = {"sd": sample_pairs(model, X.shape[1:], 45, 15, 3)}
+    assert own["sd"].images.shape == (60, 4, 8, 8) and torch.isfinite(own["sd"].images).all()
+    again = sample_pairs(model, X.shape[1:], 45, 15, 3)
+    assert torch.equal(again.images, own["sd"].images)  # seeded and cached
+    maps, agreement = chapter_maps({"sd": model}, {"images": images}, own=own, t_star=980,
+                                   ks=(1, 2), k_fit=2, t_values=(500,), n_t=20, n_agree=4,
+                                   n_inv=20, inv_steps=3)
+    assert {k[1] for k in maps} == {"images", SAMPLES, "t", "inversion"}
+    assert all(np.isfinite(Z).all() and Z.shape[1] == 256 for _, Z in maps.values())
+    assert -1 <= agreement["sd", 500] <= 1
+    eig = np.linalg.eigh(covariance(X.reshape(60, -1).double().numpy()) + 1e-6 * np.eye(256))
+    decisions = decide_maps({k: v for k, v in maps.items() if k[1] == SAMPLES}, {"sd": eig},
+                            lam_min=0.0, min_directions=3, k_linear=4, n_boot=10)
+    assert set(decisions) == {("sd", SAMPLES, 1), ("sd", SAMPLES, 2)}
+    assert all(np.isfinite(d["whitening"].estimates["exponent"].value) for d in decisions.values())

@@ -177,6 +177,6 @@ def test_mapped_covariance_figure_of_a_whitening_is_the_identity_at_variance_one
     zca = (U * lam ** -0.5) @ U.T
     fig = mapped_covariance_figure(X, {"zca": zca, "twice": 2 * zca}, block=4)
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["zca: mean variance 1", "twice: mean variance 4"]
+    assert titles == ["zca<br>mean variance 1", "twice<br>mean variance 4"]
     assert np.allclose(np.array(fig.data[0].z), np.eye(4), atol=1e-9)
     assert np.allclose(np.array(fig.data[1].z), np.eye(4), atol=1e-9)  # divided by its variance
