@@ -32,3 +32,19 @@ def pytest_runtest_setup(item):
             os.environ.pop(key, None)
         else:
             os.environ[key] = _plain[key]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tests_own_cache(tmp_path_factory):
+    """The tests' own disk cache (``LIB_CACHE_DIR``), shared by one session and then dropped: a
+    test never reads the reader's ``runs/cache``, nor leaves entries in it. Re-executed
+    chapters inherit it too."""
+    from lib.cache import CACHE_DIR_ENV
+
+    before = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("lib-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_DIR_ENV, None)
+    else:
+        os.environ[CACHE_DIR_ENV] = before

@@ -1,12 +1,20 @@
 """A disk cache for expensive results, keyed by their content: do each piece of work once.
 
-A result (fixed-point pairs, a sample set, an eigendecomposition) is stored under a key that is
-the sha256 of everything it depends on: a name and code version given by the caller, every
-argument (arrays and tensors by the sha256 of their bytes, dtype and shape), the models'
-fingerprints (:func:`fingerprint`: the weights' sha256), and the floating-point environment of
-:mod:`lib.numerics` (a result computed with rounding jitter is never served to a plain run, nor
-the other way round: the notebook checks must recompute, not replay). Change any of these and
-the key changes; bump ``version`` when the code that computes a result changes.
+A pure function decorated with :func:`cached` stores its results under a key that is the
+sha256 of everything they depend on: the function's name, its code version (a module constant
+beside it), **every** argument of the call, defaults included (arrays and tensors by the sha256
+of their bytes, dtype and shape; models by :func:`fingerprint`, the weights' sha256), and the
+floating-point environment of :mod:`lib.numerics` (a result computed with rounding jitter is
+never served to a plain run, nor the other way round: the notebook checks must recompute, not
+replay). Nothing is listed by hand, so no argument can be left out of the key; only
+``progress`` and ``log``, which change what is shown and not what is computed, are not keyed.
+Bump the version constant when the code that computes a result changes::
+
+    SAMPLES_VERSION = "1"
+
+    @cached(SAMPLES_VERSION)
+    def ddim_samples(model, noise, steps, spacing="leading"):
+        ...
 
 The folder is ``LIB_CACHE_DIR`` (default ``runs/cache`` in the repository, which git ignores);
 ``LIB_NO_CACHE=1`` computes everything afresh and stores nothing (``--no-cache``).
@@ -14,7 +22,9 @@ The folder is ``LIB_CACHE_DIR`` (default ``runs/cache`` in the repository, which
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 import pickle
@@ -29,8 +39,8 @@ import torch
 from lib.numerics import ENV as _NUMERICS_ENV
 from lib.numerics import JITTER_ENV, jitter_ulps
 
-__all__ = ["CACHE_DIR_ENV", "NO_CACHE_ENV", "cache_dir", "enabled", "fingerprint", "cache_key",
-           "cached"]
+__all__ = ["CACHE_DIR_ENV", "NO_CACHE_ENV", "NOT_KEYED", "cache_dir", "enabled", "fingerprint",
+           "cache_key", "lookup", "cached"]
 
 CACHE_DIR_ENV = "LIB_CACHE_DIR"
 NO_CACHE_ENV = "LIB_NO_CACHE"
@@ -101,15 +111,14 @@ def _update(h, value) -> None:
 
 
 def _canonical(value) -> Any:
-    """A JSON-able stand-in for an argument; arrays by digest, models by fingerprint."""
+    """A JSON-able stand-in for an argument; arrays by digest, models by fingerprint (an object
+    with a ``cache_fingerprint()`` method, as :class:`lib.models.DiffusionModel` has)."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
         h = hashlib.sha256()
         _update(h, value)
         return {"array": h.hexdigest()}
-    from lib.models import DiffusionModel
-
-    if isinstance(value, DiffusionModel):
-        return {"model": fingerprint(value)}
+    if callable(getattr(value, "cache_fingerprint", None)):
+        return {"model": value.cache_fingerprint()}
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -133,8 +142,10 @@ def cache_key(name: str, version: str, **args) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def cached(name: str, version: str, compute: Callable[[], Any], *, log=None, **args) -> Any:
-    """``compute()``'s result, from the cache when the same work was done before.
+def lookup(name: str, version: str, compute: Callable[[], Any], /, *, log=None, **args) -> Any:
+    """``compute()``'s result, from the cache when the same work was done before (what
+    :func:`cached` does for a decorated function; use the decorator, which keys every
+    argument by itself).
 
     Args:
         name: what is computed (also the cache's subfolder), e.g. ``"fixed_point_pairs"``.
@@ -172,3 +183,46 @@ def cached(name: str, version: str, compute: Callable[[], Any], *, log=None, **a
     if log:
         log(f"{name}: computed and cached ({path.name[:12]})")
     return value
+
+
+#: arguments that change what a call shows, not what it computes: left out of the key
+NOT_KEYED = ("progress", "log")
+
+
+def cached(version: str, *, name: str | None = None) -> Callable:
+    """Decorate a pure function so that its results go through the disk cache.
+
+    Every argument of a call is in the key (:func:`cache_key`), by the function's own signature
+    with its defaults applied, ``**kwargs`` included, except those of :data:`NOT_KEYED`. A call
+    whose arguments cannot be keyed (a generator object, an open file) raises ``TypeError``
+    before any work is done. A ``log`` argument, if the function has one, is also told whether
+    the result was reused or computed.
+
+    Args:
+        version: the function's code version, a module constant beside it; bump it when the
+            code behind the result changes (the old entries then miss).
+        name: the cache's subfolder (default: the function's name).
+
+    The decorated function keeps its name and docstring, and has ``cache_version``.
+    """
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+        folder = name or fn.__name__
+        extra = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            for var in extra:
+                arguments.update(arguments.pop(var))
+            log = arguments.get("log")
+            keyed = {k: v for k, v in arguments.items() if k not in NOT_KEYED}
+            return lookup(folder, version, lambda: fn(*args, **kwargs),
+                          log=log if callable(log) else None, **keyed)
+
+        wrapper.cache_version = version
+        return wrapper
+
+    return decorate

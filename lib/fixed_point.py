@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lib import checks
+from lib.cache import cached
 from lib.schedule import forward_noise, noise_scales
 
 __all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_starts", "fixed_point_sweep",
@@ -559,23 +560,23 @@ def cached_fixed_point_pairs(model, images, t: int, iters: int, *, seed: int | N
         log: called with one line saying whether the pairs were reused or computed.
         **kwargs: passed to :func:`fixed_point_pairs` (``progress`` is not part of the key).
     """
-    from lib.cache import cached
-
     if kwargs.get("init") == "random" and seed is None:
         raise ValueError("init='random' needs a seed here, so that the result can be cached")
     if "generator" in kwargs:
         raise ValueError("pass seed=..., not a generator: the cache keys on the seed")
-    progress = kwargs.pop("progress", True)
-
-    def compute() -> FixedPointPairs:
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
-        return fixed_point_pairs(model, images, t, iters, generator=generator, progress=progress,
-                                 **kwargs)
-
-    return cached("fixed_point_pairs", PAIRS_VERSION, compute, log=log, model=model,
-                  images=torch.as_tensor(images), t=int(t), iters=int(iters), seed=seed, **kwargs)
+    return _seeded_pairs(model, torch.as_tensor(images), int(t), int(iters), seed=seed, log=log,
+                         **kwargs)
 
 
 #: version of the code behind :func:`cached_fixed_point_pairs`' results (bump on any change)
 PAIRS_VERSION = "1"
+
+
+@cached(PAIRS_VERSION, name="fixed_point_pairs")
+def _seeded_pairs(model, images, t: int, iters: int, *, seed: int | None, log=None,
+                  progress: bool = True, **kwargs) -> FixedPointPairs:
+    """:func:`fixed_point_pairs` with a random start drawn from ``seed``."""
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return fixed_point_pairs(model, images, t, iters, generator=generator, progress=progress,
+                             **kwargs)
 

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from lib import checks
+from lib.cache import cached
 from lib.linear_map import Decision, decide, planted_maps
 from lib.metrics import standardize
+from lib.sampling import ddim_inversion_pairs, sample_batched
 
 __all__ = ["PairSet", "SAMPLES", "pair_sets", "region_pairs", "sample_pairs", "fixed_point_maps",
            "inversion_map", "decide_pairs", "reference_maps", "start_agreement", "chapter_maps",
@@ -131,9 +133,6 @@ def sample_pairs(model, shape, n_fit: int, n_test: int, steps: int, spacing: str
     Returns:
         a :class:`PairSet` named :data:`SAMPLES`.
     """
-    from lib.cache import cached
-    from lib.sampling import sample_batched
-
     n_fit, n_test = checks.count(n_fit, "n_fit"), checks.count(n_test, "n_test")
     shape = tuple(checks.count(s, "shape") for s in shape)
     if len(shape) != 3:
@@ -141,11 +140,26 @@ def sample_pairs(model, shape, n_fit: int, n_test: int, steps: int, spacing: str
     noise = torch.randn((n_fit + n_test, *shape),
                         generator=torch.Generator().manual_seed(checks.count(seed, "seed", 0)))
     steps = checks.count(steps, "steps")
-    images = cached("ddim_samples", "1",
-                    lambda: sample_batched(model, noise, steps, spacing=spacing,
-                                           batch_size=batch_size, progress=False),
-                    model=model, noise=noise, steps=steps, spacing=spacing)
+    images = ddim_samples(model, noise, steps, spacing, checks.count(batch_size, "batch_size"))
     return PairSet(SAMPLES, images, np.arange(n_fit + n_test), n_fit)
+
+
+#: versions of the code behind the cached results below (bump on any change)
+SAMPLES_VERSION, INVERSION_VERSION = "1", "2"
+
+
+@cached(SAMPLES_VERSION)
+def ddim_samples(model, noise, steps: int, spacing: str = "leading",
+                 batch_size: int = 64) -> torch.Tensor:
+    """:func:`lib.sampling.sample_batched` (unconditional, no guidance), through the disk
+    cache."""
+    return sample_batched(model, noise, steps, spacing=spacing, batch_size=batch_size,
+                          progress=False)
+
+
+@cached(INVERSION_VERSION, name="ddim_inversion_pairs")
+def _inversion_states(model, images, steps: int) -> np.ndarray:
+    return ddim_inversion_pairs(model, images, steps, progress=False)[1]
 
 
 def fixed_point_maps(model, pairs: PairSet, t: int, ks, *, init: str = "zero",
@@ -172,13 +186,7 @@ def fixed_point_maps(model, pairs: PairSet, t: int, ks, *, init: str = "zero",
 def inversion_map(model, pairs: PairSet, steps: int) -> np.ndarray:
     """The states ``z_T`` DDIM inversion with ``steps`` steps reaches from the images
     ``(n, D)``, through the disk cache."""
-    from lib.cache import cached
-    from lib.sampling import ddim_inversion_pairs
-
-    steps = checks.count(steps, "steps")
-    return cached("ddim_inversion_pairs", "1",
-                  lambda: ddim_inversion_pairs(model, pairs.images, steps, progress=False),
-                  model=model, images=pairs.images, steps=steps)[1]
+    return _inversion_states(model, pairs.images, checks.count(steps, "steps"))
 
 
 def decide_pairs(pairs: PairSet, Z, eig, **kwargs) -> Decision:
@@ -328,36 +336,30 @@ def model_numbers(name: str | None, decisions: dict, *, first: str, second: str,
 def reference_covariance(setup, eps_grid, *, offset: int = 0):
     """The covariance a chapter measures in, from other images than the pairs, with its
     eigendecomposition and the held-out whiteness of its whitening at each ridge of
-    ``eps_grid`` (chapter 1's choice), through the disk cache.
+    ``eps_grid`` (chapter 1's choice).
 
     Pixel models: ``profile.n_fit`` training crops (seed 3) and ``profile.n_test`` test crops
     (seed 1); a latent model: the reader's folder from image ``offset`` on (past the pairs).
+    The covariance and its eigendecomposition go through the disk cache, keyed by the images'
+    bytes (:func:`lib.whitening.covariance`), so nothing else can serve a stale result.
 
     Returns:
         ``(cov (D, D), (lam, U), errors per ridge)``.
     """
-    from lib.cache import cached
     from lib.data import image_batches
     from lib.whitening import covariance, covariance_eigh, heldout_whiteness_vs_eps
 
     P = setup.profile
-
-    def compute():
-        if setup.latent:
-            train = setup.model_space(P.n_fit, seed=0, offset=offset, batch=64)
-            test = setup.model_space(P.n_test, seed=0, offset=offset + P.n_fit, batch=64)
-        else:
-            train, test = (np.concatenate(list(image_batches(n, setup.size, split=split, seed=seed,
-                                                             batch=2000)))
-                           for n, split, seed in ((P.n_fit, "train", 3), (P.n_test, "test", 1)))
-        cov = covariance(np.asarray(train).reshape(len(train), -1))
-        return cov, covariance_eigh(cov), heldout_whiteness_vs_eps(
-            cov, covariance(np.asarray(test).reshape(len(test), -1)), list(eps_grid))
-
-    return cached("reference_covariances", "2", compute, profile=P.name, n=P.n_fit,
-                  n_test=P.n_test, size=setup.size, folder=str(setup.folder),
-                  eps_grid=[float(e) for e in eps_grid], offset=int(offset),
-                  model=setup.main if setup.latent else None)
+    if setup.latent:
+        train = setup.model_space(P.n_fit, seed=0, offset=offset, batch=64)
+        test = setup.model_space(P.n_test, seed=0, offset=offset + P.n_fit, batch=64)
+    else:
+        train, test = (np.concatenate(list(image_batches(n, setup.size, split=split, seed=seed,
+                                                         batch=2000)))
+                       for n, split, seed in ((P.n_fit, "train", 3), (P.n_test, "test", 1)))
+    cov = covariance(np.asarray(train).reshape(len(train), -1))
+    return cov, covariance_eigh(cov), heldout_whiteness_vs_eps(
+        cov, covariance(np.asarray(test).reshape(len(test), -1)), list(eps_grid))
 
 
 # ---------------------------------------------------------------------------------------------

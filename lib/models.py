@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from lib import checks
+from lib.cache import cached, fingerprint
 from lib.numerics import rounding_jitter
 from lib.schedule import sd_alphas_cumprod
 
@@ -81,6 +82,11 @@ class DiffusionModel:
     @property
     def num_train_timesteps(self) -> int:
         return int(self.alphas_cumprod.numel())
+
+    def cache_fingerprint(self) -> str:
+        """The model's identity in disk-cache keys: its class, settings and weights' sha256
+        (:func:`lib.cache.fingerprint`, computed once per model object)."""
+        return fingerprint(self)
 
     # -- the one backend hook -------------------------------------------------------------
     def _predict(self, x_t: torch.Tensor, t: torch.Tensor, cond) -> torch.Tensor:
@@ -514,6 +520,7 @@ GAUSSIAN_VERSION = "2"
 
 
 @functools.lru_cache(maxsize=4)
+@cached(GAUSSIAN_VERSION, name="gaussian_model")
 def _crop_eigh(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, eigenvalues (descending) and eigenvectors of the training crops' covariance.
 
@@ -522,17 +529,12 @@ def _crop_eigh(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
     every chapter loads this model. The covariance and its decomposition are
     :mod:`lib.whitening`'s, so the chapters that whiten the same crops share them.
     """
-    from lib.cache import cached
+    from lib.data import photo_crops
+    from lib.whitening import covariance, covariance_eigh
 
-    def compute():
-        from lib.data import photo_crops
-        from lib.whitening import covariance, covariance_eigh
-
-        X = photo_crops(n, size, split="train", seed=seed).reshape(n, -1)
-        lam, U = covariance_eigh(covariance(X))
-        return X.mean(axis=0), lam, U
-
-    return cached("gaussian_model", GAUSSIAN_VERSION, compute, n=n, size=size, seed=seed)
+    X = photo_crops(n, size, split="train", seed=seed).reshape(n, -1)
+    lam, U = covariance_eigh(covariance(X))
+    return X.mean(axis=0), lam, U
 
 
 def load_gaussian(device=None, dtype=None, *, n: int = 20_000, size: int = 32,

@@ -30,6 +30,7 @@ import numpy as np
 import scipy.linalg
 
 from lib import checks
+from lib.cache import cached
 from lib.metrics import ring_average, standardize
 
 __all__ = [
@@ -76,11 +77,12 @@ CACHE_MIN_SIDE = 1024
 
 def _eigh(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.linalg.eigh`` of a symmetric float64 matrix, through the disk cache when it is large."""
-    if S.shape[0] < CACHE_MIN_SIDE:
-        return np.linalg.eigh(S)
-    from lib.cache import cached
+    return np.linalg.eigh(S) if S.shape[0] < CACHE_MIN_SIDE else _cached_eigh(S)
 
-    return cached("eigh", "1", lambda: np.linalg.eigh(S), S=S)
+
+@cached("1", name="eigh")
+def _cached_eigh(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.linalg.eigh(S)
 
 
 def _sorted_eigh(S: np.ndarray, what: str, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -102,11 +104,12 @@ def covariance(X) -> np.ndarray:
     X, _ = checks.samples(X, "X")
     if X.shape[0] < 2:
         raise ValueError("need at least two samples to estimate a covariance")
-    if X.size < CACHE_MIN_VALUES:
-        return _covariance(X)
-    from lib.cache import cached
+    return _covariance(X) if X.size < CACHE_MIN_VALUES else _cached_covariance(X)
 
-    return cached("covariance", "1", lambda: _covariance(X), X=X)
+
+@cached("1", name="covariance")
+def _cached_covariance(X: np.ndarray) -> np.ndarray:
+    return _covariance(X)
 
 
 def _covariance(X: np.ndarray) -> np.ndarray:

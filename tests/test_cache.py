@@ -33,8 +33,8 @@ class Counter:
 def test_hit_returns_the_stored_result_without_recomputing(tmp_cache):
     work, lines = Counter(), []
     kw = dict(model=_model(), x=torch.ones(3), t=980, iters=20, init="zero")
-    a = cache.cached("pairs", "1", work, log=lines.append, **kw)
-    b = cache.cached("pairs", "1", work, log=lines.append, **kw)
+    a = cache.lookup("pairs", "1", work, log=lines.append, **kw)
+    b = cache.lookup("pairs", "1", work, log=lines.append, **kw)
     assert work.calls == 1 and np.array_equal(a["value"], b["value"])
     assert "computed and cached" in lines[0] and "reused" in lines[1]
     assert len(list((tmp_cache / "pairs").glob("*.pkl"))) == 1
@@ -47,34 +47,34 @@ def test_hit_returns_the_stored_result_without_recomputing(tmp_cache):
 def test_miss_on_any_argument_or_weight_change(change):
     work = Counter()
     kw = dict(model=_model(), x=torch.ones(3), t=980, iters=20, init="zero")
-    cache.cached("pairs", "1", work, **kw)
-    cache.cached("pairs", "1", work, **{**kw, **change})
+    cache.lookup("pairs", "1", work, **kw)
+    cache.lookup("pairs", "1", work, **{**kw, **change})
     assert work.calls == 2
 
 
 def test_miss_on_code_version_and_on_the_floating_point_environment(monkeypatch):
     work = Counter()
-    cache.cached("pairs", "1", work, t=1)
-    cache.cached("pairs", "2", work, t=1)
+    cache.lookup("pairs", "1", work, t=1)
+    cache.lookup("pairs", "2", work, t=1)
     monkeypatch.setenv(JITTER_ENV, "8")  # a jittered (test) run never replays a plain result
-    cache.cached("pairs", "2", work, t=1)
+    cache.lookup("pairs", "2", work, t=1)
     assert work.calls == 3
 
 
 def test_no_cache_computes_every_time_and_stores_nothing(tmp_cache, monkeypatch):
     monkeypatch.setenv(cache.NO_CACHE_ENV, "1")
     work = Counter()
-    cache.cached("pairs", "1", work, t=1)
-    cache.cached("pairs", "1", work, t=1)
+    cache.lookup("pairs", "1", work, t=1)
+    cache.lookup("pairs", "1", work, t=1)
     assert work.calls == 2 and not tmp_cache.exists()
 
 
 def test_a_broken_entry_is_recomputed(tmp_cache):
     work = Counter()
-    cache.cached("pairs", "1", work, t=1)
+    cache.lookup("pairs", "1", work, t=1)
     entry = next((tmp_cache / "pairs").glob("*.pkl"))
     entry.write_bytes(b"not a pickle")
-    assert cache.cached("pairs", "1", work, t=1)["value"][1] == 2 and work.calls == 2
+    assert cache.lookup("pairs", "1", work, t=1)["value"][1] == 2 and work.calls == 2
 
 
 def test_fingerprint_follows_the_weights_and_the_dtype():
@@ -88,6 +88,57 @@ def test_fingerprint_follows_the_weights_and_the_dtype():
 
 def test_bad_keys_and_names():
     with pytest.raises(TypeError, match="cannot key"):
-        cache.cached("pairs", "1", Counter(), thing=object())
+        cache.lookup("pairs", "1", Counter(), thing=object())
     with pytest.raises(ValueError, match="folder name"):
-        cache.cached("../x", "1", Counter())
+        cache.lookup("../x", "1", Counter())
+
+
+def _decorated(version="1", calls=None):
+    calls = [] if calls is None else calls
+
+    @cache.cached(version, name="sweep")
+    def sweep(model, X, eps_grid, *, shift=0.0, progress=True, log=None, **options):
+        calls.append(1)
+        return float(np.sum(X)) * len(eps_grid) + shift + len(options)
+
+    return sweep, calls
+
+
+def test_cached_functions_key_every_argument_by_themselves():
+    sweep, calls = _decorated()
+    X, m = np.ones((4, 3)), _model()
+    first = sweep(m, X, [1e-3, 1e-2])
+    # the same call written differently (keywords, defaults spelled out, progress and log,
+    # which change what is shown, not what is computed): a hit
+    assert sweep(model=m, X=X.copy(), eps_grid=[1e-3, 1e-2], shift=0.0, progress=False,
+                 log=None) == first
+    assert len(calls) == 1
+    # the chapter-4 bug of issue 27: a changed ridge grid must not serve the old sweep
+    assert sweep(m, X, [1e-3, 1e-2, 1e-1]) == 36.0 and len(calls) == 2
+    for change in (dict(X=2 * X), dict(shift=1.0), dict(mode="x"), dict(model=_model(2.0))):
+        sweep(**{"model": m, "X": X, "eps_grid": [1e-3, 1e-2], **change})
+    assert len(calls) == 6  # a miss on every argument, keyword extras and the weights
+
+
+def test_cached_functions_miss_on_a_new_version_and_log_what_they_did():
+    calls, lines = [], []
+    old, _ = _decorated("1", calls)
+    new, _ = _decorated("2", calls)
+    old(None, np.ones(2), [1.0], log=lines.append)
+    old(None, np.ones(2), [1.0], log=lines.append)
+    new(None, np.ones(2), [1.0], log=lines.append)
+    assert len(calls) == 2 and new.cache_version == "2" and new.__name__ == "sweep"
+    assert ["computed" in lines[0], "reused" in lines[1], "computed" in lines[2]] == [True] * 3
+
+
+def test_cached_functions_refuse_unkeyable_arguments_before_any_work():
+    sweep, calls = _decorated()
+    with pytest.raises(TypeError, match="cannot key"):
+        sweep(None, np.ones(2), [1.0], rng=np.random.default_rng(0))
+    assert not calls
+
+
+def test_a_model_is_keyed_by_its_own_fingerprint():
+    m = _model()
+    assert m.cache_fingerprint() == cache.fingerprint(m)
+    assert cache.cache_key("x", "1", model=m) != cache.cache_key("x", "1", model=_model(2.0))
