@@ -24,6 +24,18 @@ tooling (executing chapters, building the HTML) is the subpackage ``lib.tooling`
 
 __version__ = "0.1.0"
 
+#: the package's layers, bottom first. A module imports only from its own layer or lower ones,
+#: and no imports form a cycle; ``tests/test_layers.py`` walks every import, those inside
+#: functions too. ``tooling`` stands for the subpackage ``lib.tooling``.
+LAYERS = (
+    ("checks", "numerics", "schedule", "cache"),  # foundations
+    ("metrics", "whitening", "noise", "correlation", "linear_map", "annealing", "sampling",
+     "editing", "quality"),  # model-free maths (a model is passed in, never imported)
+    ("data", "models", "profiles", "fixed_point"),  # models, data and run settings
+    ("experiment", "hypothesis", "plotting", "prose"),  # what the chapters call
+    ("tooling", "bench", "train", "__main__"),  # tools: running, building, benchmarks, training
+)
+
 #: the modules of the paper's argument, in its order
 __all__ = ["schedule", "models", "sampling", "noise", "correlation", "fixed_point", "whitening",
            "linear_map", "annealing", "editing"]
