@@ -3,7 +3,7 @@
 #               chapter with PROFILE (default cpu) into runs/PROFILE/<time>/, build the HTML
 #   make test   unit tests, nbval re-execution of every committed chapter, browser check
 # Developers: make unit (the unit tests and the browser check, no chapter re-execution, without
-# the whole-book mini run and the Colab install test that make test runs; about 3 minutes), make bench (python -m lib bench: the hot loops against the bare network).
+# the two-chapter mini run and the Colab install test that make test runs; about 3.5 minutes), make bench (python -m lib bench: the hot loops against the bare network).
 # Also: make book PROFILE=gpu (on a GPU machine), make html RUN=runs/gpu/latest (build from an
 # existing run), make notebooks (developers: refresh the committed cpu outputs, their record
 # book/run.json and the .md twins).
