@@ -70,7 +70,7 @@ SD_CHAPTERS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     """Sizes and device of one profile.
 
@@ -128,22 +128,27 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "cpu": Profile("cpu", "cpu", False, 20_000, 2_000, 32,
-                   "embedded models on the CPU, sizes for a 2-core laptop or CI"),
-    "gpu": Profile("gpu", "cuda", True, 50_000, 10_000, 32,
-                   "embedded models at the paper's scale (N = 50,000) on a CUDA GPU",
+    "cpu": Profile(name="cpu", device="cpu", needs_gpu=False, n_fit=20_000, n_test=2_000,
+                   image_size=32,
+                   description="embedded models on the CPU, sizes for a 2-core laptop or CI"),
+    "gpu": Profile(name="gpu", device="cuda", needs_gpu=True, n_fit=50_000, n_test=10_000,
+                   image_size=32,
+                   description="embedded models at the paper's scale (N = 50,000) on a CUDA GPU",
                    n_pairs=10_000, n_pairs_test=2_000, n_sweep=2_000, n_sweep_random=256,
                    sweep_iters=(10, 20, 50, 100, 200), n_inversion=2_000, n_conv=64, conv_evals=600,
                    n_noises=2_000, n_samples=1_000),
-    "sd": Profile("sd", "cuda", True, 50_000, 10_000, 32,
-                  "Stable Diffusion models from the Hugging Face Hub on a CUDA GPU (Colab)",
+    "sd": Profile(name="sd", device="cuda", needs_gpu=True, n_fit=50_000, n_test=10_000,
+                  image_size=32,
+                  description="Stable Diffusion models from the Hugging Face Hub on a CUDA GPU "
+                              "(Colab)",
                   n_pairs=2_000, n_pairs_test=500, n_sweep=500, n_sweep_random=64,
                   sweep_iters=(10, 20, 50, 100), n_inversion=500, n_conv=16, n_noises=1_000,
                   n_samples=1_000, chapters=SD_CHAPTERS, dtype="float16"),
     # not for reading: every chapter in a few minutes, so that the tests can build a whole book
     # from a run of a profile other than cpu and check that its prose shows that run's numbers
-    "mini": Profile("mini", "cpu", False, 4_000, 500, 32,
-                    "embedded models at toy sizes, for the tests (numbers mean little)",
+    "mini": Profile(name="mini", device="cpu", needs_gpu=False, n_fit=4_000, n_test=500,
+                    image_size=32,
+                    description="embedded models at toy sizes, for the tests (numbers mean little)",
                     n_pairs=96, n_pairs_test=48, fp_iters=5, n_sweep=64, n_sweep_random=8,
                     sweep_iters=(5, 10), n_inversion=144, n_conv=2, conv_evals=30, n_noises=48,
                     n_samples=32, chapter_parameters={

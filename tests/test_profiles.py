@@ -81,7 +81,8 @@ def toy_registry(monkeypatch, tmp_path):
     register(ModelSpec("toy-gauss", "toy", resolution=4, steps=10, spacing="trailing", load=load))
     register(ModelSpec("toy-latent", "toy", resolution=32, latent_factor=8, load=load))
     lib.profiles.PROFILES["toy"] = Profile(
-        "toy", "cpu", False, 100, 20, 4, "one throwaway model", chapters={
+        name="toy", device="cpu", needs_gpu=False, n_fit=100, n_test=20, image_size=4,
+        description="one throwaway model", chapters={
             "02_correlation": ChapterSettings(("toy-gauss",)),
             "03_fixed_point": ChapterSettings(("toy-latent",), values={"label": "x"})})
 
@@ -109,3 +110,11 @@ def test_a_latent_model_takes_the_readers_folder(toy_registry, tmp_path, capsys)
     S = setup("03_fixed_point", "toy", image_folder=str(tmp_path))
     assert S.folder == str(tmp_path) and "IMAGE_FOLDER" not in capsys.readouterr().out
     assert setup("02_correlation", "toy", image_folder=str(tmp_path)).folder is None  # pixels
+
+
+def test_a_profile_is_built_by_keyword_only():
+    with pytest.raises(TypeError):
+        Profile("x", "cpu", False, 100, 20, 4, "positional")  # positional: refused
+    p = Profile(name="x", device="cpu", needs_gpu=False, n_fit=100, n_test=20, image_size=4,
+                description="keywords")
+    assert p.n_pairs == PROFILES["cpu"].n_pairs and p.chapters == PROFILES["cpu"].chapters
