@@ -17,6 +17,7 @@ fine-detail directions. The tests check both facts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,8 @@ from lib import checks
 from lib.cache import cached
 from lib.schedule import forward_noise, noise_scales
 
-__all__ = ["FixedPointResult", "fixed_point_noise", "fixed_point_starts", "fixed_point_sweep",
+__all__ = ["FixedPointResult", "SolverRun", "picard", "anderson", "lbfgs", "fixed_point_noise",
+           "fixed_point_starts", "fixed_point_sweep",
            "one_step_reconstruction", "input_norm",
            "gaussian_picard_gain", "gaussian_fixed_point", "fixed_point_pairs",
            "cached_fixed_point_pairs", "METHODS", "INITS", "SAFEGUARDS"]
@@ -148,48 +150,170 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
                                                          relaxation, snapshots)
     t = int(t)
     a, s = noise_scales(t, model.alphas_cumprod, dtype=z0.dtype)
-
     eps = _initial_noise(init, z0, generator)
 
     def f(e: torch.Tensor) -> torch.Tensor:  # Eq. (7): the model's noise at z_t(e)
         return model.eps(a * z0 + s * e, t, cond, guidance_scale).to(z0.dtype)
 
-    scale = float(np.sqrt(z0[0].numel()))
-    if method == "minimize":
-        def f_grad(e: torch.Tensor) -> torch.Tensor:
-            return model.eps_differentiable(a * z0 + s * e, t, cond, guidance_scale).to(z0.dtype)
+    def f_grad(e: torch.Tensor) -> torch.Tensor:  # the same, differentiable (L-BFGS)
+        return model.eps_differentiable(a * z0 + s * e, t, cond, guidance_scale).to(z0.dtype)
 
-        kept = {}
-        eps, g, residuals, cost = _minimize(f, f_grad, eps, iters, memory, tol, scale, progress,
-                                            snapshots, kept, max_evaluations)
-        return _result(z0, eps, g, residuals, cost, a, s, t, method, tol, kept)
+    common = dict(tol=tol, max_evaluations=max_evaluations, snapshots=snapshots,
+                  scale=float(np.sqrt(z0[0].numel())), progress=progress)
+    if method == "picard":
+        run = picard(f, eps, iters, relaxation=relaxation, **common)
+    elif method == "anderson":
+        run = anderson(f, eps, iters, memory=memory, safeguard=safeguard, **common)
+    else:
+        run = lbfgs(f, f_grad, eps, iters, memory=memory, **common)
+    # z_{0|t} - z0 = s/a (eps - f): the one-step reconstruction error from the residual
+    recon = (s / a * _norm(run.residual) / _norm(z0).clamp_min(1e-12)).cpu().numpy()
+    res = run.residuals
+    converged = np.isfinite(res[-1]) & (res[-1] < tol) if tol is not None \
+        else np.zeros(res.shape[1], dtype=bool)
+    return FixedPointResult(noise=run.noise, residuals=res, recon_error=recon,
+                            converged=converged, diverged=_diverged(res), t=t, method=method,
+                            iterations=len(res) - 1, evaluations=run.evaluations,
+                            snapshots=run.snapshots)
+
+
+@dataclass
+class SolverRun:
+    """What one of the solvers :func:`picard`, :func:`anderson` and :func:`lbfgs` returns.
+
+    Attributes:
+        noise: the last iterate ``eps``; residual: ``f(eps) - eps`` there.
+        residuals: ``||f(eps^n) - eps^n|| / scale`` of every sample at every iterate
+            ``(iterations + 1, B)``; evaluations: the network evaluations spent up to each.
+        snapshots: ``{k: iterate k}`` (on the CPU) for the asked ``k``.
+    """
+
+    noise: torch.Tensor
+    residual: torch.Tensor
+    residuals: np.ndarray
+    evaluations: np.ndarray
+    snapshots: dict
+
+
+class _Trace:
+    """A solver's record: residuals and cost at each iterate, the snapshots asked for, and when
+    to stop (every residual below ``tol``, or ``max_evaluations`` spent)."""
+
+    def __init__(self, *, tol, max_evaluations, snapshots, scale: float):
+        self.tol, self.max_evaluations, self.snapshots = tol, max_evaluations, snapshots
+        self.scale, self.residuals, self.cost, self.kept = scale, [], [], {}
+
+    def record(self, eps: torch.Tensor, g: torch.Tensor, spent: float) -> None:
+        self.residuals.append((_norm(g) / self.scale).cpu().numpy())
+        self.cost.append(spent)
+        if len(self.residuals) - 1 in self.snapshots:
+            self.kept[len(self.residuals) - 1] = eps.detach().cpu().clone()
+
+    def done(self) -> bool:
+        return (self.tol is not None and bool((self.residuals[-1] < self.tol).all())) or \
+            (self.max_evaluations is not None and self.cost[-1] >= self.max_evaluations)
+
+    def run(self, eps: torch.Tensor, g: torch.Tensor) -> SolverRun:
+        return SolverRun(noise=eps, residual=g, residuals=np.stack(self.residuals),
+                         evaluations=np.asarray(self.cost, dtype=float), snapshots=self.kept)
+
+
+def picard(f, eps: torch.Tensor, iters: int, *, relaxation: float = 1.0, tol=None,
+           max_evaluations=None, snapshots=(), scale: float = 1.0,
+           progress: bool = False) -> SolverRun:
+    """Eq. (7), damped by ``relaxation`` (beta): ``eps <- (1 - beta) eps + beta f(eps)``, one
+    network evaluation per iteration, each sample on its own.
+
+    Args:
+        f: the map whose fixed point is sought (the model's noise at ``z_t(eps)``).
+        eps: the start; iters: at most this many iterations.
+        tol, max_evaluations, snapshots, progress: as for :func:`fixed_point_noise`;
+        scale: the residuals are divided by it (``sqrt(D)``).
+    """
+    trace = _Trace(tol=tol, max_evaluations=max_evaluations, snapshots=snapshots, scale=scale)
     fx = f(eps)
     g = fx - eps  # residual of Eq. (6)
-    residuals = [(_norm(g) / scale).cpu().numpy()]
-    dX, dG = [], []  # Anderson: differences of iterates and of residuals, each (B, D)
-    best = _norm(g)  # smallest residual norm so far, per sample
-    kept = {0: eps.detach().cpu().clone()} if 0 in snapshots else {}
-    for _ in tqdm(range(iters), desc=f"fixed point ({method})", disable=not progress, leave=False):
-        if tol is not None and (residuals[-1] < tol).all():
+    trace.record(eps, g, 1.0)
+    for _ in tqdm(range(iters), desc="fixed point (picard)", disable=not progress, leave=False):
+        if trace.done():
             break
-        if max_evaluations is not None and len(residuals) >= max_evaluations:  # one per step
-            break
-        if method == "picard" or not dX:
-            new = _picard_step(eps, fx, g, relaxation)
-        else:
-            new = _anderson_step(eps, g, dX, dG)
-        f_new = f(new)
-        g_new = f_new - new
-        if method == "anderson":
-            best = _remember(dX, dG, new - eps, g_new - g, g_new, g, best, memory, safeguard)
-        eps, fx, g = new, f_new, g_new
-        residuals.append((_norm(g) / scale).cpu().numpy())
-        if len(residuals) - 1 in snapshots:
-            kept[len(residuals) - 1] = eps.detach().cpu().clone()
+        eps = fx if relaxation == 1 else eps + relaxation * g
+        fx = f(eps)
+        g = fx - eps
+        trace.record(eps, g, trace.cost[-1] + 1)
         if not torch.isfinite(eps).all():
             break
-    return _result(z0, eps, g, residuals, np.arange(1, len(residuals) + 1, dtype=float), a, s, t,
-                   method, tol, kept)
+    return trace.run(eps, g)
+
+
+def anderson(f, eps: torch.Tensor, iters: int, *, memory: int = 5, safeguard: str = "increase",
+             tol=None, max_evaluations=None, snapshots=(), scale: float = 1.0,
+             progress: bool = False) -> SolverRun:
+    """Anderson acceleration (type II) of Eq. (7) with ``memory`` past iterates, one network
+    evaluation per iteration, each sample on its own; where the residual grows
+    (``safeguard="increase"``) or blows up (``"blowup"``: :data:`BLOWUP` times its best) a
+    sample forgets its history, so that its next step is Picard's. Other arguments: as for
+    :func:`picard`."""
+    trace = _Trace(tol=tol, max_evaluations=max_evaluations, snapshots=snapshots, scale=scale)
+    fx = f(eps)
+    g = fx - eps
+    trace.record(eps, g, 1.0)
+    dX, dG = [], []  # differences of iterates and of residuals, each (B, D)
+    best = _norm(g)  # smallest residual norm so far, per sample
+    for _ in tqdm(range(iters), desc="fixed point (anderson)", disable=not progress, leave=False):
+        if trace.done():
+            break
+        new = _anderson_step(eps, g, dX, dG) if dX else fx
+        f_new = f(new)
+        g_new = f_new - new
+        best = _remember(dX, dG, new - eps, g_new - g, g_new, g, best, memory, safeguard)
+        eps, fx, g = new, f_new, g_new
+        trace.record(eps, g, trace.cost[-1] + 1)
+        if not torch.isfinite(eps).all():
+            break
+    return trace.run(eps, g)
+
+
+def lbfgs(f, f_grad, eps: torch.Tensor, iters: int, *, memory: int = 5, tol=None,
+          max_evaluations=None, snapshots=(), scale: float = 1.0,
+          progress: bool = False) -> SolverRun:
+    """L-BFGS with a strong-Wolfe line search on ``sum_b ||f(eps_b) - eps_b||^2 / 2``, one line
+    search for the whole batch, gradients by autograd through ``f_grad`` (``f`` with a graph);
+    a forward and backward pass count as three evaluations. Other arguments: as for
+    :func:`picard`."""
+    trace = _Trace(tol=tol, max_evaluations=max_evaluations, snapshots=snapshots, scale=scale)
+    e = eps.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([e], lr=1.0, max_iter=1, history_size=memory,
+                            tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    spent, last = [0.0], {}
+
+    def closure():
+        r = f_grad(e) - e  # residual of Eq. (6), with the graph through the network
+        loss = 0.5 * (r.double() ** 2).sum()
+        (e.grad,) = torch.autograd.grad(loss, e)  # only d/d eps: no gradients for the weights
+        spent[0] += 3.0  # one forward and one backward pass (about two forwards)
+        last["e"], last["g"] = e.detach().clone(), r.detach()
+        return loss
+
+    with torch.no_grad():
+        g = f(e.detach()) - e.detach()
+    spent[0] += 1.0
+    trace.record(e.detach(), g, spent[0])
+    for _ in tqdm(range(iters), desc="fixed point (minimize)", disable=not progress, leave=False):
+        if trace.done():
+            break
+        opt.step(closure)
+        now = e.detach()
+        if "e" in last and torch.equal(last["e"], now):
+            g = last["g"]
+        else:  # the line search ended elsewhere than its last evaluation
+            with torch.no_grad():
+                g = f(now) - now
+            spent[0] += 1.0
+        trace.record(now, g, spent[0])
+        if not torch.isfinite(now).all():
+            break
+    return trace.run(e.detach(), g)
 
 
 def _check_solver(method, iters, memory, safeguard, relaxation, snapshots):
@@ -207,11 +331,6 @@ def _check_solver(method, iters, memory, safeguard, relaxation, snapshots):
     if snapshots and not 0 <= snapshots[0] <= snapshots[-1] <= iters:
         raise ValueError(f"snapshots must lie in [0, iters = {iters}], got {snapshots}")
     return iters, memory, relaxation, snapshots
-
-
-def _picard_step(eps, fx, g, relaxation: float) -> torch.Tensor:
-    """Eq. (7), damped: ``(1 - beta) eps + beta f(eps)`` (``fx = f(eps)``, ``g = fx - eps``)."""
-    return fx if relaxation == 1 else eps + relaxation * g
 
 
 def _anderson_step(eps, g, dX: list, dG: list) -> torch.Tensor:
@@ -264,67 +383,12 @@ def _initial_noise(init, z0: torch.Tensor, generator) -> torch.Tensor:
     return eps.to(z0.device)
 
 
-def _result(z0, eps, g, residuals, cost, a, s, t, method, tol, kept=None) -> FixedPointResult:
-    res = np.stack(residuals)  # (iterations + 1, B)
-    recon = (s / a * _norm(g) / _norm(z0).clamp_min(1e-12)).cpu().numpy()  # z_{0|t} - z0 = s/a (eps - f)
-    finite = np.isfinite(res[-1])
-    diverged = _diverged(res)
-    converged = finite & (res[-1] < tol) if tol is not None else np.zeros(len(res[0]), dtype=bool)
-    return FixedPointResult(eps, res, recon, converged, diverged, t, method, len(res) - 1,
-                            np.asarray(cost, dtype=float), kept)
-
-
 def _diverged(res: np.ndarray) -> np.ndarray:
     """Rising runs of a residual history ``(iterations + 1, B)``: ended non-finite, above the
-    start, or 10x above the minimum (unless that minimum is at the round-off level)."""
+    start, or :data:`BLOWUP` times above the minimum (unless that minimum is at the round-off
+    level)."""
     low = np.nanmin(res, axis=0)
-    return ~np.isfinite(res[-1]) | (res[-1] > res[0]) | ((res[-1] > 10 * low) & (low > 1e-8))
-
-
-def _minimize(f, f_grad, eps, iters, memory, tol, scale, progress, snapshots=(), kept=None,
-              max_evaluations=None):
-    """L-BFGS on ``sum_b ||f(eps_b) - eps_b||^2 / 2``; residuals at each accepted iterate, and
-    the iterates listed in ``snapshots`` put into ``kept``."""
-    e = eps.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([e], lr=1.0, max_iter=1, history_size=memory,
-                            tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
-    spent, last = [0.0], {}
-
-    def closure():
-        r = f_grad(e) - e  # residual of Eq. (6), with the graph through the network
-        loss = 0.5 * (r.double() ** 2).sum()
-        (e.grad,) = torch.autograd.grad(loss, e)  # only d/d eps: no gradients for the weights
-        spent[0] += 3.0  # one forward and one backward pass (about two forwards)
-        last["e"], last["g"] = e.detach().clone(), r.detach()
-        return loss
-
-    with torch.no_grad():
-        g = f(e.detach()) - e.detach()
-    spent[0] += 1.0
-    residuals, cost = [(_norm(g) / scale).cpu().numpy()], [spent[0]]
-    kept = {} if kept is None else kept
-    if 0 in snapshots:
-        kept[0] = e.detach().cpu().clone()
-    for _ in tqdm(range(iters), desc="fixed point (minimize)", disable=not progress, leave=False):
-        if tol is not None and (residuals[-1] < tol).all():
-            break
-        if max_evaluations is not None and spent[0] >= max_evaluations:
-            break
-        opt.step(closure)
-        now = e.detach()
-        if "e" in last and torch.equal(last["e"], now):
-            g = last["g"]
-        else:  # the line search ended elsewhere than its last evaluation
-            with torch.no_grad():
-                g = f(now) - now
-            spent[0] += 1.0
-        residuals.append((_norm(g) / scale).cpu().numpy())
-        cost.append(spent[0])
-        if len(residuals) - 1 in snapshots:
-            kept[len(residuals) - 1] = now.cpu().clone()
-        if not torch.isfinite(now).all():
-            break
-    return e.detach(), g, residuals, cost
+    return ~np.isfinite(res[-1]) | (res[-1] > res[0]) | ((res[-1] > BLOWUP * low) & (low > 1e-8))
 
 
 def fixed_point_starts(model, z0, t: int, iters: int, inits: dict, **kwargs
@@ -360,10 +424,10 @@ def fixed_point_starts(model, z0, t: int, iters: int, inits: dict, **kwargs
     out = {}
     for j, name in enumerate(inits):
         part = slice(j * B, (j + 1) * B)
-        out[name] = FixedPointResult(
-            both.noise[part], both.residuals[:, part], both.recon_error[part],
-            both.converged[part], both.diverged[part], both.t, both.method, both.iterations,
-            both.evaluations, None if both.snapshots is None else
+        out[name] = dataclasses.replace(
+            both, noise=both.noise[part], residuals=both.residuals[:, part],
+            recon_error=both.recon_error[part], converged=both.converged[part],
+            diverged=both.diverged[part], snapshots=None if both.snapshots is None else
             {i: v[part] for i, v in both.snapshots.items()})
     return out
 

@@ -375,3 +375,45 @@ def test_gaussian_fixed_point_solves_eq6_and_picard_approaches_it():
     assert torch.allclose(run.noise.double(), eps, rtol=1e-4, atol=1e-6)
     with pytest.raises(TypeError, match="Gaussian model only"):
         gaussian_fixed_point(object(), z0, t)
+
+
+def _linear(c):
+    """f(e) = c * e + 1 per coordinate (a contraction for |c| < 1); fixed point 1 / (1 - c)."""
+    c = torch.as_tensor(c, dtype=torch.float64).reshape(1, -1)
+    return lambda e: c * e + 1, c
+
+
+def test_picard_follows_its_closed_form_and_keeps_snapshots():
+    from lib.fixed_point import picard
+
+    f, c = _linear([0.5, 0.9, -0.3])
+    run = picard(f, torch.zeros(2, 3, dtype=torch.float64), 6, snapshots=(0, 2))
+    for k in (2, 6):  # from zero: e_k = (1 - c^k) / (1 - c)
+        got = run.snapshots[k] if k in run.snapshots else run.noise
+        assert torch.allclose(got, ((1 - c ** k) / (1 - c)).expand(2, 3), atol=1e-12)
+    assert run.residuals.shape == (7, 2) and list(run.evaluations) == list(range(1, 8))
+    assert torch.equal(run.snapshots[0], torch.zeros(2, 3, dtype=torch.float64))
+    assert torch.allclose(run.residual, f(run.noise) - run.noise)
+    half = picard(f, torch.zeros(1, 3, dtype=torch.float64), 1, relaxation=0.5)
+    assert torch.allclose(half.noise, torch.full((1, 3), 0.5, dtype=torch.float64))  # 0 + 0.5 * 1
+
+
+def test_anderson_and_lbfgs_solve_a_linear_fixed_point_and_stop_at_tol():
+    from lib.fixed_point import anderson, lbfgs, picard
+
+    f, c = _linear([0.5, 0.9, 0.99])
+    exact = (1 / (1 - c)).expand(1, 3)
+    start = torch.zeros(1, 3, dtype=torch.float64)
+    acc = anderson(f, start, 8, memory=5, tol=1e-9)
+    assert torch.allclose(acc.noise, exact, atol=1e-8) and acc.residuals[-1, 0] < 1e-9
+    assert len(acc.residuals) <= 6  # a linear map in 3-D: exact after about D + 1 steps
+    slow = picard(f, start, 8)
+    assert slow.residuals[-1, 0] > 0.5  # Picard at c = 0.99 has barely moved
+    g, d = _linear([0.5, 0.9, -0.3])  # L-BFGS (one line search for the batch)
+    opt = lbfgs(g, g, torch.zeros(2, 3, dtype=torch.float64), 30, tol=1e-8)
+    assert torch.allclose(opt.noise, (1 / (1 - d)).expand(2, 3), atol=1e-6)
+    loss = (opt.residuals ** 2).sum(1)
+    assert np.all(np.diff(loss) <= 1e-12)  # the strong-Wolfe line search never goes uphill
+    assert opt.evaluations[0] == 1 and np.all(np.diff(opt.evaluations) >= 3)  # a gradient: 3
+    capped = picard(f, start, 8, max_evaluations=3)
+    assert list(capped.evaluations) == [1, 2, 3]
