@@ -155,4 +155,32 @@ def setup(chapter: str, profile: str = "cpu", *, image_folder=None, verbose: boo
               "IMAGE_FOLDER to a folder of natural images (the paper: ImageNet val) for a "
               "meaningful test")
     lib.prose.glue("profile", P.name)
+    _log_network_use()
     return out
+
+
+def _log_network_use() -> None:
+    """Under the runner (:data:`lib.models.NETWORK_LOG_ENV` set), keep this kernel's network use
+    (:func:`lib.models.network_use`) in that file after every cell, so that the runner can
+    report each chapter's network floor."""
+    import json
+    import os
+
+    from lib.models import NETWORK_LOG_ENV, network_use
+
+    path = os.environ.get(NETWORK_LOG_ENV)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if not path or shell is None or getattr(shell, "_lib_network_log", None) == path:
+        return
+
+    def write(*_):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(network_use(), f)
+
+    shell.events.register("post_run_cell", write)
+    shell._lib_network_log = path
+    write()

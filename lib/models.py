@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import json
 import socket
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,22 @@ def model_dir(name: str) -> Path:
     return DATA_MODELS / name
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+#: network use of this process, ``{model name: [evaluations, seconds]}``: every image through a
+#: model's network (a guided call counts its two passes) and the wall time spent in the network
+#: (:func:`network_use`; the runner writes it per chapter, :data:`NETWORK_LOG_ENV`)
+_NETWORK: dict = {}
+#: environment variable: a JSON file where a chapter's kernel keeps its :func:`network_use`
+NETWORK_LOG_ENV = "LIB_NETWORK_LOG"
+
+
+def network_use() -> dict[str, dict]:
+    """``{model name: {"evaluations": n, "seconds": s}}`` since this process started: the
+    images that went through each model's network and the wall time spent there (on a GPU
+    after synchronising, so the time is the network's)."""
+    return {name: {"evaluations": int(n), "seconds": round(s, 3)}
+            for name, (n, s) in sorted(_NETWORK.items())}
 
 
 class DiffusionModel:
@@ -148,12 +165,18 @@ class DiffusionModel:
         """:meth:`eps` with autograd left on, for solvers that minimise Eq. (6) by gradient."""
         x_t = self._check_input(x_t)
         t = self._timesteps(t, x_t.shape[0])
+        start = time.perf_counter()
         if guidance_scale is None or cond is None:
-            out = self._predict(x_t, t, cond)
+            out, passes = self._predict(x_t, t, cond), 1
         else:
             out_u = self._predict(x_t, t, None)
             out_c = self._predict(x_t, t, cond)
-            out = out_u + guidance_scale * (out_c - out_u)  # Eq. (2)
+            out, passes = out_u + guidance_scale * (out_c - out_u), 2  # Eq. (2)
+        if out.is_cuda:
+            torch.cuda.synchronize(out.device)
+        use = _NETWORK.setdefault(self.name, [0, 0.0])
+        use[0] += passes * x_t.shape[0]
+        use[1] += time.perf_counter() - start
         return rounding_jitter(self._to_eps(out, x_t, t))  # identity unless testing (lib.numerics)
 
     def cond(self, labels):

@@ -185,3 +185,47 @@ def test_embedded_model_runs_in_chunks_with_the_numbers_of_one_call():
     # a sample's prediction does not depend on the batch around it
     part = m.eps(x[m.cpu_chunk - 2:m.cpu_chunk + 2], 700, m.cond(["cat"]))
     assert torch.allclose(part, chunked[m.cpu_chunk - 2:m.cpu_chunk + 2], rtol=1e-5, atol=1e-6)
+
+
+def test_network_use_counts_images_and_guided_passes_and_time():
+    from lib.models import DiffusionModel, network_use
+
+    class Counting(DiffusionModel):
+        name = "counting-test"
+
+        def _predict(self, x_t, t, cond):
+            return torch.zeros_like(x_t) if cond is None else torch.ones_like(x_t)
+
+    m = Counting(torch.linspace(0.99, 0.01, 1000), (1, 2, 2))
+    before = network_use().get("counting-test", {"evaluations": 0, "seconds": 0.0})
+    m.eps(torch.zeros(3, 1, 2, 2), 500)
+    m.eps(torch.zeros(2, 1, 2, 2), 500, torch.ones(2), 2.0)  # guided: two passes
+    after = network_use()["counting-test"]
+    assert after["evaluations"] - before["evaluations"] == 3 + 2 * 2
+    assert after["seconds"] >= before["seconds"]
+
+
+def test_a_kernel_keeps_its_network_use_in_the_runners_file(tmp_path, monkeypatch):
+    import json
+
+    import IPython
+
+    import lib.experiment
+    from lib.models import NETWORK_LOG_ENV, network_use
+
+    hooks = []
+
+    class Shell:
+        events = type("E", (), {"register": staticmethod(lambda name, f: hooks.append((name, f)))})
+
+    shell = Shell()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    path = tmp_path / "use.json"
+    monkeypatch.setenv(NETWORK_LOG_ENV, str(path))
+    lib.experiment._log_network_use()
+    lib.experiment._log_network_use()  # registered once per kernel
+    assert [h[0] for h in hooks] == ["post_run_cell"]
+    assert json.loads(path.read_text()) == network_use()
+    path.unlink()
+    hooks[0][1]()  # after the next cell
+    assert path.exists()

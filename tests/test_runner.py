@@ -351,3 +351,16 @@ def test_thread_budget_and_the_longest_chapters_first(tmp_path, monkeypatch):
     records = [(Path("new"), {"seconds": {"02_b": 10.0, "03_c": 50.0}}),  # 02_b from the cache
                (Path("old"), {"seconds": {"02_b": 99.0, "01_a": 20.0}})]
     assert [p.stem for p in _longest_first(todo, records)] == ["02_b", "03_c", "01_a", "04_d"]
+
+
+def test_the_floor_table_gives_each_chapters_time_over_its_network_time():
+    from lib.tooling.runner import RunRecord, floor_table
+
+    record = RunRecord(profile="cpu", out="x", started="now", chapters=["a", "b"],
+                       seconds={"a": 30.0, "b": 10.0},
+                       network={"a": {"m": {"evaluations": 1000, "seconds": 10.0},
+                                      "n": {"evaluations": 500, "seconds": 5.0}}, "b": {}})
+    lines = floor_table(record)
+    assert lines[1].split() == ["a", "1,500", "15.0", "30.0", "2.00"]
+    assert lines[2].split() == ["b", "0", "0.0", "10.0", "-"]
+    assert lines[3].split() == ["total", "1,500", "15.0", "40.0", "2.67"]

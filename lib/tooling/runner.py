@@ -123,7 +123,9 @@ class RunRecord:
     """What ``run.json`` holds.
 
     ``seconds`` and ``finished`` (ISO time) are per executed chapter; ``reused`` names the run
-    a chapter's outputs were taken from instead. ``cpu``, ``cores``, ``threads`` (per chapter
+    a chapter's outputs were taken from instead. ``network`` is per executed chapter and model:
+    the images that went through the network and the seconds spent there
+    (:func:`lib.models.network_use`), the floor under the chapter's time. ``cpu``, ``cores``, ``threads`` (per chapter
     kernel) and ``device`` say where the chapters executed; ``machine`` adds the host name.
     """
 
@@ -135,6 +137,7 @@ class RunRecord:
     finished: dict[str, str] = field(default_factory=dict)
     keys: dict[str, dict] = field(default_factory=dict)
     reused: dict[str, str] = field(default_factory=dict)
+    network: dict[str, dict] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
     git_commit: str | None = None
@@ -556,16 +559,23 @@ def thread_budget() -> int:
 def _execute_chapter(nb: str, target: str, parameters: dict | None, kernel_name: str,
                      figure_dir: str, threads: int | None) -> dict:
     """Execute one notebook with papermill; runs in a worker process when chapters run side
-    by side. The kernel inherits the figure folder and the thread count through the environment
-    (both restored afterwards). Returns ``seconds`` and, on failure, ``error`` ``(cell index or
-    None, message, whether the partly executed notebook was written)``."""
+    by side. The kernel inherits the figure folder, the thread count and where to keep its
+    network use through the environment (all restored afterwards). Returns ``seconds``,
+    ``network`` (:func:`lib.models.network_use` of the kernel) and, on failure, ``error``
+    ``(cell index or None, message, whether the partly executed notebook was written)``."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    names = (FIGURE_DIR_ENV, *(THREAD_ENV if threads else ()))
+    from lib.models import NETWORK_LOG_ENV
+
+    names = (FIGURE_DIR_ENV, NETWORK_LOG_ENV, *(THREAD_ENV if threads else ()))
     before = {k: os.environ.get(k) for k in names}
     os.environ[FIGURE_DIR_ENV] = figure_dir
-    for k in names[1:]:
+    network_log = Path(figure_dir).parent / f"{Path(nb).stem}.network.json"
+    network_log.parent.mkdir(parents=True, exist_ok=True)
+    network_log.unlink(missing_ok=True)
+    os.environ[NETWORK_LOG_ENV] = str(network_log)
+    for k in names[2:]:
         os.environ[k] = str(threads)
     t0 = time.perf_counter()
     error = None
@@ -582,7 +592,27 @@ def _execute_chapter(nb: str, target: str, parameters: dict | None, kernel_name:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return {"seconds": time.perf_counter() - t0, "error": error}
+    network = json.loads(network_log.read_text(encoding="utf-8")) if network_log.exists() else {}
+    network_log.unlink(missing_ok=True)
+    return {"seconds": time.perf_counter() - t0, "error": error, "network": network}
+
+
+def floor_table(record: "RunRecord") -> list[str]:
+    """Lines that give, per executed chapter and in total, the network evaluations, the
+    seconds spent in the network (the floor no speed-up of the code around it can beat), the
+    wall time, and wall time / floor."""
+    lines = [f"{'chapter':<22}{'evaluations':>13}{'network s':>11}{'wall s':>9}{'wall/network':>14}"]
+    total = [0, 0.0, 0.0]
+    for chapter, seconds in record.seconds.items():
+        use = record.network.get(chapter, {})
+        n = sum(u["evaluations"] for u in use.values())
+        floor = sum(u["seconds"] for u in use.values())
+        ratio = f"{seconds / floor:.2f}" if floor > 0 else "-"
+        lines.append(f"{chapter:<22}{n:>13,}{floor:>11.1f}{seconds:>9.1f}{ratio:>14}")
+        total = [total[0] + n, total[1] + floor, total[2] + seconds]
+    ratio = f"{total[2] / total[1]:.2f}" if total[1] > 0 else "-"
+    lines.append(f"{'total':<22}{total[0]:>13,}{total[1]:>11.1f}{total[2]:>9.1f}{ratio:>14}")
+    return lines
 
 
 def _longest_first(todo: list[Path], records: list[tuple[Path, dict]]) -> list[Path]:
@@ -700,6 +730,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
                                         keep=[p.stem for p in chapters(book_dir) if p != nb])
             return ChapterFailed(nb.stem, cell, message, target_of(nb) if written else None)
         record.seconds[nb.stem] = round(result["seconds"], 1)
+        record.network[nb.stem] = result.get("network", {})
         record.finished[nb.stem] = _dt.datetime.now().isoformat(timespec="seconds")
         record.write(run_dir / "run.json")
         if in_place:
@@ -743,6 +774,10 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     reused = f", {len(record.reused)} reused" if record.reused else ""
     side = f" ({jobs} at a time: {sum(record.seconds.values()):.1f} s of chapter time)" \
         if jobs > 1 else ""
+    if record.seconds:
+        log("where the time went (the network's own time is the floor):")
+        for line in floor_table(record):
+            log("  " + line)
     log(f"done in {record.wall_seconds:.1f} s{side}{reused}; notebooks in "
         f"{book_dir if in_place else nb_dir}, figures in {run_dir / 'figures'}")
     return run_dir, record
