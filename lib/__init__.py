@@ -15,11 +15,12 @@ The paper, one module per step of its argument:
 
 Around it: ``hypothesis`` (Hypothesis 1 end to end: chapter 4's pair sets, maps and decisions),
 ``data`` (the bundled photographs, crops and image folders), ``metrics`` (PSNR, SSIM,
-Pearson, ring averages), ``quality`` (the embedded models' sample statistics), ``train`` (how
-the embedded models were made), ``profiles`` and ``experiment`` (every setting of a run, and a
-chapter's models and data from it), ``checks`` (input checks), ``plotting`` and ``prose``
-(figures and numbers for the pages), ``cache``, ``numerics`` and ``bench``. The book's build
-tooling (executing chapters, building the HTML) is the subpackage ``lib.tooling``.
+Pearson, ring averages), ``quality`` (the embedded models' sample statistics), ``profiles``
+and ``experiment`` (every setting of a run, and a chapter's models and data from it),
+``checks`` (input checks), ``plotting`` and ``prose`` (figures and numbers for the pages),
+``cache`` and ``numerics``. The tools are the subpackage ``lib.tooling``: executing chapters
+(``runner``), building the HTML (``book``), the benchmarks (``bench``, ``python -m lib bench``)
+and how the embedded models were trained (``train``, ``python -m lib train``).
 """
 
 __version__ = "0.1.0"
@@ -33,7 +34,7 @@ LAYERS = (
      "editing", "quality"),  # model-free maths (a model is passed in, never imported)
     ("data", "models", "profiles", "fixed_point"),  # models, data and run settings
     ("experiment", "hypothesis", "plotting", "prose"),  # what the chapters call
-    ("tooling", "bench", "train", "__main__"),  # tools: running, building, benchmarks, training
+    ("tooling", "__main__"),  # tools: running, building, benchmarks (bench), training (train)
 )
 
 #: the modules of the paper's argument, in its order

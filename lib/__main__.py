@@ -8,13 +8,13 @@
 * ``python -m lib book --profile cpu [--run DIR]``: execute every chapter (a new run), or take
   an existing run with ``--run``, then build the HTML book from it (see :mod:`lib.tooling.book`).
 * ``python -m lib bench [--quick] [--device cuda] [--out FILE]``: the hot loops against the
-  bare network, as ratios beside their goals (see :mod:`lib.bench`).
+  bare network, as ratios beside their goals (see :mod:`lib.tooling.bench`).
 * ``python -m lib book --committed``: build from the committed notebooks, executing nothing
   (their record, ``book/run.json``, ends each chapter; the Colab cells install ``HEAD``).
 * ``python -m lib train --model tiny-a [--steps N] [--max-minutes M] [--publish [--force]]``:
   train an embedded model (resuming from ``runs/train/<name>/checkpoint.pt``), export its EMA
   weights, measure its quality, and with ``--publish`` copy it to ``data/models`` (see
-  :mod:`lib.train`).
+  :mod:`lib.tooling.train`).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args) -> None:
     import torch
 
-    from lib.bench import format_table, run_bench, write_result
+    from lib.tooling.bench import format_table, run_bench, write_result
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,7 +132,7 @@ def _bench(args) -> None:
 def _train(args) -> None:
     import torch
 
-    from lib.train import evaluate, export, publish, slim_checkpoint, train
+    from lib.tooling.train import evaluate, export, publish, slim_checkpoint, train
 
     if args.force and not args.publish:
         raise ValueError("--force only applies with --publish")

@@ -7,7 +7,7 @@ base class turns it into an epsilon prediction whatever the scheduler's ``predic
 Backends:
 
 * ``tiny-a``, ``tiny-b``: the embedded class-conditional pixel-space UNets trained by
-  :mod:`lib.train` on the bundled photographs (weights in ``data/models``).
+  :mod:`lib.tooling.train` on the bundled photographs (weights in ``data/models``).
 * ``gaussian``: the closed-form optimal denoiser for Gaussian data with the training crops' mean
   ``mu`` and covariance ``Sigma``: ``eps(x_t, t) = s (a^2 Sigma + s^2 I)^-1 (x_t - a mu)`` with
   ``a = sqrt(abar_t)``, ``s = sqrt(1 - abar_t)``.
@@ -287,7 +287,7 @@ class UNetModel(DiffusionModel):
 
     @classmethod
     def from_folder(cls, folder, device=None, dtype=None, name: str | None = None) -> "UNetModel":
-        """Load a model folder written by :func:`lib.train.export` (fp16 weights, any dtype)."""
+        """Load a model folder written by :func:`lib.tooling.train.export` (fp16 weights, any dtype)."""
         from diffusers import UNet2DModel
 
         folder = Path(folder)

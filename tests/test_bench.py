@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from lib import bench
+from lib.tooling import bench
 from lib.models import load_model
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lib.models import UNetModel
-from lib.train import (TrainConfig, build_unet, evaluate, export, publish, reproduce_command,
+from lib.tooling.train import (TrainConfig, build_unet, evaluate, export, publish, reproduce_command,
                        slim_checkpoint, train)
 
 TINY = TrainConfig(
@@ -122,7 +122,7 @@ def test_each_committed_model_card_is_its_card_through_the_template():
     """README.md of every embedded model is model_card_markdown(card.json), byte for byte: the
     template, its fields and the quality tables render exactly what was published."""
     from lib.models import EMBEDDED, model_dir
-    from lib.train import model_card_markdown
+    from lib.tooling.train import model_card_markdown
 
     for name in EMBEDDED:
         card = json.loads((model_dir(name) / "card.json").read_text())

@@ -523,7 +523,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 def model_card_markdown(card: dict) -> str:
     """The model card (README.md) of a model folder, from its ``card.json``: the templates
-    ``lib/templates/model_card.md`` and, once the model is evaluated, ``model_card_quality.md``."""
+    ``lib/tooling/templates/model_card.md`` and, once the model is evaluated, ``model_card_quality.md``."""
     from lib.quality import QUALITY_BAR
 
     cfg, speed = card["train_config"], card.get("forward_seconds_batch64")
