@@ -23,9 +23,14 @@ import torch
 
 from lib import checks
 from lib.cache import cached
-from lib.linear_map import Decision, decide, planted_maps
+from lib.data import image_batches, photo_regions, region_crops
+from lib.fixed_point import cached_fixed_point_pairs, gaussian_picard_gain
+from lib.linear_map import LAM_MIN, Decision, decide, exponent_difference, planted_maps
 from lib.metrics import standardize
-from lib.sampling import ddim_inversion_pairs, sample_batched
+from lib.models import GaussianModel
+from lib.plotting import Words, decision_cells, mark
+from lib.sampling import ddim_inversion_pairs, gaussian_ddim_inversion_gain, sample_batched
+from lib.whitening import covariance, covariance_eigh, heldout_whiteness_vs_eps
 
 __all__ = ["PairSet", "SAMPLES", "pair_sets", "region_pairs", "sample_pairs", "fixed_point_maps",
            "inversion_map", "decide_pairs", "reference_maps", "start_agreement", "chapter_maps",
@@ -89,8 +94,6 @@ def region_pairs(name: str, split: str, n_fit: int, n_test: int, size: int, *, s
         seed: seed of the crops (the held-out ones use ``seed + 1``).
         holdout, block: see above and :func:`lib.data.photo_regions`.
     """
-    from lib.data import photo_regions, region_crops
-
     holdout = checks.count(holdout, "holdout", 2)
     ids = np.array([r.id for r in photo_regions(split, block=block)])
     fit, c_fit = region_crops(checks.count(n_fit, "n_fit"), size, split=split, seed=seed,
@@ -172,8 +175,6 @@ def fixed_point_maps(model, pairs: PairSet, t: int, ks, *, init: str = "zero",
     Returns:
         ``{K: FixedPointPairs}`` (``.Z`` the noises ``(n, D)``, ``.residuals`` per pair).
     """
-    from lib.fixed_point import cached_fixed_point_pairs
-
     ks = sorted({checks.count(k, "K") for k in ks})
     if not ks:
         raise ValueError("give at least one iteration count K")
@@ -206,9 +207,6 @@ def reference_maps(eig, alphas_cumprod, t: int, ks, inversion_steps: int, *,
     """The calibration table's planted maps on one covariance: :func:`planted_maps` (with
     ridge ``eps``) and the Gaussian model's closed forms on the same eigenvalues, Picard from
     zero after each ``K`` at ``t`` and DDIM inversion with ``inversion_steps`` steps."""
-    from lib.fixed_point import gaussian_picard_gain
-    from lib.sampling import gaussian_ddim_inversion_gain
-
     lam = np.asarray(eig[0], dtype=np.float64)
     abar = float(alphas_cumprod[int(t)])
     extra = {f"Gaussian Picard, K = {k}": gaussian_picard_gain(lam, abar, k) for k in ks}
@@ -296,8 +294,6 @@ def model_numbers(name: str | None, decisions: dict, *, first: str, second: str,
     ``agree_star``; ``converged_t`` (the timesteps that pass ``agree_min``); ``t_p`` (the
     exponent at each ``t``, in words).
     """
-    from lib.plotting import Words
-
     nan = float("nan")
     out: dict = {}
     keys = {"fit": (name, first, k_fit), "first": (name, first, min(ks)),
@@ -346,9 +342,6 @@ def reference_covariance(setup, eps_grid, *, offset: int = 0):
     Returns:
         ``(cov (D, D), (lam, U), errors per ridge)``.
     """
-    from lib.data import image_batches
-    from lib.whitening import covariance, covariance_eigh, heldout_whiteness_vs_eps
-
     P = setup.profile
     if setup.latent:
         train = setup.model_space(P.n_fit, seed=0, offset=offset, batch=64)
@@ -367,8 +360,7 @@ def reference_covariance(setup, eps_grid, *, offset: int = 0):
 
 def marks(decision: Decision) -> str:
     """A decision's three points (linear, whitening, zca) as checks and crosses (``"✓✗✗"``)."""
-    return "".join("\u2713" if decision[p].holds else "\u2717"
-                   for p in ("linear", "whitening", "zca"))
+    return "".join(mark(decision[p].holds) for p in ("linear", "whitening", "zca"))
 
 
 def calibration_rows(calibration: dict, expected: dict, *, default: str = "\u2713\u2717\u2717",
@@ -385,8 +377,6 @@ def calibration_rows(calibration: dict, expected: dict, *, default: str = "\u271
         ``(header, rows, wrong)``; ``wrong`` is ``{N label: [maps that did not come out as
         expected]}``.
     """
-    from lib.plotting import decision_cells
-
     labels = list(calibration)
     names = list(calibration[labels[0]])
     want = {m: "-" if unexpected in m else expected.get(m, default) for m in names}
@@ -411,33 +401,24 @@ def setting(key: tuple, *, first: str, k_fit: int, inv_steps: int, t_star: int,
     return f"{what}, K = {value}", ("yes" if converged[name, t_star] else "no") if at_fit else "-"
 
 
-def k_drift(decisions: dict, ks, k_fit: int, first: str) -> dict:
+def k_drift(decisions: dict) -> dict:
     """The paired change of the exponent from the fewest to the most iterations decided on
-    each model's pair set (every ``K`` of ``ks`` on ``first``, those up to ``k_fit`` on the
-    others), ``{(model, set): (k_min, k_max, Estimate)}``, for sets decided at two ``K`` or
-    more (:func:`lib.linear_map.exponent_difference`)."""
-    from lib.linear_map import exponent_difference
-
+    each model's pair set, ``{(model, set): (k_min, k_max, Estimate)}``, for the sets of
+    :func:`chapter_maps`' keys ``(model, set, K)`` decided at two ``K`` or more
+    (:func:`lib.linear_map.exponent_difference`)."""
     decided: dict = {}
     for key in decisions:
         if len(key) == 3 and key[1] != "t":
             decided.setdefault(key[:2], []).append(key[2])
-    out = {}
-    for (name, s), got in decided.items():
-        want = sorted(k for k in got if s == first or k <= k_fit)
-        if len(want) > 1:
-            out[name, s] = (want[0], want[-1], exponent_difference(
-                decisions[name, s, want[-1]], decisions[name, s, want[0]]))
-    return out
+    return {(name, s): (min(got), max(got), exponent_difference(decisions[name, s, max(got)],
+                                                                decisions[name, s, min(got)]))
+            for (name, s), got in decided.items() if len(got) > 1}
 
 
 def agreement_rows(agreement: dict, models: dict, times, k_fit: int) -> tuple[list, list]:
     """The start-agreement table: each model's agreement at each ``t`` and, for a Gaussian
     model (:class:`lib.models.GaussianModel`), the median share of its exact fixed point that
     ``k_fit`` Picard steps from zero still miss, ``1 - g_K / g_inf`` per direction."""
-    from lib.fixed_point import gaussian_picard_gain
-    from lib.models import GaussianModel
-
     gauss = next((m for m in models.values() if isinstance(m, GaussianModel)), None)
     header = ["t", *(f"agreement {n}" for n in models)]
     if gauss is not None:
@@ -455,14 +436,11 @@ def agreement_rows(agreement: dict, models: dict, times, k_fit: int) -> tuple[li
 
 
 def gaussian_gain_errors(decisions: dict, name: str, alphas_cumprod, *, t_star: int,
-                         inv_steps: int, first: str, lam_min: float = 0.02) -> dict:
+                         inv_steps: int, first: str, lam_min: float = LAM_MIN) -> dict:
     """The largest relative error of the Gaussian model's measured diagonal gains against their
     closed forms, in every direction with ``lambda > lam_min``: ``{key: error}`` for its
     Picard maps on ``first`` (:func:`lib.fixed_point.gaussian_picard_gain`) and its DDIM
     inversion (:func:`lib.sampling.gaussian_ddim_inversion_gain`)."""
-    from lib.fixed_point import gaussian_picard_gain
-    from lib.sampling import gaussian_ddim_inversion_gain
-
     out = {}
     for key, d in decisions.items():
         if key[0] != name or key[1] not in (first, "inversion"):

@@ -31,7 +31,7 @@ from lib.profiles import in_colab
 
 __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "Table", "significant",
            "gains_figure", "binned_gains", "Words", "span", "left_align_titles", "FIGURE_DIR_ENV",
-           "decision_cells", "DECISION_HEADER", "map_scores_figure", "mapped_covariance_figure"]
+           "decision_cells", "DECISION_HEADER", "mark", "map_scores_figure", "mapped_covariance_figure"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -454,6 +454,11 @@ DECISION_HEADER = ["linear", "kernel's gain in R2", "whitening", "exponent p", "
                    "zca", "alignments"]
 
 
+def mark(holds: bool) -> str:
+    """A test's outcome as a check (held) or a cross (failed)."""
+    return "\u2713" if holds else "\u2717"
+
+
 def decision_cells(decision) -> list[str]:
     """One table row for a :class:`lib.linear_map.Decision`: each point's outcome (a check or
     a cross) with the numbers behind it, estimates with their intervals in parentheses and the
@@ -461,13 +466,11 @@ def decision_cells(decision) -> list[str]:
     def est(e, digits=2):
         return f"{e.value:.{digits}f} ({e.low:.{digits}f}, {e.high:.{digits}f})"
 
-    def mark(point):
-        return "\u2713" if decision[point].holds else "\u2717"
-
     lin, white, zca = (decision[p].estimates for p in ("linear", "whitening", "zca"))
-    return [mark("linear"), est(lin["nonlinear_gain"], 3), mark("whitening"),
-            est(white["exponent"]), " \u00b7 ".join(f"{e.value:.2f}" for e in white["level"]),
-            mark("zca"), " \u00b7 ".join(f"{e.value:.2f}" for e in zca["alignment"])]
+    return [mark(decision["linear"].holds), est(lin["nonlinear_gain"], 3),
+            mark(decision["whitening"].holds), est(white["exponent"]),
+            " \u00b7 ".join(f"{e.value:.2f}" for e in white["level"]), mark(decision["zca"].holds),
+            " \u00b7 ".join(f"{e.value:.2f}" for e in zca["alignment"])]
 
 
 def map_scores_figure(results: dict, *, title: str | None = None, height: int = 420) -> go.Figure:

@@ -228,7 +228,7 @@ def test_k_drift_and_gain_errors_on_the_gaussian_models_maps(small_gaussian):
     maps["g", "inversion"] = (pairs, inversion_map(model, pairs, 5))
     kw = dict(lam_min=0.0, min_directions=3, k_linear=4, n_boot=20)
     decisions = decide_maps(maps, {"g": eig}, **kw)
-    drift = k_drift(decisions, [2, 5], 2, "in")
+    drift = k_drift(decisions)
     assert set(drift) == {("g", "in")}  # "out" was decided at one K only
     k_lo, k_hi, d = drift["g", "in"]
     p = {k: decisions["g", "in", k]["whitening"].estimates["exponent"].value for k in (2, 5)}
