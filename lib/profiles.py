@@ -184,6 +184,10 @@ def resolve(name: str, *, verbose: bool = True) -> Profile:
         if verbose:
             print("Colab with a GPU: using the 'sd' profile (Stable Diffusion from the Hub); "
                   "set PROFILE = 'cpu' in the parameters cell to keep the embedded models.")
+    elif name == "cpu" and in_colab() and verbose:
+        print("No GPU in this runtime: the chapter runs the cpu profile (the small embedded "
+              "models). For the paper's Stable Diffusion models: Runtime > Change runtime type > "
+              "T4 GPU, then Runtime > Run all.")
     profile = PROFILES[name]
     if profile.needs_gpu and not _cuda_available():
         raise RuntimeError(f"profile {name!r} needs a CUDA GPU and none is available; "

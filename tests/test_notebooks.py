@@ -345,10 +345,13 @@ def test_chapters_import_only_the_public_names_of_lib():
     import ast
     import importlib
 
+    from IPython.core.inputtransformer2 import TransformerManager
+
     for path in sorted(BOOK_DIR.glob("*.md")):
         cells = re.findall(r"```\{code-cell\} ipython3\n(?:---\n.*?\n---\n)?(.*?)```", path.read_text(), re.S)
-        code = "\n".join(line for cell in cells for line in cell.splitlines()
-                         if not line.startswith((":", "%", "!")))
+        code = "\n".join(TransformerManager().transform_cell(
+            "\n".join(line for line in cell.splitlines() if not line.startswith(":")))
+            for cell in cells)
         for node in ast.walk(ast.parse(code)):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lib."):
                 public = importlib.import_module(node.module).__all__

@@ -122,6 +122,26 @@ def test_gpu_profile_without_gpu_is_refused():
     assert resolve("cpu").n_fit == 20_000
 
 
+@pytest.mark.parametrize("gpu", [False, True])
+def test_colab_says_what_its_runtime_runs(monkeypatch, capsys, gpu):
+    """In Colab the default cpu profile becomes sd on a GPU runtime; without a GPU it stays cpu
+    and says how to get one (the setup cell is five lines and says nothing of it)."""
+    import sys
+    import types
+
+    from lib import profiles
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(profiles, "_cuda_available", lambda: gpu)
+    assert profiles.resolve("cpu").name == ("sd" if gpu else "cpu")
+    said = capsys.readouterr().out
+    assert ("using the 'sd' profile" in said) == gpu
+    assert ("No GPU in this runtime" in said and "T4 GPU" in said) == (not gpu)
+    assert profiles.resolve("cpu", verbose=False) and capsys.readouterr().out == ""
+    monkeypatch.delitem(sys.modules, "google.colab")
+    assert profiles.resolve("cpu").name == "cpu" and capsys.readouterr().out == ""
+
+
 # ---- reuse of unchanged chapters -------------------------------------------------------------
 
 def write_reuse_book(folder):

@@ -164,64 +164,37 @@ def repository_url(config: Path | None = None) -> str:
 #: the line of the committed setup cell that the book build replaces with the commit it builds
 SETUP_PLACEHOLDER = 'BOOK_COMMIT = "main"  # the book build writes the commit it was built from here'
 
-_SETUP_CELL = '''# Setup, in Colab only: installs the book's package (lib) from its repository at BOOK_COMMIT, with
-# the packages Colab lacks; Colab's own torch, numpy, transformers ... stay when they fit.
+_SETUP_CELL = '''# Colab only: install the book's package (lib) from its repository (_config.yml) at BOOK_COMMIT
 import sys
-
 {commit_line}
-# the repository is _config.yml's repository.url
-BOOK_PACKAGE = "dewhitening-book[colab] @ git+{url}"
-
 if "google.colab" in sys.modules:
-    import shutil
-    import subprocess
-
-    spec = f"{{BOOK_PACKAGE}}@{{BOOK_COMMIT}}"
-    print(f"Installing {{spec}} (a minute or two) ...", flush=True)
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec],
-                         capture_output=True, text=True)
-    if pip.returncode == 0:
-        print("Installed.")
-        if shutil.which("nvidia-smi") is None:
-            print("No GPU in this runtime: the chapter runs the cpu profile (the small embedded "
-                  "models). For the paper's Stable Diffusion models: Runtime > Change runtime "
-                  "type > T4 GPU, then Runtime > Run all.")
-    else:
-        said = [line for line in pip.stderr.splitlines() if line.startswith("ERROR")]
-        said = said or [line for line in pip.stderr.splitlines() if line.strip()] or ["no message"]
-        print(f"Could not install the book's package (pip exited with {{pip.returncode}}: "
-              f"{{said[-1].strip()}}).\\n"
-              "Check that the runtime reaches the internet and run this cell again (Runtime > "
-              "Disconnect and delete runtime starts a fresh one), or run the chapter on your own "
-              f'machine: pip install "{{spec}}" (or clone the repository and run make book).')
+    %pip install -q "dewhitening-book[colab] @ git+{url}@{{BOOK_COMMIT}}"
 '''
 
 
 def _commit_line(commit: str | None) -> str:
-    """The ``BOOK_COMMIT = ...`` line (with a comment line above it when it is not a commit)."""
+    """The ``BOOK_COMMIT = ...`` line, with a comment that says where the commit comes from."""
     if commit == "main":
         return SETUP_PLACEHOLDER
     if commit is None:
-        return ("# the book build did not know its commit (no git repository): installs main\n"
-                'BOOK_COMMIT = "main"')
+        return 'BOOK_COMMIT = "main"  # the build knew no commit (no git repository): main'
     sha, _, rest = commit.partition("+")
     if not re.fullmatch(r"[0-9a-f]{7,40}", sha) or rest not in ("", "uncommitted"):
         raise ValueError(f"{commit!r} is not a git commit (hex, optionally +uncommitted)")
     if rest:
-        return (f"# built from uncommitted changes to {sha[:12]}, which no commit holds: "
-                "installs main\n"
-                'BOOK_COMMIT = "main"')
-    return ("# the commit this page was built from (the book build wrote it)\n"
-            f'BOOK_COMMIT = "{sha}"')
+        return (f'BOOK_COMMIT = "main"  # built from uncommitted changes to {sha[:12]}, '
+                "which no commit holds")
+    return f'BOOK_COMMIT = "{sha}"  # the commit this page was built from (the build wrote it)'
 
 
 def setup_cell_source(commit: str | None = "main", *, url: str | None = None) -> str:
     """The source of every chapter's first code cell: in Colab, install this package.
 
-    In Colab it runs ``pip install "dewhitening-book[colab] @ git+URL@COMMIT"``: the ``colab``
-    extra and the package's dependency ranges (``pyproject.toml``), so pip keeps Colab's own
-    packages when they are in range. When pip fails it prints what failed and what to do
-    instead, not a traceback. Elsewhere it does nothing.
+    Five lines: in Colab, IPython's ``%pip install -q "dewhitening-book[colab] @ git+URL@COMMIT"``
+    (the ``colab`` extra and the package's dependency ranges, ``pyproject.toml``, so pip keeps
+    Colab's own packages when they are in range; a failed install prints pip's error, not a
+    traceback). Elsewhere it does nothing. What a Colab runtime without a GPU should do is said
+    by :func:`lib.profiles.resolve`, once the package is installed.
 
     Args:
         commit: ``"main"`` (the default) gives the committed cell, whose ``BOOK_COMMIT`` line is

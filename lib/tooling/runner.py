@@ -321,16 +321,17 @@ def chapter_modules(notebook, lib_dir: Path | None = None) -> list[str]:
 
     Returns module file names (``"fixed_point.py"``), with ``__init__.py`` whenever any is
     imported (an empty list when the chapter imports nothing from ``lib``). Code that cannot be
-    parsed counts as importing all of ``lib``; lines starting with ``%`` or ``!`` are skipped.
+    parsed counts as importing all of ``lib``; IPython's magics (``%pip ...``) are read as
+    IPython runs them, as calls that import nothing.
     """
     import nbformat
+    from IPython.core.inputtransformer2 import TransformerManager
 
     lib_dir = Path(lib_dir or LIB_DIR)
     nb = notebook if isinstance(notebook, nbformat.NotebookNode) else \
         nbformat.read(notebook, as_version=4)
-    code = "\n".join("\n".join(line for line in c.source.splitlines()
-                                if not line.lstrip().startswith(("%", "!")))
-                      for c in nb.cells if c.cell_type == "code")
+    ipython = TransformerManager()
+    code = "\n".join(ipython.transform_cell(c.source) for c in nb.cells if c.cell_type == "code")
     try:
         todo = _lib_imports(ast.parse(code), "", lib_dir)
     except SyntaxError:
