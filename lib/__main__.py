@@ -42,9 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--committed", action="store_true",
                      help="build from the committed book/*.ipynb, executing nothing")
     for p in (run, book):
-        p.add_argument("--jobs", type=int,
-                       help="chapters executed at once, sharing OMP_NUM_THREADS between them "
-                            "(default 1: on 2 cores, side by side is slower)")
         p.add_argument("--rerun", action="store_true",
                        help="execute every chapter, even those unchanged since an earlier "
                             "run, and rebuild the HTML")
@@ -86,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             run_chapters(args.profile, args.chapters, args.out, in_place=args.in_place,
-                         reuse=reuse, jobs=args.jobs)
+                         reuse=reuse)
         elif args.command == "train":
             _train(args)
         elif args.command == "bench":
@@ -102,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 build_book(None, label="committed", force=not reuse)
             else:
                 run_dir = (Path(args.run) if args.run
-                           else run_chapters(args.profile, reuse=reuse, jobs=args.jobs)[0])
+                           else run_chapters(args.profile, reuse=reuse)[0])
                 if not (run_dir / "book").is_dir():
                     raise FileNotFoundError(f"{run_dir} is not a run folder (no book/ inside)")
                 build_book(run_dir / "book", label=args.profile, force=not reuse)

@@ -189,7 +189,13 @@ def lookup(name: str, version: str, compute: Callable[[], Any], /, *, log=None, 
 NOT_KEYED = ("progress", "log")
 
 
-def cached(version: str, *, name: str | None = None) -> Callable:
+def _array_values(arguments: dict) -> int:
+    """How many array elements the arguments hold (numpy arrays and torch tensors)."""
+    return sum(int(v.size) if isinstance(v, np.ndarray) else
+               int(v.numel()) if hasattr(v, "numel") else 0 for v in arguments.values())
+
+
+def cached(version: str, *, name: str | None = None, min_values: int = 0) -> Callable:
     """Decorate a pure function so that its results go through the disk cache.
 
     Every argument of a call is in the key (:func:`cache_key`), by the function's own signature
@@ -202,6 +208,10 @@ def cached(version: str, *, name: str | None = None) -> Callable:
         version: the function's code version, a module constant beside it; bump it when the
             code behind the result changes (the old entries then miss).
         name: the cache's subfolder (default: the function's name).
+        min_values: calls whose array arguments hold fewer elements in all run directly, past
+            the cache: for work that is cheap when small and slow when large (a covariance of
+            20,000 crops, an eigendecomposition at D = 3,072), where hashing and storing
+            small inputs would cost more than computing them.
 
     The decorated function keeps its name and docstring, and has ``cache_version``.
     """
@@ -217,12 +227,15 @@ def cached(version: str, *, name: str | None = None) -> Callable:
             arguments = dict(bound.arguments)
             for var in extra:
                 arguments.update(arguments.pop(var))
+            if wrapper.min_values and _array_values(arguments) < wrapper.min_values:
+                return fn(*args, **kwargs)
             log = arguments.get("log")
             keyed = {k: v for k, v in arguments.items() if k not in NOT_KEYED}
             return lookup(folder, version, lambda: fn(*args, **kwargs),
                           log=log if callable(log) else None, **keyed)
 
         wrapper.cache_version = version
+        wrapper.min_values = min_values
         return wrapper
 
     return decorate

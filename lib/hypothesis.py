@@ -28,7 +28,7 @@ from lib.fixed_point import cached_fixed_point_pairs, gaussian_picard_gain
 from lib.linear_map import LAM_MIN, Decision, decide, exponent_difference, planted_maps
 from lib.metrics import standardize
 from lib.models import GaussianModel
-from lib.plotting import Words, decision_cells, mark
+from lib.prose import Words, decision_cells, mark
 from lib.sampling import ddim_inversion_pairs, gaussian_ddim_inversion_gain, sample_batched
 from lib.whitening import covariance, covariance_eigh, heldout_whiteness_vs_eps
 

@@ -29,9 +29,9 @@ from plotly.subplots import make_subplots
 
 from lib.profiles import in_colab
 
-__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider", "format_table", "Table", "significant",
-           "gains_figure", "binned_gains", "Words", "span", "left_align_titles", "FIGURE_DIR_ENV",
-           "decision_cells", "DECISION_HEADER", "mark", "map_scores_figure", "mapped_covariance_figure"]
+__all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider",
+           "gains_figure", "binned_gains", "left_align_titles", "FIGURE_DIR_ENV",
+           "map_scores_figure", "mapped_covariance_figure"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -198,118 +198,6 @@ def image_slider(frames, labels, *, slider_prefix: str, titles=None, upscale: in
     return fig
 
 
-def _table_cells(header, rows, digits) -> list[list[str]]:
-    """The cells of a table as strings: floats to their column's decimals, None as ``-``."""
-    if isinstance(digits, dict):
-        unknown = set(digits) - set(header)
-        if unknown:
-            raise ValueError(f"digits names columns that are not in the header: {sorted(unknown)}")
-        per_column = [digits.get(h, 3) for h in header]
-    else:
-        per_column = [digits] * len(header)
-
-    def cell(v, d) -> str:
-        if v is None:
-            return "-"
-        if isinstance(v, (float, np.floating)):
-            return f"{v:.{d}f}"
-        return str(v)
-
-    for row in rows:
-        if len(row) != len(header):
-            raise ValueError(f"a row has {len(row)} cells for {len(header)} columns")
-    return [[cell(v, d) for v, d in zip(row, per_column)] for row in rows]
-
-
-def format_table(header, rows, *, digits=3) -> str:
-    """A plain-text table with right-aligned columns; floats rounded to ``digits`` decimals.
-
-    Args:
-        header: column names.
-        rows: sequences of the same length as ``header`` (str, int, float or None).
-        digits: decimals for every float, or a dict ``{column name: decimals}`` with the
-            default 3 for the others (print each number only to the precision that is robust).
-    """
-    header = [str(h) for h in header]
-    body = _table_cells(header, rows, digits)
-    widths = [max(len(h), *(len(r[j]) for r in body)) if body else len(h) for j, h in enumerate(header)]
-    lines = [" | ".join(h.rjust(w) for h, w in zip(header, widths)),
-             "-+-".join("-" * w for w in widths)]
-    lines += [" | ".join(c.rjust(w) for c, w in zip(r, widths)) for r in body]
-    return "\n".join(lines)
-
-
-class Table:
-    """A table that renders as an HTML table in the book and as aligned text in a terminal.
-
-    ``display(Table(header, rows))`` in a chapter: the page shows an HTML table, while the
-    plain-text form (:func:`format_table`, the same rounded values) is what a console prints and
-    what nbval compares alongside the HTML. Cells that are already strings are shown as they
-    are, so a column can carry its own rounding (:func:`significant`).
-
-    Args:
-        header, rows, digits: as for :func:`format_table`.
-        caption: an optional line above the table.
-    """
-
-    def __init__(self, header, rows, *, digits=3, caption: str | None = None):
-        self.header = [str(h) for h in header]
-        self.rows = [list(r) for r in rows]
-        self.caption = caption
-        self.text = format_table(self.header, self.rows, digits=digits)
-        self.cells = _table_cells(self.header, self.rows, digits)
-
-    def __repr__(self) -> str:
-        return (f"{self.caption}\n" if self.caption else "") + self.text
-
-    def _repr_html_(self) -> str:
-        import html
-
-        def numeric(c: str) -> bool:
-            return bool(re.fullmatch(r"[-+<>~ ]*[\d.,]+(e[-+]?\d+)?%?|nan|-", c))
-
-        numeric_column = [all(numeric(row[j]) for row in self.cells) for j in range(len(self.header))]
-        head = "".join(f'<th class="{"num" if num else "text"}">{html.escape(h)}</th>'
-                       for h, num in zip(self.header, numeric_column))
-        body = "".join("<tr>" + "".join(
-            f'<td class="{"num" if numeric(c) else "text"}">{html.escape(c)}</td>' for c in row) + "</tr>"
-            for row in self.cells)
-        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
-        return (f'<table class="lib-table">{caption}<thead><tr>{head}</tr></thead>'
-                f"<tbody>{body}</tbody></table>")
-
-
-def significant(x: float, digits: int = 3, *, floor: float | None = None) -> str:
-    """``x`` rounded to ``digits`` significant digits, for a number printed in a checked output.
-
-    Printed numbers are compared by nbval on every machine, so they carry only the digits that
-    survive another CPU's rounding (``lib.numerics``). Large numbers are written out in full with
-    thousands separators (``24,200``, not ``2.42e+04``); small ones in scientific notation.
-
-    Args:
-        x: the number (NaN and infinities print as ``nan``, ``inf``, ``-inf``).
-        digits: significant digits (at least 1).
-        floor: magnitudes below it print as ``< floor``: a value at round-off level (an exact
-            fit's error, say) has no digits that mean anything.
-    """
-    if digits < 1:
-        raise ValueError(f"digits must be at least 1, got {digits}")
-    x = float(x)
-    if not np.isfinite(x):
-        return str(x)
-    if floor is not None and abs(x) < floor:
-        return f"< {floor:.0e}"
-    rounded = float(f"{x:.{digits}g}")
-    if rounded == 0:
-        return "0"
-    exponent = int(np.floor(np.log10(abs(rounded))))
-    if exponent >= digits - 1:  # an integer at this precision: written out in full
-        return f"{rounded:,.0f}"
-    if exponent >= -3:
-        return f"{rounded:.{digits - 1 - exponent}f}"
-    return f"{rounded:.{digits - 1}e}"
-
-
 _CURVE_DASH = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
@@ -398,79 +286,6 @@ def binned_gains(gains, *, lam_min: float, per_decade: int = 4) -> tuple[np.ndar
             centres.append(np.sqrt(lo * hi))
             medians.append(np.median(g[inside]))
     return np.array(centres), np.array(medians)
-
-
-class Words:
-    """Text for myst-nb's ``glue``, pasted exactly as written.
-
-    ``{glue:text}`` reads the glued value's plain-text form back with ``ast.literal_eval``, so
-    a bare ``0.80`` would come back as the float ``0.8`` and lose its trailing zero. The
-    plain-text form of ``Words`` is therefore a Python string literal (``'0.80'``), which reads
-    back as the text itself; ``str()`` gives the text.
-    """
-
-    def __init__(self, text):
-        self.text = str(text)
-
-    def __repr__(self) -> str:
-        return repr(self.text)
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Words) and other.text == self.text
-
-    __hash__ = None
-
-
-def span(values, fmt: str = ".2f", *, scale: float = 1.0) -> Words:
-    """The range of some numbers as prose: ``0.96-0.99``, or one number when they round alike.
-
-    For a glued sentence such as "the RMS distance is 0.96-0.99 across models".
-
-    Args:
-        values: the numbers (NaNs are left out; none left gives ``-``).
-        fmt: a format spec for each end (``".2f"``, ``".0f"``, ``".0%"``, ``","``).
-        scale: multiply by this first (e.g. 100 for percentages written as numbers).
-
-    Returns:
-        A :class:`Words` with ``lo-hi`` (``lo to hi`` when either end is negative, so a minus sign
-        is never read as a dash), or the single value when both ends print the same.
-    """
-    v = np.asarray([float(x) * scale for x in np.ravel(values)], dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return Words("-")
-    lo, hi = format(float(v.min()), fmt), format(float(v.max()), fmt)
-    if lo == hi:
-        return Words(lo)
-    sep = " to " if v.min() < 0 else "-"
-    return Words(f"{lo}{sep}{hi}")
-
-
-#: the columns of :func:`decision_cells`
-DECISION_HEADER = ["linear", "kernel's gain in R2", "whitening", "exponent p", "levels",
-                   "zca", "alignments"]
-
-
-def mark(holds: bool) -> str:
-    """A test's outcome as a check (held) or a cross (failed)."""
-    return "\u2713" if holds else "\u2717"
-
-
-def decision_cells(decision) -> list[str]:
-    """One table row for a :class:`lib.linear_map.Decision`: each point's outcome (a check or
-    a cross) with the numbers behind it, estimates with their intervals in parentheses and the
-    per-bin levels and alignments from the largest eigenvalues down."""
-    def est(e, digits=2):
-        return f"{e.value:.{digits}f} ({e.low:.{digits}f}, {e.high:.{digits}f})"
-
-    lin, white, zca = (decision[p].estimates for p in ("linear", "whitening", "zca"))
-    return [mark(decision["linear"].holds), est(lin["nonlinear_gain"], 3),
-            mark(decision["whitening"].holds), est(white["exponent"]),
-            " \u00b7 ".join(f"{e.value:.2f}" for e in white["level"]), mark(decision["zca"].holds),
-            " \u00b7 ".join(f"{e.value:.2f}" for e in zca["alignment"])]
 
 
 def map_scores_figure(results: dict, *, title: str | None = None, height: int = 420) -> go.Figure:

@@ -67,21 +67,12 @@ def _check_positive_definite(lam: np.ndarray, what: str) -> None:
             "samples than dimensions and no duplicated features")
 
 
-#: Covariances of data with at least this many values (N x D), and eigen-decompositions of
-#: matrices at least this wide, go through the disk cache (:mod:`lib.cache`), keyed by the
-#: data's bytes: at D = 3,072 each takes seconds, and chapters 1, 5 and 6 and the ``gaussian``
-#: model all use the same 20,000 training crops (chapters 3 and 4 another set).
-CACHE_MIN_VALUES = 1 << 22
-CACHE_MIN_SIDE = 1024
-
-
+# Large covariances and eigendecompositions go through the disk cache (lib.cache), keyed by
+# the data's bytes: at D = 3,072 each takes seconds, and chapters 1, 5 and 6 and the gaussian
+# model all use the same 20,000 training crops (chapters 3 and 4 another set).
+@cached("1", name="eigh", min_values=1 << 20)
 def _eigh(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.linalg.eigh`` of a symmetric float64 matrix, through the disk cache when it is large."""
-    return np.linalg.eigh(S) if S.shape[0] < CACHE_MIN_SIDE else _cached_eigh(S)
-
-
-@cached("1", name="eigh")
-def _cached_eigh(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.linalg.eigh`` of a symmetric float64 matrix."""
     return np.linalg.eigh(S)
 
 
@@ -104,14 +95,10 @@ def covariance(X) -> np.ndarray:
     X, _ = checks.samples(X, "X")
     if X.shape[0] < 2:
         raise ValueError("need at least two samples to estimate a covariance")
-    return _covariance(X) if X.size < CACHE_MIN_VALUES else _cached_covariance(X)
-
-
-@cached("1", name="covariance")
-def _cached_covariance(X: np.ndarray) -> np.ndarray:
     return _covariance(X)
 
 
+@cached("1", name="covariance", min_values=1 << 22)
 def _covariance(X: np.ndarray) -> np.ndarray:
     Xc = X - X.mean(axis=0)
     # BLAS syrk: only one triangle of Xc^T Xc is computed (half the work of a product)

@@ -116,8 +116,8 @@ def run_record(folder, *, executed=None, reused=None, **fields):
               "finished": {c: f for c, (_, f) in (executed or {}).items()},
               "keys": {c: {"packages": {"torch": "2.13.0+cu128"}, "python": "3.11.7"}
                        for c in executed or {}},
-              "reused": reused or {}, "status": "ok", "git_commit": SHA, "jobs": 1,
-              "threads_per_job": None, "machine": "host-7f3a x86_64, 16 CPUs",
+              "reused": reused or {}, "status": "ok", "git_commit": SHA,
+              "machine": "host-7f3a x86_64, 16 CPUs",
               "cpu": "AMD EPYC 9654 96-Core Processor", "cores": 16, "threads": 16,
               "device": "NVIDIA H200", "python": "3.11.7", **fields}
     (folder / "run.json").write_text(json.dumps(record))

@@ -142,3 +142,20 @@ def test_a_model_is_keyed_by_its_own_fingerprint():
     m = _model()
     assert m.cache_fingerprint() == cache.fingerprint(m)
     assert cache.cache_key("x", "1", model=m) != cache.cache_key("x", "1", model=_model(2.0))
+
+
+def test_min_values_lets_small_calls_past_the_cache(tmp_cache):
+    """Arrays with fewer elements than min_values in all: computed every time, nothing stored;
+    from that size on (numpy and torch alike), stored once and reused."""
+    calls = []
+
+    @cache.cached("1", name="big", min_values=6)
+    def total(x, y=None):
+        calls.append(1)
+        return float(x.sum()) + (0.0 if y is None else float(y.sum()))
+
+    small = np.ones(5)
+    assert total(small) == total(small) == 5.0 and len(calls) == 2
+    assert not (tmp_cache / "big").exists()
+    assert total(small, torch.ones(1)) == total(small, torch.ones(1)) == 6.0  # 5 + 1 elements
+    assert len(calls) == 3 and len(list((tmp_cache / "big").glob("*.pkl"))) == 1

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from lib.plotting import format_table, image_slider, significant
+from lib.plotting import image_slider
+from lib.prose import format_table, significant
 
 
 def test_image_slider_grid_and_visibility():
@@ -95,7 +96,7 @@ def test_words_paste_exactly_as_written():
     from IPython.core.formatters import PlainTextFormatter
     from myst_nb.core.variables import format_plain_text
 
-    from lib.plotting import Words
+    from lib.prose import Words
 
     for text in ("tiny-a", "0.80", "0.96-0.99", "8 of 8"):
         assert format_plain_text(PlainTextFormatter()(Words(text)), "") == text
@@ -112,7 +113,7 @@ def test_format_table_digits_per_column():
 
 
 def test_span_reads_a_range_or_one_number():
-    from lib.plotting import span
+    from lib.prose import span
 
     assert str(span([0.961, 0.99, 0.97])) == "0.96-0.99"
     assert str(span([0.441, 0.444])) == "0.44"  # both ends round alike
@@ -138,7 +139,7 @@ def test_left_align_titles_moves_each_title_to_its_subplot_edge():
 
 
 def test_table_html_and_text_carry_the_same_rounded_cells():
-    from lib.plotting import Table, format_table
+    from lib.prose import Table, format_table
 
     rows = [["zca", 0.12345, 3, None], ["pca-cor", 10.5, 12, "1.2e-05"]]
     t = Table(["kind", "error", "n", "note"], rows, digits={"error": 2}, caption="a caption")

@@ -332,45 +332,35 @@ def kernel_threads(run_dir):
             for p in sorted((run_dir / "book").glob("*.ipynb"))}
 
 
-def test_chapters_run_side_by_side_sharing_the_thread_budget(tmp_path, monkeypatch):
-    book = write_thread_book(tmp_path / "book")
-    monkeypatch.setenv("OMP_NUM_THREADS", "4")
-    out, rec = run_chapters("cpu", out=tmp_path / "two", book_dir=book, jobs=2, log=lambda *a: None)
-    assert (rec.jobs, rec.threads_per_job) == (2, 2) and set(rec.seconds) == {"01_c", "02_c", "03_c"}
-    assert set(kernel_threads(out).values()) == {"2"}  # each kernel got its share
-    saved = json.loads((out / "run.json").read_text())
-    assert saved["jobs"] == 2 and saved["wall_seconds"] > 0
-    out1, rec1 = run_chapters("cpu", out=tmp_path / "one", book_dir=book, jobs=1, log=lambda *a: None)
-    assert rec1.jobs == 1 and set(kernel_threads(out1).values()) == {"4"}  # the whole budget
+def test_each_chapter_gets_the_whole_thread_budget(tmp_path, monkeypatch):
     import os
 
-    assert os.environ["OMP_NUM_THREADS"] == "4"  # the runner's own environment is restored
-    with pytest.raises(ValueError, match="jobs"):
-        run_chapters("cpu", out=tmp_path / "bad", book_dir=book, jobs=0, log=lambda *a: None)
+    book = write_thread_book(tmp_path / "book")
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    out, rec = run_chapters("cpu", out=tmp_path / "one", book_dir=book, log=lambda *a: None)
+    assert set(rec.seconds) == {"01_c", "02_c", "03_c"} and rec.threads == 4
+    assert set(kernel_threads(out).values()) == {"4"}
+    saved = json.loads((out / "run.json").read_text())
+    assert saved["wall_seconds"] > 0 and "jobs" not in saved
+    assert os.environ["OMP_NUM_THREADS"] == "4"
 
 
-def test_a_failure_side_by_side_names_the_chapter_and_the_others_finish(tmp_path, monkeypatch):
+def test_a_failure_names_the_chapter_and_starts_no_later_one(tmp_path, monkeypatch):
     book = write_thread_book(tmp_path / "book", failing=True)
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     with pytest.raises(ChapterFailed, match=r"chapter 02_c failed at cell index 1: ValueError: boom"):
-        run_chapters("cpu", out=tmp_path / "run", book_dir=book, jobs=2, log=lambda *a: None)
+        run_chapters("cpu", out=tmp_path / "run", book_dir=book, log=lambda *a: None)
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert saved["status"] == "failed" and "01_c" in saved["seconds"]  # started with 02: finished
+    assert saved["status"] == "failed" and set(saved["seconds"]) == {"01_c"}
+    assert not (tmp_path / "run" / "book" / "03_c.ipynb").exists()
 
 
-def test_thread_budget_and_the_longest_chapters_first(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from lib.tooling.runner import _longest_first, thread_budget
+def test_thread_budget(monkeypatch):
+    from lib.tooling.runner import thread_budget
 
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert thread_budget() == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "lots")
     assert thread_budget() >= 1  # unreadable: the CPUs
-    todo = [Path(f"{n}.ipynb") for n in ("01_a", "02_b", "03_c", "04_d")]
-    records = [(Path("new"), {"seconds": {"02_b": 10.0, "03_c": 50.0}}),  # 02_b from the cache
-               (Path("old"), {"seconds": {"02_b": 99.0, "01_a": 20.0}})]
-    assert [p.stem for p in _longest_first(todo, records)] == ["02_b", "03_c", "01_a", "04_d"]
 
 
 def test_the_floor_table_gives_each_chapters_time_over_its_network_time():

@@ -253,18 +253,18 @@ def test_large_covariances_and_decompositions_come_from_the_disk_cache(tmp_path,
     import lib.whitening as wh
 
     monkeypatch.setenv("LIB_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(wh, "CACHE_MIN_VALUES", 100)  # these small arrays count as large
-    monkeypatch.setattr(wh, "CACHE_MIN_SIDE", 8)
+    assert wh._covariance.min_values == 1 << 22 and wh._eigh.min_values == 1 << 20
+    monkeypatch.setattr(wh._covariance, "min_values", 100)  # these small arrays count as large
+    monkeypatch.setattr(wh._eigh, "min_values", 64)
     rng = np.random.default_rng(3)
     X = rng.standard_normal((300, 12)) @ rng.standard_normal((12, 12))
     entries = lambda name: len(list((tmp_path / name).glob("*.pkl")))  # noqa: E731
     cov = covariance(X)
     assert np.allclose(cov, np.cov(X, rowvar=False), rtol=1e-12, atol=1e-12)
     assert entries("covariance") == 1
-    compute = wh._covariance
-    monkeypatch.setattr(wh, "_covariance", lambda _: pytest.fail("a hit must not recompute"))
-    assert np.array_equal(covariance(X), cov)  # the same data: the stored result
-    monkeypatch.setattr(wh, "_covariance", compute)
+    with monkeypatch.context() as m:
+        m.setattr(wh.scipy.linalg.blas, "dsyrk", lambda *_: pytest.fail("a hit must not recompute"))
+        assert np.array_equal(covariance(X), cov)  # the same data: the stored result
     X2 = X.copy()
     X2[0, 0] += 1e-9
     assert not np.array_equal(covariance(X2), cov) and entries("covariance") == 2  # new data: a miss

@@ -25,8 +25,7 @@ repeated (the median of the repeats), so that a shared, noisy machine moves both
 * **side by side**: on a CPU with several threads, the network evaluations per second of
   separate processes with one share of the threads each, all at once, divided by one process
   with all the threads. For the bare network it is about 1.0-1.2 on this project's 2-core CPU;
-  whole chapters side by side (``python -m lib run --jobs 2``) did worse (0.9), so the runner
-  executes one chapter at a time by default.
+  whole chapters side by side did worse (0.9), so the runner executes one chapter at a time.
 * on a GPU also compiled and bf16 against eager float32 (goal >= 1.5), and evaluations per
   second of the tiny models and of a UNet of Stable Diffusion 2.1's size built from its config
   with random weights.

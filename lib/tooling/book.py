@@ -3,8 +3,8 @@
 The rendered pages must work with no network, so the build serves, from its own ``_static``
 folder, the JavaScript that would otherwise come from CDNs:
 
-* plotly.js, copied from the installed ``plotly`` package and loaded on every page before
-  anything else (``lib.plotting.show`` emits figures without it);
+* plotly.js, copied from the installed ``plotly`` package and loaded on every page
+  (``lib.plotting.show`` emits figures without it);
 * require.js and ``@jupyter-widgets/html-manager`` (renders saved ipywidgets state), and
   MathJax 3, fetched from the npm registry with ``npm pack`` at build time;
 * ``lib/tooling/web/widgets-setup.js``, the book's own glue between those (see its comments).

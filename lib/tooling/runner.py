@@ -19,14 +19,10 @@ chapter with the same key, its executed notebook and figures are linked into the
 runner says so; otherwise it says what changed and executes. ``reuse=False`` (``--rerun``), or
 the cache switched off (``LIB_NO_CACHE=1``, ``--no-cache``), executes every chapter.
 
-**Chapters side by side** (``jobs``, ``--jobs N``): the chapters are independent, so the
-runner can execute several at once, each kernel with an equal share of the thread budget
-(``OMP_NUM_THREADS``, else the number of CPUs), the chapters that took longest in earlier runs
-first. The default is one at a time: on this project's 2-core machine, four chapters run two at a
-time with one thread each took 2.0 times their 2-thread times (0.9 times the throughput of one
-after the other), although the bare network alone runs 1.2 times faster that way (``python -m
-lib bench``, "side by side"): the chapters' other work shares the memory system badly. Try
-``--jobs`` on a machine with many cores.
+**One chapter at a time.** Chapters executed side by side (two at a time, one thread each)
+took 2.0 times their 2-thread times on this project's 2-core machine (0.9 times the throughput
+of one after the other), so the runner has no option for it: each chapter gets the whole thread
+budget.
 
 A run never overwrites an earlier one: each gets a fresh folder, ``runs/<profile>/latest``
 points to the newest run that finished, and an explicit ``--out`` must be a new or empty
@@ -141,8 +137,6 @@ class RunRecord:
     status: str = "running"
     error: str | None = None
     git_commit: str | None = None
-    jobs: int = 1
-    threads_per_job: int | None = None
     wall_seconds: float | None = None
     machine: str = field(default_factory=lambda: f"{platform.node()} {platform.machine()}, "
                                                  f"{available_cpus()} CPUs")
@@ -558,10 +552,9 @@ def thread_budget() -> int:
 
 
 def _execute_chapter(nb: str, target: str, parameters: dict | None, kernel_name: str,
-                     figure_dir: str, threads: int | None) -> dict:
-    """Execute one notebook with papermill; runs in a worker process when chapters run side
-    by side. The kernel inherits the figure folder, the thread count and where to keep its
-    network use through the environment (all restored afterwards). Returns ``seconds``,
+                     figure_dir: str) -> dict:
+    """Execute one notebook with papermill. The kernel inherits the figure folder and where to
+    keep its network use through the environment (both restored afterwards). Returns ``seconds``,
     ``network`` (:func:`lib.models.network_use` of the kernel) and, on failure, ``error``
     ``(cell index or None, message, whether the partly executed notebook was written)``."""
     import papermill
@@ -569,15 +562,13 @@ def _execute_chapter(nb: str, target: str, parameters: dict | None, kernel_name:
 
     from lib.models import NETWORK_LOG_ENV
 
-    names = (FIGURE_DIR_ENV, NETWORK_LOG_ENV, *(THREAD_ENV if threads else ()))
+    names = (FIGURE_DIR_ENV, NETWORK_LOG_ENV)
     before = {k: os.environ.get(k) for k in names}
     os.environ[FIGURE_DIR_ENV] = figure_dir
     network_log = Path(figure_dir).parent / f"{Path(nb).stem}.network.json"
     network_log.parent.mkdir(parents=True, exist_ok=True)
     network_log.unlink(missing_ok=True)
     os.environ[NETWORK_LOG_ENV] = str(network_log)
-    for k in names[2:]:
-        os.environ[k] = str(threads)
     t0 = time.perf_counter()
     error = None
     try:
@@ -616,23 +607,10 @@ def floor_table(record: "RunRecord") -> list[str]:
     return lines
 
 
-def _longest_first(todo: list[Path], records: list[tuple[Path, dict]]) -> list[Path]:
-    """The chapters by their longest time in the earlier runs, longest first (a run that found
-    its results in the disk cache is quicker than one that computed them, so the longest time is
-    the one to plan for); chapters never timed keep their book order, after the others."""
-    longest: dict[str, float] = {}
-    for _, rec in records:
-        for chapter, seconds in rec.get("seconds", {}).items():
-            longest[chapter] = max(longest.get(chapter, 0.0), float(seconds))
-    timed = sorted((nb for nb in todo if nb.stem in longest), key=lambda nb: -longest[nb.stem])
-    return timed + [nb for nb in todo if nb.stem not in longest]
-
-
 def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
                  in_place: bool = False, book_dir: Path | None = None,
                  kernel_name: str = "python3", reuse: bool = True,
-                 runs_dir: Path | None = None, jobs: int | None = None,
-                 log=print) -> tuple[Path, RunRecord]:
+                 runs_dir: Path | None = None, log=print) -> tuple[Path, RunRecord]:
     """Execute chapters with papermill under a profile.
 
     Args:
@@ -640,16 +618,11 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
             profile when its :func:`chapter_key` is unchanged (never with ``in_place`` or with
             the cache off).
         runs_dir: where runs live and earlier ones are looked for (default ``runs/``).
-        jobs: chapters to execute at once (default one); the thread budget
-            (:func:`thread_budget`) is shared out between them.
 
     Returns:
         the run folder and its record. Raises :class:`ChapterFailed` on the first failure
-        (chapters already executing finish first; those not started are not started).
+        (the chapters after it are not started).
     """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from multiprocessing import get_context
-
     from tqdm.auto import tqdm
 
     from lib.cache import enabled as cache_enabled
@@ -660,8 +633,6 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     if in_place and profile != "cpu":
         raise ValueError("--in-place is only for the cpu profile: the committed notebooks "
                          "carry cpu outputs")
-    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     book_dir = Path(book_dir or BOOK_DIR)
     selected = select_chapters(wanted, book_dir)
     runs_dir = Path(runs_dir or RUNS_DIR)
@@ -709,17 +680,11 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
                 continue
             log(f"  {nb.stem}: executing ({why})")
         todo.append(nb)
-    jobs = min(jobs or 1, max(1, len(todo)))
-    threads = max(1, thread_budget() // jobs) if jobs > 1 else None
-    record.jobs, record.threads_per_job = jobs, threads
-    record.threads = threads or thread_budget()
-    if jobs > 1:
-        log(f"executing {len(todo)} chapter(s), {jobs} at a time with {threads} thread(s) each")
-    order = _longest_first(todo, earlier_runs)
+    record.threads = thread_budget()
 
     def args_of(nb):
         return (str(nb), str(target_of(nb)), parameters_of(nb), kernel_name,
-                str(run_dir / "figures" / nb.stem), threads)
+                str(run_dir / "figures" / nb.stem))
 
     def finished(nb, result) -> ChapterFailed | None:
         if result["error"] is not None:
@@ -744,27 +709,12 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
 
     bar = tqdm(total=len(todo), desc="chapters", unit="chapter", file=sys.stderr)
     failure, t_start = None, time.perf_counter()
-    if jobs == 1:
-        for nb in order:
-            bar.set_postfix_str(nb.stem)
-            failure = finished(nb, _execute_chapter(*args_of(nb)))
-            bar.update()
-            if failure:
-                break
-    else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            pending = {pool.submit(_execute_chapter, *args_of(nb)): nb for nb in order}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    nb = pending.pop(future)
-                    bar.update()
-                    failed = finished(nb, future.result())  # recorded even after a failure
-                    failure = failure or failed
-                if failure:  # let the executing chapters finish; start no new one
-                    for future in list(pending):
-                        if future.cancel():
-                            pending.pop(future)
+    for nb in todo:
+        bar.set_postfix_str(nb.stem)
+        failure = finished(nb, _execute_chapter(*args_of(nb)))
+        bar.update()
+        if failure:
+            break
     bar.close()
     if failure:
         raise failure
@@ -773,12 +723,10 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     if out is None and not in_place:
         _point_latest(run_dir)
     reused = f", {len(record.reused)} reused" if record.reused else ""
-    side = f" ({jobs} at a time: {sum(record.seconds.values()):.1f} s of chapter time)" \
-        if jobs > 1 else ""
     if record.seconds:
         log("where the time went (the network's own time is the floor):")
         for line in floor_table(record):
             log("  " + line)
-    log(f"done in {record.wall_seconds:.1f} s{side}{reused}; notebooks in "
+    log(f"done in {record.wall_seconds:.1f} s{reused}; notebooks in "
         f"{book_dir if in_place else nb_dir}, figures in {run_dir / 'figures'}")
     return run_dir, record

@@ -1,11 +1,7 @@
 """A small Sphinx extension for the book's pages.
 
-* Loads plotly.js first on every page (``lib.tooling.book`` copies it from the installed plotly
-  package into ``_static/plotly``; ``lib.plotting.show`` emits figures without it). Early is
-  insurance: plotly.js 2.x registers itself as an anonymous AMD module when require.js (which
-  the ipywidgets html manager needs) is already on the page, and ``window.Plotly`` then stays
-  undefined. The plotly.js 4.1 bundled with plotly 7.1 no longer does, so with the pinned
-  version the order does not matter; it does if plotly is ever downgraded.
+* Loads plotly.js on every page (``lib.tooling.book`` copies it from the installed plotly
+  package into ``_static/plotly``; ``lib.plotting.show`` emits figures without it).
 * Drops repeated inline scripts. With jupyter-book 1.0.4 and Sphinx 7.4, sphinx-thebe's and
   sphinx-togglebutton's inline scripts are added twice, and the second
   ``const THEBE_JS_URL = ...`` is a JavaScript error on every page.
@@ -13,7 +9,7 @@
   third of the appendix (Sphinx would count the whole book: the fourth figure of chapter 2 would
   be "Fig. 12"). Each caption names the paper's figure it reproduces.
 * Serves ``lib/tooling/web/css`` and adds ``book.css`` to every page: printed lines wrap at the column's
-  width, and :class:`lib.plotting.Table` renders as a compact table.
+  width, and :class:`lib.prose.Table` renders as a compact table.
 """
 
 from pathlib import Path
@@ -77,7 +73,7 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
-    app.add_js_file("plotly/plotly.min.js", priority=100)
+    app.add_js_file("plotly/plotly.min.js")
     app.add_css_file("book.css")
     app.connect("builder-inited", _serve_css)
     app.connect("env-get-updated", _renumber, priority=900)  # after Sphinx assigns the numbers
