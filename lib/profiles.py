@@ -14,21 +14,38 @@ so a page that imports it runs no model.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["Profile", "PROFILES", "ChapterSettings", "resolve", "in_colab"]
+__all__ = ["Profile", "PROFILES", "ChapterSettings", "CHAPTER_KEYS", "resolve", "in_colab"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChapterSettings:
-    """What one chapter runs under one profile.
+    """What one chapter runs under one profile: its models and its sizes.
 
     Attributes:
         models: registry names (:data:`lib.models.MODELS`); the first is the chapter's main model.
         image_size: image side in pixels (None: the profile's ``image_size`` for pixel-space
             models, ``sd_image_size`` for latent ones).
-        values: the chapter's own settings that differ between profiles (e.g. the edit's prompts),
-            read with ``Setup.values.get(key, default)``.
+        values: the chapter's own sizes and settings under this profile, read as
+            ``Setup.values[key]`` (each chapter's keys are listed in :data:`CHAPTER_KEYS`):
+
+            * ``02_correlation``: ``n_noises``, noises of each set (sharing the seed's block
+              means, and independent ones);
+            * ``03_fixed_point``: ``n_conv``, images of the convergence study, and
+              ``conv_evals``, its budget in network evaluations per solver;
+            * ``04_whitening``: ``n_pairs``, ``n_pairs_test``, fitting and held-out pairs per
+              pair set (crops of disjoint regions of the training photographs and each model's
+              own DDIM samples, in distribution, and crops of the test photographs);
+              ``fp_iters``, iterations of Eq. (7) behind the pairs and the t-sweep;
+              ``sweep_iters``, the iteration counts K decided at (snapshots of one run);
+              ``n_sweep``, images of the t-sweep, and ``n_sweep_random``, those whose runs from
+              a random start test convergence there; ``n_inversion``, images DDIM-inverted;
+            * ``05_annealing``, ``06_applications``: optionally ``n_fit`` (samples the ZCA
+              whitening is fitted on; default the profile's), the condition ``label``, prompts;
+            * ``90_appendix_models``: ``n_samples``, live samples per model for the spectra.
+        parameters: values the runner gives the chapter's ``parameters`` cell under this
+            profile (papermill), beside ``PROFILE``.
         float32: run the models in float32 whatever the profile's dtype (the appendix measures
             the embedded models as their cards were made).
     """
@@ -36,43 +53,85 @@ class ChapterSettings:
     models: tuple[str, ...]
     image_size: int | None = None
     values: dict = field(default_factory=dict, hash=False)
+    parameters: dict = field(default_factory=dict, hash=False)
     float32: bool = False
 
 
+#: the keys every profile must give a chapter's :attr:`ChapterSettings.values`
+CHAPTER_KEYS = {
+    "02_correlation": {"n_noises"},
+    "03_fixed_point": {"n_conv", "conv_evals"},
+    "04_whitening": {"n_pairs", "n_pairs_test", "fp_iters", "sweep_iters", "n_sweep",
+                     "n_sweep_random", "n_inversion"},
+    "90_appendix_models": {"n_samples"},
+}
+
 EMBEDDED_TRIO = ("tiny-a", "tiny-b", "gaussian")
-#: The chapters on the embedded models (profiles cpu, gpu and mini).
-EMBEDDED_CHAPTERS = {
-    "02_correlation": ChapterSettings(EMBEDDED_TRIO),
-    "03_fixed_point": ChapterSettings(EMBEDDED_TRIO),
-    "04_whitening": ChapterSettings(EMBEDDED_TRIO),
-    "05_annealing": ChapterSettings(("tiny-a",)),  # the null class, no guidance
-    "06_applications": ChapterSettings(("tiny-a", "tiny-b"), values={"edit": ("cat", "flower")}),
-    "90_appendix_models": ChapterSettings(EMBEDDED_TRIO),
-}
-#: The chapters on Stable Diffusion (profile sd): the paper's models for each figure.
-SD_CHAPTERS = {
-    # Fig. 2: SDXL-Turbo at 512 px (64x64 latents), 8x8 block means
-    "02_correlation": ChapterSettings(("sdxl-turbo",), image_size=512),
-    "03_fixed_point": ChapterSettings(("sd-2.1-base",)),
-    "04_whitening": ChapterSettings(("sd-2.1-base",)),
-    # Figs. 7-8: Stable Diffusion 2.1 decodes the annealed noises
-    "05_annealing": ChapterSettings(("sd-2.1-base",), values={"label": "a photograph",
-                                                              "n_fit": 10_000}),
-    # Fig. 9: SD 2.1, SD 1.5 and SD-Turbo denoise the same noises; Figs. 10-11: the edits
-    "06_applications": ChapterSettings(
-        ("sd-2.1-base", "sd-1.5", "sd-turbo"),
-        values={"n_fit": 10_000, "edit": ("a photo of a cat", "a photo of a rabbit"),
-                "candidates": ("a photo of a cat", "a photo of a rabbit"),
-                "other_labels": ("a photo of a dog", "a watercolor painting", "a bronze statue"),
-                "edit_crop_levels": None}),
-    # the embedded models run in every profile; here on the profile's GPU
-    "90_appendix_models": ChapterSettings(EMBEDDED_TRIO, float32=True),
-}
+
+
+def embedded_chapters(*, n_noises: int, n_conv: int, conv_evals: int, whitening: dict,
+                      n_samples: int, parameters: dict | None = None) -> dict:
+    """The chapters on the embedded models (profiles cpu, gpu and mini), at one set of sizes.
+
+    Args:
+        n_noises, n_conv, conv_evals, n_samples: see :class:`ChapterSettings`.
+        whitening: chapter 4's sizes (``n_pairs`` ... ``n_inversion``).
+        parameters: ``{chapter: {name: value}}`` for the chapters' ``parameters`` cells.
+    """
+    parameters = parameters or {}
+    settings = {
+        "02_correlation": ChapterSettings(models=EMBEDDED_TRIO, values={"n_noises": n_noises}),
+        "03_fixed_point": ChapterSettings(models=EMBEDDED_TRIO,
+                                          values={"n_conv": n_conv, "conv_evals": conv_evals}),
+        "04_whitening": ChapterSettings(models=EMBEDDED_TRIO, values=dict(whitening)),
+        "05_annealing": ChapterSettings(models=("tiny-a",)),  # the null class, no guidance
+        "06_applications": ChapterSettings(models=("tiny-a", "tiny-b"),
+                                           values={"edit": ("cat", "flower")}),
+        "90_appendix_models": ChapterSettings(models=EMBEDDED_TRIO,
+                                              values={"n_samples": n_samples}),
+    }
+    return {name: replace(s, parameters=dict(parameters.get(name, {})))
+            for name, s in settings.items()}
+
+
+#: chapter 4's sizes on the cpu profile (the sizes its calibration was run at)
+CPU_WHITENING = {"n_pairs": 300, "n_pairs_test": 100, "fp_iters": 20, "sweep_iters": (10, 20, 50),
+                 "n_sweep": 100, "n_sweep_random": 16, "n_inversion": 400}
+CPU_CHAPTERS = embedded_chapters(n_noises=256, n_conv=8, conv_evals=300, whitening=CPU_WHITENING,
+                                 n_samples=128)
+
+
+def sd_chapters() -> dict:
+    """The chapters on Stable Diffusion (profile sd): the paper's models for each figure."""
+    return {
+        # Fig. 2: SDXL-Turbo at 512 px (64x64 latents), 8x8 block means
+        "02_correlation": ChapterSettings(models=("sdxl-turbo",), image_size=512,
+                                          values={"n_noises": 1_000}),
+        "03_fixed_point": ChapterSettings(models=("sd-2.1-base",),
+                                          values={"n_conv": 16, "conv_evals": 300}),
+        "04_whitening": ChapterSettings(models=("sd-2.1-base",), values={
+            "n_pairs": 2_000, "n_pairs_test": 500, "fp_iters": 20, "sweep_iters": (10, 20, 50, 100),
+            "n_sweep": 500, "n_sweep_random": 64, "n_inversion": 500}),
+        # Figs. 7-8: Stable Diffusion 2.1 decodes the annealed noises
+        "05_annealing": ChapterSettings(models=("sd-2.1-base",),
+                                        values={"label": "a photograph", "n_fit": 10_000}),
+        # Fig. 9: SD 2.1, SD 1.5 and SD-Turbo denoise the same noises; Figs. 10-11: the edits
+        "06_applications": ChapterSettings(
+            models=("sd-2.1-base", "sd-1.5", "sd-turbo"),
+            values={"n_fit": 10_000, "edit": ("a photo of a cat", "a photo of a rabbit"),
+                    "candidates": ("a photo of a cat", "a photo of a rabbit"),
+                    "other_labels": ("a photo of a dog", "a watercolor painting", "a bronze statue"),
+                    "edit_crop_levels": None}),
+        # the embedded models run in every profile; here on the profile's GPU
+        "90_appendix_models": ChapterSettings(models=EMBEDDED_TRIO, float32=True,
+                                              values={"n_samples": 1_000}),
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
 class Profile:
-    """Sizes and device of one profile.
+    """The device and the shared sizes of one profile; each chapter's own sizes are its
+    :class:`ChapterSettings` in ``chapters``.
 
     Attributes:
         name: ``cpu``, ``gpu``, ``sd`` or ``mini`` (tests).
@@ -82,24 +141,8 @@ class Profile:
         n_test: held-out samples for evaluation.
         image_size: side of the image crops for the embedded models (pixels).
         description: one line for the reader.
-        n_pairs, n_pairs_test: chapter 4's fitting and held-out pairs per pair set (crops of
-            disjoint regions of the training photographs and each model's own DDIM samples, in
-            distribution, and crops of the test photographs), for Eq. (9) and for
-            :func:`lib.linear_map.decide`.
-        fp_iters: iterations of Eq. (7) behind the pairs of Eq. (9) and of the t-sweep.
-        n_sweep: images of chapter 4's t-sweep (the first of the in-distribution set);
-            n_sweep_random: images whose runs from a random start test convergence there.
-        sweep_iters: the iteration counts K chapter 4 decides at (snapshots of one run).
-        n_inversion: images (the first of the in-distribution set) DDIM-inverted.
-        n_conv: images of chapter 3's convergence study; conv_evals: its budget in network
-            evaluations per solver.
         sd_image_size: image side for the Hub models (latents are 8x smaller).
-        n_noises: noises of each set in chapter 2 (sharing the seed's block means, and
-            independent ones).
-        n_samples: live samples per model for the appendix's spectra.
-        chapter_parameters: ``{chapter: {name: value}}``, values the runner gives a chapter's
-            ``parameters`` cell under this profile (papermill), beside ``PROFILE``.
-        chapters: ``{chapter: ChapterSettings}``, the models each chapter runs.
+        chapters: ``{chapter: ChapterSettings}``: the models and sizes of each chapter.
         dtype: the models' dtype (``"float16"``; None: each model's default, float32 on a CPU).
     """
 
@@ -110,20 +153,8 @@ class Profile:
     n_test: int
     image_size: int
     description: str
-    n_pairs: int = 300
-    n_pairs_test: int = 100
-    fp_iters: int = 20
-    n_sweep: int = 100
-    n_sweep_random: int = 16
-    sweep_iters: tuple = (10, 20, 50)
-    n_inversion: int = 400
-    n_conv: int = 8
-    conv_evals: int = 300
     sd_image_size: int = 256
-    n_noises: int = 256
-    n_samples: int = 128
-    chapter_parameters: dict = field(default_factory=dict, hash=False)
-    chapters: dict = field(default_factory=lambda: EMBEDDED_CHAPTERS, hash=False)
+    chapters: dict = field(default_factory=lambda: CPU_CHAPTERS, hash=False)
     dtype: str | None = None
 
 
@@ -134,28 +165,30 @@ PROFILES: dict[str, Profile] = {
     "gpu": Profile(name="gpu", device="cuda", needs_gpu=True, n_fit=50_000, n_test=10_000,
                    image_size=32,
                    description="embedded models at the paper's scale (N = 50,000) on a CUDA GPU",
-                   n_pairs=10_000, n_pairs_test=2_000, n_sweep=2_000, n_sweep_random=256,
-                   sweep_iters=(10, 20, 50, 100, 200), n_inversion=2_000, n_conv=64, conv_evals=600,
-                   n_noises=2_000, n_samples=1_000),
+                   chapters=embedded_chapters(
+                       n_noises=2_000, n_conv=64, conv_evals=600, n_samples=1_000, whitening={
+                           "n_pairs": 10_000, "n_pairs_test": 2_000, "fp_iters": 20,
+                           "sweep_iters": (10, 20, 50, 100, 200), "n_sweep": 2_000,
+                           "n_sweep_random": 256, "n_inversion": 2_000})),
     "sd": Profile(name="sd", device="cuda", needs_gpu=True, n_fit=50_000, n_test=10_000,
                   image_size=32,
                   description="Stable Diffusion models from the Hugging Face Hub on a CUDA GPU "
                               "(Colab)",
-                  n_pairs=2_000, n_pairs_test=500, n_sweep=500, n_sweep_random=64,
-                  sweep_iters=(10, 20, 50, 100), n_inversion=500, n_conv=16, n_noises=1_000,
-                  n_samples=1_000, chapters=SD_CHAPTERS, dtype="float16"),
+                  chapters=sd_chapters(), dtype="float16"),
     # not for reading: every chapter in a few minutes, so that the tests can build a whole book
     # from a run of a profile other than cpu and check that its prose shows that run's numbers
     "mini": Profile(name="mini", device="cpu", needs_gpu=False, n_fit=4_000, n_test=500,
                     image_size=32,
                     description="embedded models at toy sizes, for the tests (numbers mean little)",
-                    n_pairs=96, n_pairs_test=48, fp_iters=5, n_sweep=64, n_sweep_random=8,
-                    sweep_iters=(5, 10), n_inversion=144, n_conv=2, conv_evals=30, n_noises=48,
-                    n_samples=32, chapter_parameters={
-                        "03_fixed_point": {"ITERS": 10, "N_ZCA_TARGETS": 8},
-                        "05_annealing": {"N_ITERS": 200, "N_TARGETS": 4, "N_CHAINS": 4},
-                        "06_applications": {"N_ITERS": 200, "N_TARGETS": 4, "N_EDIT": 4,
-                                            "STRENGTHS": [0.5, 0.9, 1.0]}}),
+                    chapters=embedded_chapters(
+                        n_noises=48, n_conv=2, conv_evals=30, n_samples=32, whitening={
+                            "n_pairs": 96, "n_pairs_test": 48, "fp_iters": 5, "sweep_iters": (5, 10),
+                            "n_sweep": 64, "n_sweep_random": 8, "n_inversion": 144},
+                        parameters={
+                            "03_fixed_point": {"ITERS": 10, "N_ZCA_TARGETS": 8},
+                            "05_annealing": {"N_ITERS": 200, "N_TARGETS": 4, "N_CHAINS": 4},
+                            "06_applications": {"N_ITERS": 200, "N_TARGETS": 4, "N_EDIT": 4,
+                                                "STRENGTHS": [0.5, 0.9, 1.0]}})),
 }
 
 

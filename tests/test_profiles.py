@@ -83,8 +83,8 @@ def toy_registry(monkeypatch, tmp_path):
     lib.profiles.PROFILES["toy"] = Profile(
         name="toy", device="cpu", needs_gpu=False, n_fit=100, n_test=20, image_size=4,
         description="one throwaway model", chapters={
-            "02_correlation": ChapterSettings(("toy-gauss",)),
-            "03_fixed_point": ChapterSettings(("toy-latent",), values={"label": "x"})})
+            "02_correlation": ChapterSettings(models=("toy-gauss",)),
+            "03_fixed_point": ChapterSettings(models=("toy-latent",), values={"label": "x"})})
 
 
 def test_a_registered_model_runs_a_chapter_level_function(toy_registry):
@@ -117,4 +117,28 @@ def test_a_profile_is_built_by_keyword_only():
         Profile("x", "cpu", False, 100, 20, 4, "positional")  # positional: refused
     p = Profile(name="x", device="cpu", needs_gpu=False, n_fit=100, n_test=20, image_size=4,
                 description="keywords")
-    assert p.n_pairs == PROFILES["cpu"].n_pairs and p.chapters == PROFILES["cpu"].chapters
+    assert p.chapters == PROFILES["cpu"].chapters
+    with pytest.raises(TypeError):
+        ChapterSettings(("tiny-a",))  # positional: refused
+
+
+def test_a_chapters_sizes_live_only_in_its_settings():
+    """Every profile gives each chapter the keys it reads, and the profile itself holds no
+    chapter's size: its fields are the device and the shared sizes."""
+    from dataclasses import fields
+
+    from lib.profiles import CHAPTER_KEYS
+
+    assert {f.name for f in fields(Profile)} == {
+        "name", "device", "needs_gpu", "n_fit", "n_test", "image_size", "description",
+        "sd_image_size", "chapters", "dtype"}
+    for profile in PROFILES.values():
+        for chapter, keys in CHAPTER_KEYS.items():
+            assert keys <= set(profile.chapters[chapter].values), (profile.name, chapter)
+    cpu, mini = PROFILES["cpu"].chapters, PROFILES["mini"].chapters
+    assert cpu["04_whitening"].values["n_pairs"] == 300 and mini["04_whitening"].values["n_pairs"] == 96
+    assert not any(s.parameters for s in cpu.values())  # the cpu run is the committed notebooks
+    assert mini["05_annealing"].parameters == {"N_ITERS": 200, "N_TARGETS": 4, "N_CHAINS": 4}
+    for path in BOOK.glob("*.md"):  # chapters read their sizes from S.values, not the profile
+        for key in set().union(*CHAPTER_KEYS.values()):
+            assert f"P.{key}" not in path.read_text(), f"{path.name} reads P.{key}"

@@ -648,12 +648,13 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     log(f"running {len(selected)} chapter(s) with profile {profile!r} into {run_dir}")
     from lib.profiles import PROFILES
 
-    extra = PROFILES[profile].chapter_parameters if profile in PROFILES else {}
+    settings = PROFILES[profile].chapters
 
     def parameters_of(nb: Path) -> dict | None:  # papermill's: the profile and its overrides
-        if profile == "cpu" and not extra.get(nb.stem):
+        extra = settings[nb.stem].parameters if nb.stem in settings else {}
+        if profile == "cpu" and not extra:
             return None
-        return {"PROFILE": profile, **extra.get(nb.stem, {})}
+        return {"PROFILE": profile, **extra}
     reuse = reuse and not in_place and cache_enabled()
     # the earlier runs, read once (this run's own folder is not among them)
     earlier_runs = [(d, rec) for d, rec in _records(runs_dir, profile)
