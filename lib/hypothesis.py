@@ -30,7 +30,7 @@ from lib.metrics import standardize
 from lib.models import GaussianModel
 from lib.prose import Words, decision_cells, mark
 from lib.sampling import ddim_inversion_pairs, gaussian_ddim_inversion_gain, sample_batched
-from lib.whitening import covariance, covariance_eigh, heldout_whiteness_vs_eps
+from lib.whitening import EPS_GRID, covariance, covariance_eigh, heldout_whiteness_vs_eps
 
 __all__ = ["PairSet", "SAMPLES", "pair_sets", "region_pairs", "sample_pairs", "fixed_point_maps",
            "inversion_map", "decide_pairs", "reference_maps", "start_agreement", "chapter_maps",
@@ -329,10 +329,10 @@ def model_numbers(name: str | None, decisions: dict, *, first: str, second: str,
     return out
 
 
-def reference_covariance(setup, eps_grid, *, offset: int = 0):
+def reference_covariance(setup, *, offset: int = 0, eps_grid=EPS_GRID):
     """The covariance a chapter measures in, from other images than the pairs, with its
     eigendecomposition and the held-out whiteness of its whitening at each ridge of
-    ``eps_grid`` (chapter 1's choice).
+    ``eps_grid`` (default the book's one grid, :data:`lib.whitening.EPS_GRID`, chapter 1's).
 
     Pixel models: ``profile.n_fit`` training crops (seed 3) and ``profile.n_test`` test crops
     (seed 1); a latent model: the reader's folder from image ``offset`` on (past the pairs).

@@ -255,9 +255,9 @@ def test_reference_covariance_misses_the_cache_when_the_ridge_grid_changes(monke
 
     setup = SimpleNamespace(profile=SimpleNamespace(name="t", n_fit=300, n_test=100), size=4,
                             folder=None, latent=False, main=None)
-    cov, (lam, U), errors = reference_covariance(setup, [1e-2, 1e-1])
+    cov, (lam, U), errors = reference_covariance(setup, eps_grid=[1e-2, 1e-1])
     assert cov.shape == (48, 48) and len(errors) == 2 and np.allclose((U * lam) @ U.T, cov)
-    _, _, fewer = reference_covariance(setup, [1e-2])  # a stale entry would give two errors
+    _, _, fewer = reference_covariance(setup, eps_grid=[1e-2])  # a stale entry would give two errors
     assert len(fewer) == 1 and fewer[0] == pytest.approx(errors[0])
-    _, _, changed = reference_covariance(setup, [1e-2, 1.0])
+    _, _, changed = reference_covariance(setup, eps_grid=[1e-2, 1.0])
     assert changed[1] != pytest.approx(errors[1])
