@@ -18,6 +18,7 @@ Around it: ``hypothesis`` (Hypothesis 1 end to end: chapter 4's pair sets, maps 
 Pearson, ring averages), ``quality`` (the embedded models' sample statistics), ``profiles``
 and ``experiment`` (every setting of a run, and a chapter's models and data from it),
 ``checks`` (input checks), ``plotting`` and ``prose`` (figures and numbers for the pages),
+``findings`` (each chapter's prose numbers from its results, one dict per chapter),
 ``cache`` and ``numerics``. The tools are the subpackage ``lib.tooling``: executing chapters
 (``runner``), building the HTML (``book``), the benchmarks (``bench``, ``python -m lib bench``)
 and how the embedded models were trained (``train``, ``python -m lib train``).
@@ -33,7 +34,7 @@ LAYERS = (
     ("metrics", "whitening", "noise", "correlation", "linear_map", "annealing", "sampling",
      "editing", "quality"),  # model-free maths (a model is passed in, never imported)
     ("data", "models", "profiles", "fixed_point"),  # models, data and run settings
-    ("experiment", "hypothesis", "plotting", "prose"),  # what the chapters call
+    ("experiment", "hypothesis", "findings", "plotting", "prose"),  # what the chapters call
     ("tooling", "__main__"),  # tools: running, building, benchmarks (bench), training (train)
 )
 

@@ -103,6 +103,28 @@ class Setup:
             return self.model_space(n, split="train", seed=seed, progress=True)
         return torch.as_tensor(photo_crops(n, self.size, split="train", seed=seed))
 
+    def whitening_sets(self, *, offset: int = 0):
+        """The samples a whitening is fitted on and the held-out ones that choose its ridge
+        (:func:`lib.whitening.best_ridge`), each flat ``(N, D)`` float32 numpy.
+
+        Pixel models: ``profile.n_fit`` training crops (seed 3) and ``profile.n_test`` test
+        crops (seed 1). A latent model: ``2 D`` latents of :meth:`images` of the training split
+        from image ``offset`` on (past a chapter's targets), and a tenth as many of the test
+        split after them.
+        """
+        import numpy as np
+
+        P = self.profile
+        if self.latent:
+            D = int(np.prod(self.main.sample_shape))
+            fit = self.model_space(2 * D, split="train", seed=3, offset=offset, batch=32)
+            held = self.model_space(2 * D // 10, split="test", seed=4, offset=offset + 2 * D,
+                                    batch=32)
+        else:
+            fit, held = (np.concatenate(list(self.images(n, split=split, seed=seed, batch=32)))
+                         for n, split, seed in ((P.n_fit, "train", 3), (P.n_test, "test", 1)))
+        return (np.asarray(x).reshape(len(x), -1) for x in (fit, held))
+
     def targets(self, n: int, *, split: str = "test", seed: int = 0):
         """``n`` target images and the photograph each shows: for a pixel model, crops of the
         bundled photos of ``split``; for a latent one, the bundled photographs whole.

@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 
 from lib import checks
 from lib.cache import cached
+from lib.numerics import jittered
 from lib.schedule import forward_noise, noise_scales
 
 __all__ = ["FixedPointResult", "SolverRun", "picard", "anderson", "lbfgs", "fixed_point_noise",
            "fixed_point_starts", "fixed_point_sweep",
-           "one_step_reconstruction", "input_norm",
+           "one_step_reconstruction", "input_norm", "relative_distance", "rounding_sensitivity",
            "gaussian_picard_gain", "gaussian_fixed_point", "fixed_point_pairs",
            "cached_fixed_point_pairs", "METHODS", "INITS", "SAFEGUARDS"]
 
@@ -103,6 +104,38 @@ def input_norm(model, z0, noise, t: int) -> np.ndarray:
     z0 = checks.batch(z0, "z0")
     z_t = forward_noise(z0, noise, int(t), model.alphas_cumprod)
     return (z_t.flatten(1).norm(dim=1) / np.sqrt(z0[0].numel())).cpu().numpy()
+
+
+def relative_distance(noise, exact) -> np.ndarray:
+    """``||noise - exact|| / ||exact||`` per sample, over the coordinates where ``exact`` is
+    finite in every sample (:func:`gaussian_fixed_point` has none in a zero-variance direction).
+
+    Shapes:
+        noise, exact ``(B, C, H, W)`` or ``(B, D)``; returns ``(B,)``.
+    """
+    noise = torch.as_tensor(noise).detach().cpu().double().flatten(1)
+    exact = torch.as_tensor(exact).detach().cpu().double().flatten(1)
+    if noise.shape != exact.shape:
+        raise ValueError(f"noise {tuple(noise.shape)} and exact {tuple(exact.shape)} differ in shape")
+    finite = torch.isfinite(exact).all(dim=0)
+    if not finite.any():
+        raise ValueError("exact has no coordinate that is finite in every sample")
+    return ((noise - exact)[:, finite].norm(dim=1) / exact[:, finite].norm(dim=1)).numpy()
+
+
+def rounding_sensitivity(model, z0, t: int, iters: int, first, **kwargs) -> float:
+    """How far an end point of :func:`fixed_point_noise` moves when every noise prediction is
+    off by about 1e-6 of its size (:func:`lib.numerics.jittered`: a rounding difference such as
+    another CPU's): the median of ``||again - first|| / ||first||`` over the batch.
+
+    Args:
+        model, z0, t, iters, **kwargs: the run, as given to :func:`fixed_point_noise`.
+        first: that run's end points ``(B, C, H, W)``, computed without the perturbation.
+    """
+    with jittered():
+        again = fixed_point_noise(model, z0, t, iters, **kwargs).noise
+    first = torch.as_tensor(first).to(again)
+    return float(np.median((_norm(again - first) / _norm(first)).cpu().numpy()))
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:

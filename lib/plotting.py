@@ -31,7 +31,9 @@ from lib.profiles import in_colab
 
 __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider",
            "gains_figure", "binned_gains", "left_align_titles", "FIGURE_DIR_ENV",
-           "map_scores_figure", "mapped_covariance_figure"]
+           "map_scores_figure", "mapped_covariance_figure", "pairing_figure",
+           "cross_correlation_figure", "labelled_rows", "residual_figure", "SOLVER_COLORS",
+           "annealing_traces", "LOSS_COLORS", "edit_tradeoff_figure", "EDIT_COLORS"]
 
 FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -333,3 +335,183 @@ def mapped_covariance_figure(X, maps: dict, *, block: int, title: str | None = N
                       row=1, col=j + 1)
     fig.update_yaxes(autorange="reversed")
     return fig.update_layout(height=height, title=title, margin=dict(t=110))
+
+
+def pairing_figure(stats: dict, *, title: str | None = None) -> go.Figure:
+    """Chapter 2's Fig. 2b: per model, violins of each image's Pearson r and RMS distance with
+    its own noise, another noise of its set (re-paired) and an independent noise.
+
+    Args:
+        stats: ``{model: PairingStats}`` (:func:`lib.correlation.pairing_stats` with
+            ``independent``).
+    """
+    names = list(stats)
+    fig = make_subplots(rows=2, cols=len(names), subplot_titles=names, vertical_spacing=0.12)
+    kinds = [("paired", "#d62728"), ("re-paired", "#1f77b4"), ("independent", "#7f7f7f")]
+    for j, name in enumerate(names):
+        st = stats[name]
+        for row, (metric, label) in enumerate([("r", "Pearson r"), ("l2", "RMS distance")], start=1):
+            for kind, color in kinds:
+                fig.add_trace(go.Violin(y=getattr(st, f"{kind.replace('-', '')}_{metric}"),
+                                        name=kind, legendgroup=kind,
+                                        showlegend=(j == 0 and row == 1), line_color=color,
+                                        box_visible=True, meanline_visible=True, points=False),
+                              row=row, col=j + 1)
+            fig.update_yaxes(title_text=label if j == 0 else None, row=row, col=j + 1)
+        fig.layout.annotations[j].text = f"{name} (p = {st.p_value:.1e})"
+    fig.update_layout(height=620, violinmode="group", title=title)
+    return fig
+
+
+def cross_correlation_figure(cross: dict, profiles: dict, nulls: dict, side: int, *,
+                             rows_shown: int = 4, offsets: int = 8,
+                             title: str | None = None) -> go.Figure:
+    """Chapter 2's Fig. 2c, one row per model: the noise-pixel / image-pixel cross-correlation
+    of the first ``rows_shown`` image rows, its mean over offsets (``offsets`` each way), and
+    its ring average against distance, paired and re-paired.
+
+    Args:
+        cross: ``{model: (D, D) cross-correlation}`` (:func:`lib.correlation.pixel_cross_correlation`).
+        profiles, nulls: ``{model: OffsetProfile}``, paired and re-paired.
+        side: the noise's side (pixels or latent cells).
+    """
+    names = list(cross)
+    block, R, c = rows_shown * side, offsets, side - 1
+    fig = make_subplots(rows=len(names), cols=3, horizontal_spacing=0.08, vertical_spacing=0.08,
+                        subplot_titles=[t for name in names for t in
+                                        (f"{name}: noise pixel vs image pixel (first {rows_shown} rows)",
+                                         f"{name}: mean over offsets", f"{name}: against distance")])
+    near = slice(c - R, c + R + 1)
+    for i, name in enumerate(names):
+        pr, row = profiles[name], i + 1
+        fig.add_trace(go.Heatmap(z=cross[name][:block, :block], zmid=0, colorscale="RdBu_r",
+                                 coloraxis="coloraxis"), row=row, col=1)
+        fig.add_trace(go.Heatmap(z=pr.mean[near, near], x=pr.dx[near], y=pr.dy[near], zmid=0,
+                                 coloraxis="coloraxis"), row=row, col=2)
+        fig.add_trace(go.Scatter(x=pr.radius, y=pr.radial, mode="lines+markers", name="paired",
+                                 line=dict(color="#d62728"), showlegend=(i == 0)), row=row, col=3)
+        fig.add_trace(go.Scatter(x=nulls[name].radius, y=nulls[name].radial, mode="lines",
+                                 name="re-paired", line=dict(color="grey", dash="dot"),
+                                 showlegend=(i == 0)), row=row, col=3)
+        fig.update_yaxes(autorange="reversed", row=row, col=1)
+        fig.update_yaxes(autorange="reversed", title_text="dy", row=row, col=2)
+        fig.update_xaxes(title_text="dx", row=row, col=2)
+        fig.update_xaxes(title_text="offset length (pixels)", row=row, col=3)
+    fig.update_layout(height=330 * len(names), coloraxis=dict(colorscale="RdBu_r", cmid=0),
+                      title=title)
+    return fig
+
+
+def labelled_rows(rows, *, cols: int, upscale: int = 3, height_per_row: int = 130,
+                  title: str | None = None, vertical_spacing: float = 0.025,
+                  font_size: int = 11) -> go.Figure:
+    """A grid of images whose rows are labelled: each ``(label, images)`` of ``rows`` fills one
+    row of ``cols`` images, with the label over its first image, left-aligned
+    (:func:`left_align_titles`)."""
+    grid, titles = [], []
+    for label, images in rows:
+        images = list(images)
+        grid += images
+        titles += [label] + [""] * (len(images) - 1)
+    fig = image_grid(grid, cols=cols, upscale=upscale, height_per_row=height_per_row,
+                     titles=titles, vertical_spacing=vertical_spacing, title=title)
+    return left_align_titles(fig, font_size=font_size)
+
+
+#: the colours of chapter 3's solvers, in the order the chapter lists them
+SOLVER_COLORS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd")
+
+
+def residual_figure(runs: dict, tol: float, *, title: str | None = None) -> go.Figure:
+    """Chapter 3's convergence figure: per model, the median relative residual of each solver
+    from each start against network evaluations (solid: zero start, dotted: random), with the
+    threshold ``tol`` dashed.
+
+    Args:
+        runs: ``{(model, solver, start): FixedPointResult}`` (:func:`lib.fixed_point.fixed_point_starts`).
+    """
+    names = list(dict.fromkeys(k[0] for k in runs))
+    colors = dict(zip(dict.fromkeys(k[1] for k in runs), SOLVER_COLORS * 4))
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
+    for j, name in enumerate(names):
+        for (n, solver, start), r in runs.items():
+            if n != name:
+                continue
+            fig.add_trace(go.Scatter(x=r.evaluations, y=np.median(r.residuals, axis=1),
+                                     mode="lines", name=f"{solver}, {start} start",
+                                     legendgroup=f"{solver}{start}", showlegend=(j == 0),
+                                     line=dict(color=colors[solver],
+                                               dash="solid" if start == "zero" else "dot")),
+                          row=1, col=j + 1)
+        fig.add_hline(y=tol, line=dict(color="grey", dash="dash"), row=1, col=j + 1)
+        fig.update_xaxes(title_text="network evaluations", row=1, col=j + 1)
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="median relative residual", row=1, col=1)
+    fig.update_layout(height=420, legend=dict(orientation="h", y=-0.3), title=title)
+    return fig
+
+
+#: the colours of chapter 5's losses
+LOSS_COLORS = {"baseline": "#636efa", "forward": "#ef553b", "backward": "#00cc96"}
+
+
+def annealing_traces(runs: dict, *, window: int = 25, title: str | None = None) -> go.Figure:
+    """Chapter 5's search over its iterations, one line per loss: the best loss over the loss
+    of the random start (mean over chains), the acceptance rate (moving mean over ``window``
+    iterations) and the temperature.
+
+    Args:
+        runs: ``{loss: AnnealResult}`` (:func:`lib.annealing.anneal`), all of one length.
+    """
+    fig = make_subplots(rows=1, cols=3, subplot_titles=["best loss / loss of the random start",
+                                                        f"acceptance rate (moving mean of {window})",
+                                                        "temperature T_k"])
+    n_iters = len(next(iter(runs.values())).history.temperature)
+    it = np.arange(n_iters + 1)
+    for loss, r in runs.items():
+        h, color = r.history, LOSS_COLORS.get(loss)
+        rel = (h.best_loss / h.loss[0]).reshape(n_iters + 1, -1)
+        fig.add_trace(go.Scatter(x=it, y=rel.mean(1), name=loss, line_color=color), row=1, col=1)
+        acc = np.convolve(h.acceptance, np.ones(window) / window, mode="valid")
+        fig.add_trace(go.Scatter(x=it[window:], y=acc, name=loss, line_color=color,
+                                 showlegend=False), row=1, col=2)
+    first = next(iter(runs.values())).history
+    fig.add_trace(go.Scatter(x=it[1:], y=first.temperature, name="T_k", line_color="gray",
+                             showlegend=False), row=1, col=3)
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_xaxes(title_text="iteration")
+    fig.update_layout(height=380, title=title)
+    return fig
+
+
+#: the colours of chapter 6's edit methods
+EDIT_COLORS = {"sdedit": "#636efa", "sdedit-annealed": "#ef553b", "ddim-inversion": "#00cc96"}
+
+
+def edit_tradeoff_figure(curves: dict, strengths, *, title: str | None = None) -> go.Figure:
+    """Chapter 6's Fig. 10 as a trade-off: per model, the structure kept (SSIM to the input)
+    against the edit achieved (top: the share judged as the target; bottom: the log-error
+    margin), one line per method, each point labelled with its strength.
+
+    Args:
+        curves: ``{(model, method): (SSIMs, shares, margins)}`` over ``strengths``
+            (:func:`lib.findings.edit_rows`).
+    """
+    names = list(dict.fromkeys(k[0] for k in curves))
+    fig = make_subplots(rows=2, cols=len(names), subplot_titles=[*names, *[""] * len(names)],
+                        vertical_spacing=0.12)
+    text = [f"{s:g}" for s in strengths]
+    for j, name in enumerate(names):
+        for (n, method), (ss, rate, margin) in curves.items():
+            if n != name:
+                continue
+            for row, y in ((1, rate), (2, margin)):
+                fig.add_trace(go.Scatter(x=ss, y=y, mode="lines+markers+text", text=text,
+                                         textposition="top center", name=method,
+                                         line_color=EDIT_COLORS.get(method),
+                                         showlegend=(j == 0 and row == 1)), row=row, col=j + 1)
+        fig.update_xaxes(title_text="structure kept: SSIM to the input", row=2, col=j + 1)
+    fig.update_yaxes(title_text="share judged as the target", row=1, col=1)
+    fig.update_yaxes(title_text="margin log(err_src / err_tgt)", row=2, col=1)
+    fig.update_layout(height=640, title=title)
+    return fig

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-__all__ = ["PAPER_NUMBERS", "FIXED_NUMBERS", "typed_numbers", "glue", "glued_values", "Words",
+__all__ = ["PAPER_NUMBERS", "FIXED_NUMBERS", "typed_numbers", "glue", "glue_all", "glued_values", "Words",
            "span", "significant", "format_table", "Table", "mark", "decision_cells",
            "DECISION_HEADER"]
 
@@ -324,6 +324,13 @@ def glue(name: str, value) -> None:
         # outputs (nbval compares the glued record too) do not differ between CPUs' roundings
         value = float(f"{float(value):.6g}")
     _glue(name, value, display=False)
+
+
+def glue_all(numbers) -> None:
+    """Glue every ``{name: value}`` of a chapter's numbers (:mod:`lib.findings`) with
+    :func:`glue`, in one call."""
+    for name, value in dict(numbers).items():
+        glue(name, value)
 
 
 def glued_values(nb) -> dict[str, str]:

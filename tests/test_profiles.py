@@ -142,3 +142,14 @@ def test_a_chapters_sizes_live_only_in_its_settings():
     for path in BOOK.glob("*.md"):  # chapters read their sizes from S.values, not the profile
         for key in set().union(*CHAPTER_KEYS.values()):
             assert f"P.{key}" not in path.read_text(), f"{path.name} reads P.{key}"
+
+
+def test_whitening_sets_are_the_profiles_training_and_test_crops():
+    S = setup("03_fixed_point", "mini")
+    fit, held = S.whitening_sets(offset=99)  # the offset only moves a latent model's images
+    # (the crops drawn depend on the batch size: image_batches seeds each batch; 32 as before)
+    P = S.profile
+    assert fit.shape == (P.n_fit, 3 * 32 * 32) and held.shape == (P.n_test, 3 * 32 * 32)
+    for got, (n, split, seed) in ((fit, (P.n_fit, "train", 3)), (held, (P.n_test, "test", 1))):
+        want = np.concatenate(list(image_batches(n, 32, split=split, seed=seed, batch=32)))
+        assert np.array_equal(got, want.reshape(n, -1))
