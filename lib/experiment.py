@@ -10,9 +10,19 @@ A chapter's set-up cell is then a few lines::
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 
-from lib.profiles import Profile, resolve
+import numpy as np
+import torch
+
+import lib.models
+import lib.prose
+from lib.data import image_batches, photo_crops, photo_names, photo_square
+from lib.models import network_use
+from lib.profiles import NETWORK_LOG_ENV, Profile, resolve
+from lib.sampling import encode_batched
 
 __all__ = ["Setup", "setup"]
 
@@ -50,9 +60,8 @@ class Setup:
 
     def spec(self, name: str | None = None):
         """The registry entry of a model (default: the main one)."""
-        from lib.models import MODELS
 
-        return MODELS[name or self.names[0]]
+        return lib.models.MODELS[name or self.names[0]]
 
     def sampler(self, name: str | None = None) -> tuple[int, str, float | None]:
         """``(steps, spacing, guidance)`` the book samples a model with (default: the main one)."""
@@ -78,7 +87,6 @@ class Setup:
                half: str | None = None, batch: int = 256):
         """``n`` pixel images in batches (:func:`lib.data.image_batches`): files of
         :attr:`folder` for a latent model, else crops of the bundled photos of ``split``."""
-        from lib.data import image_batches
 
         return image_batches(n, self.size, folder=self.folder, offset=offset, split=split, seed=seed,
                              batch=batch, half=half)
@@ -86,7 +94,6 @@ class Setup:
     def model_space(self, n: int, model=None, *, progress: bool = False, **kwargs):
         """``n`` images (:meth:`images`, same keywords) in a model's space, float32 on the CPU:
         pixels for the embedded models, VAE latents for Stable Diffusion."""
-        from lib.sampling import encode_batched
 
         return encode_batched(model or self.main, self.images(n, **kwargs), progress=progress)
 
@@ -95,10 +102,6 @@ class Setup:
         training crops for a pixel model; for a latent one, the first ``n`` images of
         :attr:`folder` (or crops of the training photos), encoded batch by batch with a
         progress bar. float32 ``(n, C, H, W)`` on the CPU."""
-        import torch
-
-        from lib.data import photo_crops
-
         if self.latent:
             return self.model_space(n, split="train", seed=seed, progress=True)
         return torch.as_tensor(photo_crops(n, self.size, split="train", seed=seed))
@@ -112,8 +115,6 @@ class Setup:
         from image ``offset`` on (past a chapter's targets), and a tenth as many of the test
         split after them.
         """
-        import numpy as np
-
         P = self.profile
         if self.latent:
             D = int(np.prod(self.main.sample_shape))
@@ -132,10 +133,6 @@ class Setup:
         Returns:
             ``(images, names)``: float32 ``(n, 3, size, size)`` in [-1, 1] and ``n`` names.
         """
-        import torch
-
-        from lib.data import photo_crops, photo_names, photo_square
-
         if self.latent:
             names = photo_names("all")[:n]
             if len(names) < n:
@@ -158,19 +155,16 @@ def setup(chapter: str, profile: str = "cpu", *, image_folder=None, verbose: boo
         image_folder: a folder of natural images for the latent models (the paper: ImageNet
             val); without one they use the bundled photographs, with a warning.
     """
-    import torch
-
-    import lib.prose
-    from lib.models import MODELS, load_model
-
     P = resolve(profile, verbose=verbose)
     if chapter not in P.chapters:
         raise ValueError(f"unknown chapter {chapter!r}; profile {P.name!r} has {sorted(P.chapters)}")
     settings = P.chapters[chapter]
     dtype = None if P.dtype is None or settings.float32 else getattr(torch, P.dtype)
-    latent = not MODELS[settings.models[0]].in_pixels  # Setup.latent, before loading anything
+    registry = lib.models.MODELS  # read at call time, not at import: tests swap the registry
+    latent = not registry[settings.models[0]].in_pixels  # Setup.latent, before loading anything
     size = settings.image_size or (P.sd_image_size if latent else P.image_size)
-    models = {name: load_model(name, device=P.device, dtype=dtype) for name in settings.models}
+    models = {name: lib.models.load_model(name, device=P.device, dtype=dtype)
+              for name in settings.models}
     out = Setup(P, chapter, models, size, dict(settings.values), image_folder if latent else None)
     if latent and image_folder is None and verbose:
         print(f"profile {P.name} without IMAGE_FOLDER: using the bundled photographs; set "
@@ -185,11 +179,6 @@ def _log_network_use() -> None:
     """Under the runner (:data:`lib.models.NETWORK_LOG_ENV` set), keep this kernel's network use
     (:func:`lib.models.network_use`) in that file after every cell, so that the runner can
     report each chapter's network floor."""
-    import json
-    import os
-
-    from lib.models import NETWORK_LOG_ENV, network_use
-
     path = os.environ.get(NETWORK_LOG_ENV)
     try:
         from IPython import get_ipython

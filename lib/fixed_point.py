@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from lib import checks
 from lib.cache import cached
+from lib.models import GaussianModel
 from lib.numerics import jittered
 from lib.schedule import forward_noise, noise_scales
 
@@ -542,7 +543,6 @@ def gaussian_fixed_point(model, z0, t: int) -> torch.Tensor:
     Returns:
         ``eps*`` ``(B, C, H, W)`` (float64 on the CPU); infinite along zero eigenvalues.
     """
-    from lib.models import GaussianModel
 
     if not isinstance(model, GaussianModel):
         raise TypeError(f"the closed form exists for the Gaussian model only, got "

@@ -35,7 +35,7 @@ import scipy.optimize
 import scipy.stats
 
 from lib import checks
-from lib.whitening import covariance_eigh
+from lib.whitening import covariance_eigh, whitening_matrices
 
 __all__ = ["EigenGains", "DecadeFit", "eigen_gains", "ShapeScores", "shape_scores",
            "LinearFitMetrics", "fit_linear_map", "RidgeFit", "fit_linear_map_ridge_cv",
@@ -1080,7 +1080,6 @@ def planted_maps(eig, *, eps: float = 0.03, scaled: float = 0.6, extra: dict | N
     Returns:
         ``{name: W}`` with ``Z = X W^T``, each ``(D, D)``.
     """
-    from lib.whitening import whitening_matrices
 
     lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
     eps = checks.number(eps, "eps", lo=0.0)

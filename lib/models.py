@@ -36,8 +36,10 @@ import torch
 
 from lib import checks
 from lib.cache import cached, fingerprint
+from lib.data import photo_crops
 from lib.numerics import rounding_jitter
 from lib.schedule import sd_alphas_cumprod
+from lib.whitening import covariance, covariance_eigh
 
 __all__ = ["DiffusionModel", "GaussianModel", "UNetModel", "StableDiffusionModel", "ModelSpec",
            "MODELS", "register", "available_models", "load_model", "load_gaussian",
@@ -62,10 +64,8 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 #: network use of this process, ``{model name: [evaluations, seconds]}``: every image through a
 #: model's network (a guided call counts its two passes) and the wall time spent in the network
-#: (:func:`network_use`; the runner writes it per chapter, :data:`NETWORK_LOG_ENV`)
+#: (:func:`network_use`; the runner writes it per chapter, :data:`lib.profiles.NETWORK_LOG_ENV`)
 _NETWORK: dict = {}
-#: environment variable: a JSON file where a chapter's kernel keeps its :func:`network_use`
-NETWORK_LOG_ENV = "LIB_NETWORK_LOG"
 
 
 def network_use() -> dict[str, dict]:
@@ -552,8 +552,6 @@ def _crop_eigh(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
     every chapter loads this model. The covariance and its decomposition are
     :mod:`lib.whitening`'s, so the chapters that whiten the same crops share them.
     """
-    from lib.data import photo_crops
-    from lib.whitening import covariance, covariance_eigh
 
     X = photo_crops(n, size, split="train", seed=seed).reshape(n, -1)
     lam, U = covariance_eigh(covariance(X))

@@ -27,7 +27,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from lib.profiles import in_colab
+from lib.profiles import FIGURE_DIR_ENV, in_colab
+from lib.whitening import covariance
 
 __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image_slider",
            "gains_figure", "binned_gains", "left_align_titles", "FIGURE_DIR_ENV",
@@ -35,7 +36,6 @@ __all__ = ["show", "to_uint8", "png_bytes", "image_source", "image_grid", "image
            "cross_correlation_figure", "labelled_rows", "residual_figure", "SOLVER_COLORS",
            "annealing_traces", "LOSS_COLORS", "edit_tradeoff_figure", "EDIT_COLORS"]
 
-FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -320,7 +320,6 @@ def mapped_covariance_figure(X, maps: dict, *, block: int, title: str | None = N
     Args:
         X: images ``(N, D)``; maps: ``{model: W (D, D)}``; block: the first outputs shown.
     """
-    from lib.whitening import covariance
 
     X = np.asarray(X, dtype=np.float64)
     Xc = X - X.mean(0)

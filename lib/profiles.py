@@ -16,7 +16,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Profile", "PROFILES", "ChapterSettings", "CHAPTER_KEYS", "resolve", "in_colab"]
+__all__ = ["Profile", "PROFILES", "ChapterSettings", "CHAPTER_KEYS", "resolve", "in_colab",
+           "FIGURE_DIR_ENV", "NETWORK_LOG_ENV"]
+
+#: where a chapter's kernel saves each figure (plotly JSON and a standalone page,
+#: :func:`lib.plotting.show`); the runner sets it per chapter
+FIGURE_DIR_ENV = "LIB_FIGURE_DIR"
+#: where a chapter's kernel keeps its network use (:func:`lib.models.network_use`); the runner
+#: sets it per chapter and reads it back for the floor table
+NETWORK_LOG_ENV = "LIB_NETWORK_LOG"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -55,7 +55,7 @@ def test_solver_counts_are_where_the_residual_first_meets_the_tolerance(monkeypa
         seen[kw["method"]] = res
         return res
 
-    monkeypatch.setattr(fixed_point, "fixed_point_noise", spy)
+    monkeypatch.setattr(bench, "fixed_point_noise", spy)
     rows = bench.bench_solvers(n_images=3, tol=2e-2, max_evals=300)
     picard = rows[0].value
     res = seen["picard"]

@@ -211,7 +211,8 @@ def test_a_kernel_keeps_its_network_use_in_the_runners_file(tmp_path, monkeypatc
     import IPython
 
     import lib.experiment
-    from lib.models import NETWORK_LOG_ENV, network_use
+    from lib.models import network_use
+    from lib.profiles import NETWORK_LOG_ENV
 
     hooks = []
 

@@ -48,6 +48,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib.annealing import anneal, dewhitening
+from lib.data import photo_crops
+from lib.fixed_point import fixed_point_noise
+from lib.models import UNetModel, load_model
+from lib.sampling import ddim_sample
+from lib.tooling.runner import RUNS_DIR
+
 __all__ = ["TOLERANCE", "Row", "machine", "bench_loops", "bench_annealing", "bench_solvers",
            "bench_options", "bench_sd_unet", "run_bench", "format_table"]
 
@@ -60,7 +67,6 @@ TOLERANCE = 1e-5
 @dataclass
 class Row:
     """One measured figure: ``value`` against ``goal`` (``None``: no goal, information only)."""
-
     group: str
     name: str
     value: float
@@ -130,9 +136,6 @@ def _bare_forward(model, x, t: int, n: int):
 
 def bench_loops(model, *, batch: int = 32, evals: int = 10, repeats: int = 3) -> list[Row]:
     """Fixed-point iteration and DDIM sampling against the bare forward pass, evaluations/s."""
-    from lib.fixed_point import fixed_point_noise
-    from lib.sampling import ddim_sample
-
     x = _noise_batch(model, batch)
     fns = {
         "bare": _bare_forward(model, x, 980, evals),
@@ -156,8 +159,6 @@ def bench_annealing(*, chains: int = 64, iters: int = 100, loop_chains: int = 8,
     The per-chain loop runs ``loop_chains`` of the ``chains`` (its rate does not depend on how
     many it runs), so the comparison stays inside the time budget.
     """
-    from lib.annealing import anneal, dewhitening
-
     g = torch.Generator().manual_seed(0)
     side = int(round((dim / 3) ** 0.5))
     a = torch.randn(dim, dim, generator=g, dtype=torch.float64) / dim ** 0.5
@@ -189,10 +190,6 @@ def bench_solvers(*, n_images: int = 8, tol: float = 5e-3, max_evals: int = 2000
     relative residual first falls below ``tol`` (``inf`` when it never does within
     ``max_evals``); the row is Picard's count divided by the solver's.
     """
-    from lib.data import photo_crops
-    from lib.fixed_point import fixed_point_noise
-    from lib.models import load_model
-
     model = load_model("gaussian")
     crops = photo_crops(n_images, model.sample_shape[-1], split="test", seed=0)
     z0 = torch.as_tensor(np.asarray(crops), dtype=model.dtype)
@@ -238,7 +235,6 @@ def bench_options(model, *, batch: int = 32, evals: int = 5, repeats: int = 3,
     """Inference options against the eager float32 default, speed-up and change of ``eps``."""
     import copy
 
-    from lib.models import UNetModel
 
     g = torch.Generator().manual_seed(0)
     x = _noise_batch(model, batch, g)
@@ -355,7 +351,6 @@ def bench_flops(model, *, batch: int = 16, evals: int = 5, repeats: int = 3,
 def _side_worker(name: str, threads: int, batch: int, evals: int, repeats: int, barrier) -> list:
     """One process of :func:`bench_side_by_side`: its network loop's (start, end) per repeat."""
     torch.set_num_threads(threads)
-    from lib.models import load_model
 
     model = load_model(name)
     run = _bare_forward(model, _noise_batch(model, batch), 980, evals)
@@ -376,7 +371,6 @@ def bench_side_by_side(name: str = "tiny-a", *, processes: int = 2, batch: int =
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from lib.models import load_model
 
     total = torch.get_num_threads()
     if total < processes:
@@ -438,8 +432,6 @@ def bench_sd_unet(*, device: str = "cuda", batch: int = 4, evals: int = 5, repea
 def run_bench(*, device: str | None = None, quick: bool = False, compile: bool = True,
               sd_unet: bool | None = None, log=print) -> dict:
     """Every measurement of this module; returns ``{"machine", "device", "rows", "seconds"}``."""
-    from lib.models import load_model
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda needs a CUDA GPU and none is available; "
@@ -514,8 +506,6 @@ def format_table(result: dict) -> str:
 
 def write_result(result: dict, out: str | os.PathLike | None = None) -> Path:
     """Write the JSON to ``out`` (refused if it exists) or a new ``runs/bench/<time>.json``."""
-    from lib.tooling.runner import RUNS_DIR
-
     if out is not None:
         path = Path(out)
         if path.exists():

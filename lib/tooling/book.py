@@ -43,7 +43,10 @@ import sys
 import tarfile
 from pathlib import Path
 
-from lib.tooling.runner import BOOK_DIR, COMMITTED_RECORD, ROOT
+from lib.data import load_photo
+from lib.plotting import png_bytes
+from lib.tooling.runner import (BOOK_DIR, COMMITTED_RECORD, ROOT, chapter_modules, git_commit,
+                                read_chapter_entry)
 
 __all__ = ["NPM_PACKAGES", "fetch_assets", "build_book", "pages_without_notebook",
            "is_progress_bar", "quiet_notebook", "repository_url", "setup_cell_source",
@@ -97,9 +100,6 @@ def fetch_assets(assets_dir: Path = ASSETS_DIR) -> Path:
             shutil.rmtree(tmp / "x")
         marker.touch()
     if not (web / "favicon.png").exists():
-        from lib.data import load_photo
-        from lib.plotting import png_bytes
-
         cat = load_photo("cat")[:, 20:276:8, 100:356:8]  # (3, 32, 32): the cat's face
         (web / "favicon.png").write_bytes(png_bytes(cat))
     shutil.copy2(Path(__file__).parent / "web" / "widgets-setup.js", web / "widgets")
@@ -295,8 +295,6 @@ def stage_notebook(nb, chapter: str, *, record: Path | None, commit: str | None,
     """
     import nbformat
 
-    from lib.tooling.runner import chapter_modules, read_chapter_entry
-
     url = url or repository_url()
     quiet_notebook(nb)
     for cell in nb.cells:
@@ -346,8 +344,6 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
             ``+uncommitted`` when the tree differs) for the committed notebooks.
     """
     import json
-
-    from lib.tooling.runner import git_commit
 
     committed = notebook_dir is None or Path(notebook_dir).resolve() == BOOK_DIR.resolve()
     notebook_dir = Path(notebook_dir or BOOK_DIR)

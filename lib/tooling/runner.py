@@ -51,7 +51,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lib.plotting import FIGURE_DIR_ENV
+from lib.profiles import FIGURE_DIR_ENV, NETWORK_LOG_ENV, PROFILES
 
 __all__ = ["ROOT", "BOOK_DIR", "COMMITTED_RECORD", "chapters", "select_chapters", "new_run_dir",
            "run_chapters", "ChapterFailed", "RunRecord", "chapter_modules", "chapter_key",
@@ -101,8 +101,6 @@ def device_name(profile: str) -> str:
 
     torch is imported only for a profile that runs on a GPU.
     """
-    from lib.profiles import PROFILES
-
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     if not PROFILES[profile].device.startswith("cuda"):
@@ -384,7 +382,7 @@ def chapter_key(notebook: Path, profile: str, parameters: dict | None = None, *,
     """
     import nbformat
 
-    from lib.numerics import ENV as numerics_env
+    from lib.numerics import ENV as numerics_env  # imports torch: only when a key is computed
 
     lib_dir, data_dir = Path(lib_dir or LIB_DIR), Path(data_dir or DATA_DIR)
     shared = _shared if _shared is not None else {}
@@ -560,8 +558,6 @@ def _execute_chapter(nb: str, target: str, parameters: dict | None, kernel_name:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from lib.models import NETWORK_LOG_ENV
-
     names = (FIGURE_DIR_ENV, NETWORK_LOG_ENV)
     before = {k: os.environ.get(k) for k in names}
     os.environ[FIGURE_DIR_ENV] = figure_dir
@@ -625,8 +621,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
     """
     from tqdm.auto import tqdm
 
-    from lib.cache import enabled as cache_enabled
-    from lib.profiles import PROFILES
+    from lib.cache import enabled as cache_enabled  # imports torch: only when a run starts
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
@@ -646,8 +641,6 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
                        device=device_name(profile))
     record.write(run_dir / "run.json")
     log(f"running {len(selected)} chapter(s) with profile {profile!r} into {run_dir}")
-    from lib.profiles import PROFILES
-
     settings = PROFILES[profile].chapters
 
     def parameters_of(nb: Path) -> dict | None:  # papermill's: the profile and its overrides

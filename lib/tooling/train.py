@@ -44,9 +44,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lib.data import photo_crops, photo_names
+from lib.models import CHECKOUT, UNetModel, load_gaussian
+from lib.quality import QUALITY_BAR, compare_stats, eps_mse_by_band, sample_stats
+from lib.sampling import ddim_sample
 from lib.schedule import SD_SCHEDULE, sd_scheduler
-
-from lib.models import CHECKOUT
 
 __all__ = ["TrainConfig", "CONFIGS", "build_unet", "train", "export", "evaluate", "publish",
            "slim_checkpoint", "reproduce_command", "bf16_supported", "benchmark_forward"]
@@ -72,7 +74,6 @@ class TrainConfig:
         snr_gamma: min-SNR-gamma loss weight ``min(SNR, gamma) / SNR`` (None: plain MSE).
         n_crops, crop_seed, size: the training pool ``photo_crops(n_crops, size, seed=crop_seed)``.
     """
-
     name: str
     unet: dict
     seed: int
@@ -111,7 +112,6 @@ CONFIGS = {
 
 
 def _classes() -> list[str]:
-    from lib.data import photo_names
 
     return photo_names("train")
 
@@ -196,7 +196,6 @@ def train(config: TrainConfig | str, *, steps: int | None = None, out: str | os.
     """
     from diffusers.training_utils import EMAModel
 
-    from lib.data import photo_crops
 
     config = _get_config(config)
     steps = config.steps if steps is None else int(steps)
@@ -456,11 +455,6 @@ def evaluate(model_folder: str | os.PathLike, *, n: int = 1000, steps: int = 50,
     Returns:
         the updated card (the JSON-ready dict written to ``card.json``).
     """
-    from lib.data import photo_crops
-    from lib.models import UNetModel, load_gaussian
-    from lib.quality import compare_stats, eps_mse_by_band, sample_stats
-    from lib.sampling import ddim_sample
-
     folder = Path(model_folder)
     model = UNetModel.from_folder(folder)
     size = model.sample_shape[-1]
@@ -524,8 +518,6 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 def model_card_markdown(card: dict) -> str:
     """The model card (README.md) of a model folder, from its ``card.json``: the templates
     ``lib/tooling/templates/model_card.md`` and, once the model is evaluated, ``model_card_quality.md``."""
-    from lib.quality import QUALITY_BAR
-
     cfg, speed = card["train_config"], card.get("forward_seconds_batch64")
     seg = "; ".join(f"{s['steps']:,} steps in {s['seconds'] / 60:.1f} min on {s['hardware']}"
                     f"{' (bf16 autocast)' if s['bf16'] else ''}" for s in card["segments"])
