@@ -18,6 +18,13 @@ Bump the version constant when the code that computes a result changes::
 
 The folder is ``LIB_CACHE_DIR`` (default ``runs/cache`` in the repository, which git ignores);
 ``LIB_NO_CACHE=1`` computes everything afresh and stores nothing (``--no-cache``).
+
+The cache never loses or corrupts a result. An entry holds its key and a sha256 of its payload
+(:data:`MAGIC`): an entry that cannot be read, belongs to another key or fails its checksum (a
+flipped byte, a truncated write, a foreign file) is a miss and is computed again. A result that
+cannot be stored (a read-only folder, a full disk, a value pickle cannot hold) is returned all
+the same, with one warning per folder, and no temporary file is left behind. Entries are
+written atomically with mode 0644.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -119,8 +127,9 @@ def _canonical(value) -> Any:
         return {"array": h.hexdigest()}
     if callable(getattr(value, "cache_fingerprint", None)):
         return {"model": value.cache_fingerprint()}
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, dict):  # keys keep their types: {1: x} and {"1": x} differ
+        items = [[_canonical(k), _canonical(v)] for k, v in value.items()]
+        return {"dict": sorted(items, key=lambda kv: json.dumps(kv[0], sort_keys=True))}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     if isinstance(value, float) and not np.isfinite(value):
@@ -165,25 +174,76 @@ def lookup(name: str, version: str, compute: Callable[[], Any], /, *, log=None, 
         return compute()
     key = cache_key(name, version, **args)
     path = cache_dir() / name / f"{key}.pkl"
-    if path.exists():
-        try:
-            with path.open("rb") as f:
-                value = pickle.load(f)
-        except (OSError, pickle.UnpicklingError, EOFError):
-            path.unlink(missing_ok=True)  # a broken entry (an interrupted write): recompute
-        else:
-            if log:
-                log(f"{name}: reused from the cache ({path.name[:12]})")
-            return value
+    found = _read(path, key)
+    if found is not _MISS:
+        if log:
+            log(f"{name}: reused from the cache ({path.name[:12]})")
+        return found
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as f:
-        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(f.name, path)  # atomic: a reader never sees half an entry
+    stored = _write(path, key, value)
     if log:
-        log(f"{name}: computed and cached ({path.name[:12]})")
+        log(f"{name}: computed and cached ({path.name[:12]})" if stored else
+            f"{name}: computed (not cached: the cache folder cannot be written)")
     return value
 
+
+#: the first bytes of an entry; then the key (64 hex digits), a newline, the sha256 of the
+#: payload (32 bytes) and the payload (a pickle)
+MAGIC = b"lib.cache entry 2\n"
+_MISS = object()
+_warned: set = set()
+
+
+def _read(path: Path, key: str) -> Any:
+    """The value stored under ``key`` at ``path``, or ``_MISS``. An entry that cannot be read,
+    was written for another key, or whose payload does not match its checksum (a flipped
+    byte, a truncated write) is a miss, and is removed when the folder allows it."""
+    try:
+        blob = path.read_bytes()
+    except OSError:  # absent, unreadable
+        return _MISS
+    head = MAGIC + key.encode() + b"\n"
+    digest, payload = blob[len(head):len(head) + 32], blob[len(head) + 32:]
+    if blob.startswith(head) and hashlib.sha256(payload).digest() == digest:
+        try:
+            return pickle.loads(payload)
+        except Exception:  # noqa: BLE001 - a payload that passes its checksum but not pickle
+            pass
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return _MISS
+
+
+def _write(path: Path, key: str, value) -> bool:
+    """Store ``value`` atomically (a temporary file renamed into place, mode 0644); on any
+    failure (a read-only folder, a full disk, a value pickle cannot store) store nothing,
+    leave no temporary file, warn once per folder, and return False."""
+    tmp = None
+    try:
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as f:
+            tmp = f.name
+            f.write(MAGIC + key.encode() + b"\n" + hashlib.sha256(payload).digest() + payload)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # atomic: a reader never sees half an entry
+        return True
+    except Exception as err:  # noqa: BLE001 - the result is computed; only storing it failed
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        folder = str(path.parent)
+        if folder not in _warned:
+            _warned.add(folder)
+            warnings.warn(f"lib.cache: could not store a result in {folder} "
+                          f"({type(err).__name__}: {err}); it is returned but not cached. "
+                          f"Set {CACHE_DIR_ENV} to a writable folder, or {NO_CACHE_ENV}=1.",
+                          RuntimeWarning, stacklevel=3)
+        return False
 
 #: arguments that change what a call shows, not what it computes: left out of the key
 NOT_KEYED = ("progress", "log")

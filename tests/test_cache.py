@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,113 @@ def test_min_values_lets_small_calls_past_the_cache(tmp_cache):
     assert not (tmp_cache / "big").exists()
     assert total(small, torch.ones(1)) == total(small, torch.ones(1)) == 6.0  # 5 + 1 elements
     assert len(calls) == 3 and len(list((tmp_cache / "big").glob("*.pkl"))) == 1
+
+
+# --- a cache that never loses or corrupts a result (issue 28) -------------------------------
+
+def _entry(tmp_cache, name="pairs"):
+    (entry,) = (tmp_cache / name).glob("*.pkl")
+    return entry
+
+
+def test_two_hundred_byte_flips_are_each_detected_and_recomputed(tmp_cache):
+    """Every flipped byte of an entry (header, key, checksum or payload) is a miss: the value
+    comes back right, recomputed, with no exception, and the repaired entry is stored again."""
+    value = {"noise": np.arange(64, dtype=np.float32).reshape(4, 16), "name": "pairs", "k": 20}
+    calls = []
+
+    def work():
+        calls.append(1)
+        return value
+
+    cache.lookup("pairs", "1", work, t=1)
+    entry = _entry(tmp_cache)
+    good = entry.read_bytes()
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        flipped = bytearray(good)
+        at = int(rng.integers(len(good)))
+        flipped[at] ^= int(rng.integers(1, 256))
+        entry.write_bytes(bytes(flipped))
+        got = cache.lookup("pairs", "1", work, t=1)
+        assert got["name"] == "pairs" and np.array_equal(got["noise"], value["noise"]), at
+        assert len(calls) == i + 2, f"a flip at byte {at} of {len(good)} was served"
+        assert entry.read_bytes() == good  # recomputed and stored again
+    entry.write_bytes(good[:len(good) // 2])  # a truncated write: a miss too
+    cache.lookup("pairs", "1", work, t=1)
+    assert len(calls) == 202
+
+
+def test_an_entry_of_another_key_or_a_foreign_pickle_is_a_miss(tmp_cache):
+    work = Counter()
+    cache.lookup("pairs", "1", work, t=1)
+    entry = _entry(tmp_cache)
+    entry.write_bytes(pickle.dumps({"value": "someone else's"}))  # a valid pickle, no header
+    assert cache.lookup("pairs", "1", work, t=1)["value"][1] == 2
+    other = next(p for p in (tmp_cache / "pairs").glob("*.pkl"))
+    cache.lookup("pairs", "1", work, t=2)  # another key's entry copied over this one
+    (second,) = [p for p in (tmp_cache / "pairs").glob("*.pkl") if p != other]
+    other.write_bytes(second.read_bytes())
+    assert cache.lookup("pairs", "1", work, t=1)["value"][1] == 4 and work.calls == 4
+
+
+def test_entries_are_written_0644_and_leave_no_temporary_file(tmp_cache):
+    cache.lookup("pairs", "1", Counter(), t=1)
+    assert (_entry(tmp_cache).stat().st_mode & 0o777) == 0o644
+    assert not list((tmp_cache / "pairs").glob("*.tmp"))
+
+
+def test_a_cache_that_cannot_be_written_loses_no_result(tmp_path, monkeypatch):
+    """A folder that cannot be created (LIB_CACHE_DIR below a file), one whose files cannot be
+    renamed into place (as in a read-only folder; these tests may run as root, which chmod does
+    not stop), and a value pickle cannot store: each call returns its result, one warning per
+    folder says why, and no temporary file is left behind."""
+    import warnings
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(blocker / "cache"))
+    work = Counter()
+    with pytest.warns(RuntimeWarning, match="could not store a result"):
+        assert cache.lookup("pairs", "1", work, t=1)["value"][1] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same folder again: no second warning
+        assert cache.lookup("pairs", "1", work, t=1)["value"][1] == 2  # no cache: computed
+
+    folder = tmp_path / "read-only"
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(folder))
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(cache.os, "replace", refuse)
+    with pytest.warns(RuntimeWarning, match="PermissionError"):
+        assert cache.lookup("pairs", "1", work, t=1)["value"][1] == 3
+    assert not [p for p in folder.rglob("*") if p.is_file()]  # no entry and no .tmp
+    monkeypatch.undo()
+
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path / "third"))
+    with pytest.warns(RuntimeWarning, match="pickle|lambda|Can't"):
+        assert cache.lookup("fns", "1", lambda: (lambda x: x))(3) == 3  # unpicklable
+    assert not [p for p in (tmp_path / "third").rglob("*") if p.is_file()]
+
+
+def test_keys_keep_the_types_of_dictionary_keys():
+    x = np.ones(3)
+    assert cache.cache_key("x", "1", a={1: x}) != cache.cache_key("x", "1", a={"1": x})
+    assert cache.cache_key("x", "1", a={1: x}) != cache.cache_key("x", "1", a={1.0: x})
+    assert cache.cache_key("x", "1", a={True: x}) != cache.cache_key("x", "1", a={1: x})
+    assert cache.cache_key("x", "1", a={"b": 1, "a": 2}) == cache.cache_key("x", "1", a={"a": 2, "b": 1})
+
+
+def test_concurrent_writers_of_one_key_all_get_the_value(tmp_cache):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work():
+        return {"value": np.arange(100_000)}
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: cache.lookup("pairs", "1", work, t=1), range(16)))
+    assert all(np.array_equal(g["value"], np.arange(100_000)) for g in got)
+    assert cache.lookup("pairs", "1", lambda: pytest.fail("a hit"), t=1)["value"][-1] == 99_999
+    assert not list((tmp_cache / "pairs").glob("*.tmp"))
