@@ -21,10 +21,10 @@ weights, native resolution, how the chapters sample it); :func:`register` adds o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
-import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -463,17 +463,42 @@ class StableDiffusionModel(DiffusionModel):
         return self.vae.decode(z / self.scaling_factor).sample.clamp(-1, 1)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+#: seconds the Hub check waits for an answer (a server that accepts connections and never
+#: answers fails within it), and huggingface_hub's own timeouts for a download's first answer
+HUB_TIMEOUT = 3.0
+
+
+def _hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether the Hugging Face Hub answers an HTTP request within ``timeout`` seconds (any
+    answer, an error status included: the server is there). ``HF_HUB_OFFLINE`` means no."""
+    import urllib.error
+    import urllib.request
+
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
-    host = constants.ENDPOINT.split("://", 1)[-1].split("/", 1)[0]
+    url = constants.ENDPOINT.rstrip("/") + "/api/models?limit=1"
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except urllib.error.HTTPError:  # it answered, with an error status
         return True
-    except OSError:
+    except (OSError, ValueError):  # refused, unresolvable, timed out, not a URL
         return False
+
+
+def _in_hub_cache(repo: str) -> bool:
+    """Whether the Hugging Face cache holds the repository's ``model_index.json``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "model_index.json")
+    return isinstance(found, str)
+
+
+def _looks_like_a_path(repo: str) -> bool:
+    """A local folder rather than a Hub id (``org/name``)."""
+    return repo.startswith(("/", ".", "~")) or repo.count("/") > 1 or "\\" in repo
 
 
 def _load_components(repo: str, dtype, local_only: bool) -> dict:
@@ -521,21 +546,48 @@ def load_stable_diffusion(name: str, device=None, dtype=None, repo: str | None =
     repo = repo or MODELS[name].source
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
-    if Path(repo).is_dir():
-        return StableDiffusionModel(_load_components(repo, dtype, True), name, device=device,
-                                    dtype=dtype)
+    if Path(repo).expanduser().is_dir():
+        return StableDiffusionModel(_load_components(str(Path(repo).expanduser()), dtype, True),
+                                    name, device=device, dtype=dtype)
+    if _looks_like_a_path(repo):
+        raise FileNotFoundError(f"local folder not found: {repo!r} (a diffusers folder with "
+                                "model_index.json; a Hub id looks like 'org/name')")
     try:
+        if not _in_hub_cache(repo):  # nothing cached: do not import diffusers to find out
+            raise FileNotFoundError(repo)
         comps = _load_components(repo, dtype, True)
     except (OSError, ValueError):  # not (fully) cached
         if not _hub_reachable():
+            from huggingface_hub import constants
+
             raise HubUnavailable(
-                f"{name} ({repo}) is not cached and the Hugging Face Hub cannot be reached. "
+                f"{name} ({repo}) is not cached and the Hugging Face Hub ({constants.ENDPOINT}) "
+                f"did not answer within {HUB_TIMEOUT:g} s (or HF_HUB_OFFLINE is set). "
                 f"Stable Diffusion models need a network (use the 'sd' profile in Colab); offline, "
                 f"run the book with the 'cpu' profile, which uses the embedded models "
                 f"{', '.join(n for n, m in MODELS.items() if m.backend != 'stable-diffusion')}."
             ) from None
-        comps = _load_components(repo, dtype, False)
+        with _bounded_hub_timeouts():
+            comps = _load_components(repo, dtype, False)
     return StableDiffusionModel(comps, name, device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _bounded_hub_timeouts(seconds: float = 10 * HUB_TIMEOUT):
+    """huggingface_hub's timeouts for a download's first answer and for its metadata request,
+    bounded while a model downloads (a Hub that stops answering then fails in seconds, not
+    after minutes of retries)."""
+    from huggingface_hub import constants
+
+    names = ("HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT")
+    before = {n: getattr(constants, n) for n in names}
+    for n in names:
+        setattr(constants, n, min(float(before[n]), seconds))
+    try:
+        yield
+    finally:
+        for n, v in before.items():
+            setattr(constants, n, v)
 
 
 #: bump when the crops or the moments behind the ``gaussian`` model change

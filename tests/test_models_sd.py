@@ -296,3 +296,78 @@ def test_the_hypothesis_path_on_a_latent_model(sd_folder, tmp_path, monkeypatch)
                             lam_min=0.0, min_directions=3, k_linear=4, n_boot=10)
     assert set(decisions) == {("sd", SAMPLES, 1), ("sd", SAMPLES, 2)}
     assert all(np.isfinite(d["whitening"].estimates["exponent"].value) for d in decisions.values())
+
+
+@pytest.fixture
+def silent_hub(monkeypatch, tmp_path):
+    """A 'Hub' on 127.0.0.1 that accepts connections and never answers, and an empty cache."""
+    import socket
+    import threading
+
+    from huggingface_hub import constants
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{srv.getsockname()[1]}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    yield constants.ENDPOINT
+    srv.close()
+    for c in held:
+        c.close()
+
+
+def test_a_hub_that_never_answers_fails_fast_naming_the_hub(silent_hub):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(HubUnavailable, match=r"Hugging Face Hub \(http://127\.0\.0\.1:\d+\) did not answer"):
+        load_model("sd-2.1-base")
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_a_hub_that_answers_with_an_error_is_reachable(monkeypatch):
+    """Any HTTP answer (here 404) means the server is there; a refused port means it is not."""
+    import http.server
+    import threading
+
+    from huggingface_hub import constants
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{srv.server_address[1]}")
+    try:
+        assert models._hub_reachable()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert not models._hub_reachable()  # the port is closed now
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert not models._hub_reachable()
+
+
+def test_a_missing_local_folder_is_named_as_one(tmp_path):
+    for repo in (str(tmp_path / "no-such-model"), "./models/sd", "~/nothing/here", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match="local folder not found"):
+            load_model("sd-1.5", repo=repo)
+
+
+def test_downloads_get_bounded_timeouts_that_are_restored():
+    from huggingface_hub import constants
+
+    before = (constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT)
+    with models._bounded_hub_timeouts(4.0):
+        assert (constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT) == (4.0, 4.0)
+    assert (constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT) == before
