@@ -60,8 +60,8 @@ def class_errors(model, z0, labels, *, timesteps=CLASSIFIER_TIMESTEPS, n_noise: 
     labels = list(labels)
     if not labels:
         raise ValueError("need at least one label")
-    ts = [int(t) for t in timesteps]
-    if not ts or min(ts) < 0 or max(ts) >= model.num_train_timesteps:
+    ts = [checks.timestep(t, "timesteps", steps=model.num_train_timesteps) for t in timesteps]
+    if not ts:
         raise ValueError(f"timesteps must be a non-empty list in [0, {model.num_train_timesteps})")
     n_noise = checks.count(n_noise, "n_noise")
     N = len(z0)

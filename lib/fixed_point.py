@@ -103,7 +103,7 @@ def input_norm(model, z0, noise, t: int) -> np.ndarray:
         z0, noise ``(B, C, H, W)``; returns ``(B,)``.
     """
     z0 = checks.batch(z0, "z0")
-    z_t = forward_noise(z0, noise, int(t), model.alphas_cumprod)
+    z_t = forward_noise(z0, noise, _timestep(model, t), model.alphas_cumprod)
     return (z_t.flatten(1).norm(dim=1) / np.sqrt(z0[0].numel())).cpu().numpy()
 
 
@@ -137,6 +137,11 @@ def rounding_sensitivity(model, z0, t: int, iters: int, first, **kwargs) -> floa
         again = fixed_point_noise(model, z0, t, iters, **kwargs).noise
     first = torch.as_tensor(first).to(again)
     return float(np.median((_norm(again - first) / _norm(first)).cpu().numpy()))
+
+
+def _timestep(model, t) -> int:
+    """``t`` checked against the model's schedule (:func:`lib.checks.timestep`)."""
+    return checks.timestep(t, "t", steps=len(model.alphas_cumprod))
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
@@ -182,7 +187,7 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     z0 = checks.batch(z0, "z0")
     iters, memory, relaxation, snapshots = _check_solver(method, iters, memory, safeguard,
                                                          relaxation, snapshots)
-    t = int(t)
+    t = _timestep(model, t)
     a, s = noise_scales(t, model.alphas_cumprod, dtype=z0.dtype)
     eps = _initial_noise(init, z0, generator)
 
@@ -479,7 +484,8 @@ def fixed_point_sweep(model, z0, ts, iters: int, **kwargs) -> dict[int, FixedPoi
     Returns:
         ``{t: FixedPointResult}`` in the order of ``ts``.
     """
-    return {int(t): fixed_point_noise(model, z0, int(t), iters, **kwargs) for t in ts}
+    return {_timestep(model, t): fixed_point_noise(model, z0, _timestep(model, t), iters, **kwargs)
+            for t in ts}
 
 
 def one_step_reconstruction(model, z0, noise, t: int, cond=None, guidance_scale=None) -> torch.Tensor:
@@ -490,13 +496,14 @@ def one_step_reconstruction(model, z0, noise, t: int, cond=None, guidance_scale=
     Shapes:
         z0, noise and the result ``(B, C, H, W)``.
     """
-    z0 = torch.as_tensor(z0)
-    noise = torch.as_tensor(noise).to(z0)
+    z0 = checks.batch(z0, "z0")
+    noise = checks.batch(noise, "noise").to(z0)
+    t = _timestep(model, t)
     if z0.shape != noise.shape:
         raise ValueError(f"z0 {tuple(z0.shape)} and noise {tuple(noise.shape)} differ in shape")
-    a, s = noise_scales(int(t), model.alphas_cumprod, dtype=z0.dtype)
+    a, s = noise_scales(t, model.alphas_cumprod, dtype=z0.dtype)
     z_t = a * z0 + s * noise  # Eq. (1)
-    eps_hat = model.eps(z_t, int(t), cond, guidance_scale).to(z0.dtype)
+    eps_hat = model.eps(z_t, t, cond, guidance_scale).to(z0.dtype)
     return (z_t - s * eps_hat) / a  # Eq. (3)
 
 
@@ -548,7 +555,7 @@ def gaussian_fixed_point(model, z0, t: int) -> torch.Tensor:
         raise TypeError(f"the closed form exists for the Gaussian model only, got "
                         f"{type(model).__name__}")
     z0 = checks.batch(z0, "z0")
-    a, s = noise_scales(int(t), model.alphas_cumprod, dtype=torch.float64)
+    a, s = noise_scales(_timestep(model, t), model.alphas_cumprod, dtype=torch.float64)
     x = z0.detach().cpu().double().reshape(len(z0), -1) - model.mean  # (B, D)
     inv = (s / a) / model.eigvals  # inf along zero eigenvalues
     eps = ((x @ model.eigvecs) * inv) @ model.eigvecs.T
@@ -617,7 +624,7 @@ def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "ander
                               snapshots=ks, **kwargs)
         runs.append(r)
     X = images.detach().cpu().double().reshape(len(images), -1).numpy()
-    abar = float(model.alphas_cumprod[int(t)])
+    abar = float(model.alphas_cumprod[_timestep(model, t)])
     x_norm = np.linalg.norm(X, axis=1).clip(1e-12)
 
     def pairs_at(k: int | None) -> FixedPointPairs:
@@ -661,7 +668,7 @@ def cached_fixed_point_pairs(model, images, t: int, iters: int, *, seed: int | N
         raise ValueError("init='random' needs a seed here, so that the result can be cached")
     if "generator" in kwargs:
         raise ValueError("pass seed=..., not a generator: the cache keys on the seed")
-    return _seeded_pairs(model, torch.as_tensor(images), int(t), int(iters), seed=seed, log=log,
+    return _seeded_pairs(model, torch.as_tensor(images), _timestep(model, t), int(iters), seed=seed, log=log,
                          **kwargs)
 
 

@@ -178,7 +178,7 @@ def fixed_point_maps(model, pairs: PairSet, t: int, ks, *, init: str = "zero",
     ks = sorted({checks.count(k, "K") for k in ks})
     if not ks:
         raise ValueError("give at least one iteration count K")
-    run = cached_fixed_point_pairs(model, pairs.images, int(t), ks[-1], method="picard",
+    run = cached_fixed_point_pairs(model, pairs.images, t, ks[-1], method="picard",
                                    init=init, seed=seed, snapshots=ks[:-1],
                                    batch_size=batch_size, progress=False, log=None)
     return {k: run.snapshots[k] if k != ks[-1] else run for k in ks}
@@ -208,7 +208,7 @@ def reference_maps(eig, alphas_cumprod, t: int, ks, inversion_steps: int, *,
     ridge ``eps``) and the Gaussian model's closed forms on the same eigenvalues, Picard from
     zero after each ``K`` at ``t`` and DDIM inversion with ``inversion_steps`` steps."""
     lam = np.asarray(eig[0], dtype=np.float64)
-    abar = float(alphas_cumprod[int(t)])
+    abar = float(alphas_cumprod[checks.timestep(t, "t", steps=len(alphas_cumprod))])
     extra = {f"Gaussian Picard, K = {k}": gaussian_picard_gain(lam, abar, k) for k in ks}
     extra[f"Gaussian DDIM inversion, {inversion_steps} steps"] = gaussian_ddim_inversion_gain(
         lam, alphas_cumprod, inversion_steps)

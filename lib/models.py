@@ -111,13 +111,18 @@ class DiffusionModel:
 
     # -- public interface -----------------------------------------------------------------
     def _timesteps(self, t, batch: int) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.long, device="cpu").reshape(-1)
+        """One integer timestep per sample (floats refused, not truncated: :func:`checks.timestep`)."""
+        if isinstance(t, (list, tuple, np.ndarray)):
+            t = torch.as_tensor(checks.real_values(t, "t"))
+        steps = self.num_train_timesteps
+        if torch.is_tensor(t) and t.ndim > 0:
+            t = checks.timestep(t, "t", steps=steps).to("cpu", torch.long).reshape(-1)
+        else:
+            t = torch.tensor([checks.timestep(t, "t", steps=steps)])
         if t.numel() == 1:
             t = t.expand(batch)
         if t.numel() != batch:
             raise ValueError(f"need one timestep or one per sample ({batch}), got {t.numel()}")
-        if int(t.min()) < 0 or int(t.max()) >= self.num_train_timesteps:
-            raise ValueError(f"timesteps must lie in [0, {self.num_train_timesteps - 1}]")
         return t
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:

@@ -55,7 +55,9 @@ def ddim_timesteps(steps: int, spacing: str = "leading") -> list[int]:
 
 def _abar(model, t: int) -> torch.Tensor:
     """``abar_t``; below 0 (past the last step) it is ``abar_0`` (``set_alpha_to_one=False``)."""
-    return model.alphas_cumprod[max(t, 0)]
+    steps = len(model.alphas_cumprod)
+    t = checks.timestep(t, "t", steps=steps) if not (isinstance(t, int) and t < 0) else 0
+    return model.alphas_cumprod[t]
 
 
 def ddim_step(model, z_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor) -> torch.Tensor:

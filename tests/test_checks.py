@@ -46,7 +46,13 @@ def test_count_number_fraction_known_answers():
     assert checks.count(0, "k", 0) == 0
     with pytest.raises(ValueError, match="k must be an integer >= 0"):
         checks.count(-1, "k", 0)
-    assert checks.number("1e-3", "t", lo=0) == 1e-3
+    assert checks.number(np.float32(1e-3), "t", lo=0) == pytest.approx(1e-3)
+    for text in ("1e-3", b"0.5"):  # text is no number, even text that parses as one
+        with pytest.raises(ValueError, match="t must be a number, got the string"):
+            checks.number(text, "t", lo=0)
+    for odd in (1 + 0j, np.complex64(1), torch.tensor(1 + 2j), None, [1.0], torch.ones(2)):
+        with pytest.raises(ValueError, match="t must be a number, got"):
+            checks.number(odd, "t")
     with pytest.raises(ValueError, match="t must be a finite number >= 0"):
         checks.number(-1, "t", lo=0)
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
@@ -57,7 +63,7 @@ def test_count_number_fraction_known_answers():
             checks.fraction(value, "s", **kw)
     with pytest.raises(ValueError, match=r"s must be a number in \(0, 1\]"):
         checks.fraction("half", "s")
-    with pytest.raises(ValueError, match="got True"):
+    with pytest.raises(ValueError, match="got bool True"):
         checks.number(True, "t")  # a bool is no number to a reader
-    with pytest.raises(ValueError, match="got True"):
+    with pytest.raises(ValueError, match="got bool True"):
         checks.fraction(True, "s")

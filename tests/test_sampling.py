@@ -288,8 +288,13 @@ def test_guidance_is_eq2_and_input_checks():
         m.eps(torch.zeros(2, 3, 2, 2), 10)
     with pytest.raises(ValueError, match="NaN"):
         m.eps(torch.full((1, 1, 2, 2), float("nan")), 10)
-    with pytest.raises(ValueError, match="timesteps"):
+    with pytest.raises(ValueError, match=r"t must be an integer timestep in \[0, 1000\), got 1000"):
         m.eps(x, 1000)
+    # floats are refused, not truncated (2.5 is no timestep; int() would make it 2)
+    for bad in (2.5, 999.9, "500", True, torch.tensor([1.7, 2.2]), np.array([1.0, 2.0])):
+        with pytest.raises(ValueError, match="t must"):
+            m.eps(x, bad)
+    assert torch.equal(m.eps(x, np.int64(10)), m.eps(x, torch.tensor([10, 10])))
 
 
 def test_invert_then_sample_round_trip_on_an_embedded_model():
