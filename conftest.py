@@ -11,8 +11,15 @@ runs the kernels in the plain environment instead (to compare the two).
 import os
 
 import pytest
+from hypothesis import settings
 
 from lib.numerics import ENV as PERTURBED_ENV
+
+# property-based tests (tests/test_properties.py): the same examples on every run and machine,
+# nothing written to disk, no per-example deadline (the first call of a function imports torch)
+settings.register_profile("book", derandomize=True, database=None, deadline=None,
+                          max_examples=60)
+settings.load_profile("book")
 
 _plain = {k: os.environ.get(k) for k in PERTURBED_ENV}
 

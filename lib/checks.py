@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 __all__ = ["batch", "array", "samples", "paired_samples", "count", "number", "fraction",
-           "real_values", "timestep"]
+           "real_values", "timestep", "tensor"]
 
 
 def _what(value) -> str:
@@ -68,6 +68,20 @@ def batch(x, name: str, *, layout: str = "(B, C, H, W)", square: bool = False,
     if floating and not torch.is_floating_point(x):
         x = x.float()
     if torch.is_floating_point(x) and x.device.type != "meta" and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    return x
+
+
+def tensor(x, name: str) -> torch.Tensor:
+    """A non-empty tensor of finite real values, of any shape (:func:`real_values` first;
+    integers become float32)."""
+    x = real_values(x, name)
+    x = x if torch.is_tensor(x) else torch.as_tensor(x)
+    if x.numel() == 0:
+        raise ValueError(f"{name} needs at least one value, got shape {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        x = x.float()
+    if x.device.type != "meta" and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf values")
     return x
 

@@ -132,8 +132,13 @@ class DiffusionModel:
                              f"got {tuple(shape)}")
 
     def _check_input(self, x_t: torch.Tensor) -> torch.Tensor:
+        x_t = checks.real_values(x_t, "x_t")
         if not torch.is_tensor(x_t):
-            x_t = torch.as_tensor(np.asarray(x_t))
+            x_t = torch.as_tensor(x_t)
+        if x_t.ndim == 4 and x_t.shape[0] == 0:
+            raise ValueError(f"x_t needs at least one sample, got an empty batch {tuple(x_t.shape)}")
+        if not torch.is_floating_point(x_t):  # an integer x_t is a float image, not an int result
+            x_t = x_t.float()
         self._check_shape(tuple(x_t.shape))  # the model's own shape, before the shared checks
         return checks.batch(x_t, "x_t")
 

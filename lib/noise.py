@@ -113,7 +113,7 @@ def slerp(z, eps, alpha: float) -> torch.Tensor:
         alpha: in [0, 1].
     """
     w_z, w_eps = slerp_weights(alpha)
-    z, eps = torch.as_tensor(z), torch.as_tensor(eps)
+    z, eps = checks.tensor(z, "z"), checks.tensor(eps, "eps")
     if z.shape != eps.shape:
         raise ValueError(f"z {tuple(z.shape)} and eps {tuple(eps.shape)} must have one shape")
     return w_z * z + w_eps * eps  # Eq. (11)

@@ -90,7 +90,7 @@ def forward_noise(z0, eps, t, alphas_cumprod=None) -> torch.Tensor:
         returns ``(B, C, H, W)`` in ``z0``'s dtype and device.
     """
     z0 = checks.batch(z0, "z0", floating=True)
-    eps = torch.as_tensor(np.asarray(eps) if not torch.is_tensor(eps) else eps)
+    eps = checks.batch(eps, "eps", floating=True)
     if z0.shape != eps.shape:
         raise ValueError(f"z0 and eps must have the same shape, got {tuple(z0.shape)} and {tuple(eps.shape)}")
     steps, _ = _integer_timesteps(t)

@@ -1,0 +1,129 @@
+"""Property-based tests (the ``hypothesis`` library; settings in conftest.py: derandomized, no
+database): for the public functions that take a caller's arrays, numbers and timesteps, any bad
+value of the classes issue 28 lists (None, text, bools, complex, object or bool arrays, NaN and
+inf, empty batches, fractional timesteps) raises ``ValueError`` or ``TypeError`` whose message
+names the argument, and any valid value gives a finite result of the documented shape."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from lib import checks
+from lib.metrics import pearson
+from lib.models import GaussianModel
+from lib.noise import slerp
+from lib.schedule import forward_noise
+from lib.whitening import covariance, whitening_matrix
+
+SHAPE = (2, 3, 4, 4)
+
+#: values that are no real number
+NOT_NUMBERS = st.one_of(st.none(), st.text(max_size=6), st.booleans(), st.complex_numbers(),
+                        st.lists(st.floats(), max_size=3), st.binary(max_size=4))
+
+
+def _bad_arrays(shape=SHAPE):
+    """Arrays and stand-ins that no function should accept for an array of samples."""
+    finite = st.floats(-10, 10, width=32)
+    with_nan = hnp.arrays(np.float32, shape, elements=finite).map(
+        lambda a: np.where(np.arange(a.size).reshape(shape) == 0, np.nan, a))
+    return st.one_of(
+        st.none(), st.text(max_size=5), st.just({"a": 1}),
+        hnp.arrays(np.complex64, shape, elements=st.complex_numbers(max_magnitude=5, width=64)),
+        hnp.arrays(np.bool_, shape), st.just(np.array([object()] * 4)),
+        with_nan, with_nan.map(lambda a: np.where(np.isnan(a), np.inf, a)),
+        st.just(np.zeros((0, *shape[1:]), np.float32)))
+
+
+def _raises_naming(fn, name):
+    with pytest.raises((ValueError, TypeError)) as err:
+        fn()
+    assert name in str(err.value), f"the message does not name {name!r}: {err.value}"
+
+
+@given(NOT_NUMBERS)
+def test_numbers_and_fractions_refuse_what_is_no_number(value):
+    _raises_naming(lambda: checks.number(value, "scale"), "scale")
+    _raises_naming(lambda: checks.fraction(value, "strength"), "strength")
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12),
+       st.floats(0.001, 1.0))
+def test_numbers_and_fractions_pass_real_values_through(x, f):
+    assert checks.number(x, "x") == x and checks.number(np.float32(f), "x") == np.float32(f)
+    assert checks.fraction(f, "f") == f
+
+
+@given(st.one_of(st.integers(-5, -1), st.integers(1000, 10**6),
+                 st.floats(0, 999).filter(lambda v: v != int(v)), st.booleans(), st.text(max_size=4),
+                 st.none()))
+def test_timesteps_are_integers_within_the_schedule(t):
+    _raises_naming(lambda: checks.timestep(t, "t"), "t")
+
+
+@given(st.integers(0, 999))
+def test_every_integer_timestep_of_the_schedule_passes(t):
+    assert checks.timestep(t, "t") == t == checks.timestep(np.int64(t), "t")
+    assert checks.timestep(torch.tensor(t), "t") == t
+
+
+@given(_bad_arrays())
+def test_forward_noise_names_its_bad_argument(bad):
+    good = np.zeros(SHAPE, np.float32)
+    _raises_naming(lambda: forward_noise(bad, good, 500), "z0")
+    _raises_naming(lambda: forward_noise(good, bad, 500), "eps")
+
+
+@given(hnp.arrays(np.float32, SHAPE, elements=st.floats(-3, 3, width=32)), st.integers(0, 999))
+def test_forward_noise_of_finite_values_is_finite(z0, t):
+    out = forward_noise(z0, np.ones(SHAPE, np.float32), t)
+    assert out.shape == SHAPE and torch.isfinite(out).all()
+
+
+@given(_bad_arrays())
+def test_pearson_and_slerp_name_their_bad_argument(bad):
+    good = np.ones(SHAPE, np.float32)
+    _raises_naming(lambda: pearson(bad, good), "a")
+    _raises_naming(lambda: pearson(good, bad), "b")
+    _raises_naming(lambda: slerp(bad, good, 0.5), "z")
+    _raises_naming(lambda: slerp(good, bad, 0.5), "eps")
+
+
+@given(hnp.arrays(np.float64, SHAPE, elements=st.floats(-1, 1)),
+       hnp.arrays(np.float64, SHAPE, elements=st.floats(-1, 1)))
+def test_pearson_lies_in_minus_one_to_one(a, b):
+    r = pearson(a, b)
+    assert r.shape == (2,) and np.all(np.abs(r) <= 1 + 1e-12)
+
+
+@given(_bad_arrays((6, 4)))
+def test_covariance_names_its_bad_argument(bad):
+    _raises_naming(lambda: covariance(bad), "X")
+
+
+@given(hnp.arrays(np.float64, (12, 4), elements=st.floats(-5, 5)), st.floats(0.01, 1.0))
+def test_covariance_and_whitening_of_finite_samples(X, eps):
+    S = covariance(X)
+    assert S.shape == (4, 4) and np.allclose(S, S.T) and np.isfinite(S).all()
+    W = whitening_matrix(S, "zca", eps)
+    assert W.shape == (4, 4) and np.isfinite(W).all()
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((48, 48)) / 7
+    return GaussianModel(np.zeros(48), A @ A.T + 0.05 * np.eye(48), (3, 4, 4))
+
+
+def test_a_models_eps_names_its_bad_argument(gaussian):
+    @given(_bad_arrays((2, 3, 4, 4)), st.one_of(st.floats(0.5, 998.5).filter(lambda v: v != int(v)),
+                                                  st.text(max_size=3), st.booleans()))
+    def check(bad_x, bad_t):
+        _raises_naming(lambda: gaussian.eps(bad_x, 500), "x_t")
+        _raises_naming(lambda: gaussian.eps(torch.zeros(2, 3, 4, 4), bad_t), "t")
+
+    check()
