@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 __all__ = ["batch", "array", "samples", "paired_samples", "count", "number", "fraction",
-           "real_values", "timestep", "tensor"]
+           "real_values", "timestep", "tensor", "guidance"]
 
 
 def _what(value) -> str:
@@ -160,6 +160,11 @@ def fraction(value, name: str, *, zero: bool = False, one: bool = True) -> float
     if not ((0 <= out if zero else 0 < out) and (out <= 1 if one else out < 1)):  # NaN fails
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
     return out
+
+
+def guidance(scale, name: str = "guidance_scale"):
+    """A classifier-free guidance scale: ``None`` (no guidance) or a finite number."""
+    return None if scale is None else number(scale, name)
 
 
 def timestep(t, name: str = "t", *, steps: int = 1000):

@@ -56,6 +56,7 @@ def class_errors(model, z0, labels, *, timesteps=CLASSIFIER_TIMESTEPS, n_noise: 
     Returns:
         errors ``(N, K)``; lower means the model finds the label more plausible.
     """
+    batch_size = checks.count(batch_size, "batch_size")
     z0 = checks.batch(z0, "z0")
     labels = list(labels)
     if not labels:
@@ -145,6 +146,7 @@ def edit_sweep(model, z0, strengths, *, source=None, target=None, annealed_noise
     Returns:
         ``{method: edited z0 (S, N, C, H, W)}`` in float32 on the CPU.
     """
+    batch_size = checks.count(batch_size, "batch_size")
     z0 = checks.batch(z0, "z0")
     strengths = [float(s) for s in strengths]
     unknown = set(methods) - set(EDIT_METHODS)

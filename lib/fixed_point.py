@@ -187,6 +187,9 @@ def fixed_point_noise(model, z0, t: int, iters: int, *, init="random", method: s
     z0 = checks.batch(z0, "z0")
     iters, memory, relaxation, snapshots = _check_solver(method, iters, memory, safeguard,
                                                          relaxation, snapshots)
+    checks.guidance(guidance_scale)
+    if max_evaluations is not None:
+        max_evaluations = checks.count(max_evaluations, "max_evaluations")
     t = _timestep(model, t)
     a, s = noise_scales(t, model.alphas_cumprod, dtype=z0.dtype)
     eps = _initial_noise(init, z0, generator)
@@ -605,6 +608,7 @@ def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "ander
     Returns:
         a :class:`FixedPointPairs`.
     """
+    batch_size = checks.count(batch_size, "batch_size")
     images = checks.batch(images, "images", layout="(N, C, H, W)")
     ks = sorted({int(k) for k in snapshots} - {iters})
     if isinstance(init, str):

@@ -156,6 +156,7 @@ def ddim_samples(model, noise, steps: int, spacing: str = "leading",
                  batch_size: int = 64) -> torch.Tensor:
     """:func:`lib.sampling.sample_batched` (unconditional, no guidance), through the disk
     cache."""
+    batch_size = checks.count(batch_size, "batch_size")
     return sample_batched(model, noise, steps, spacing=spacing, batch_size=batch_size,
                           progress=False)
 
@@ -175,6 +176,7 @@ def fixed_point_maps(model, pairs: PairSet, t: int, ks, *, init: str = "zero",
     Returns:
         ``{K: FixedPointPairs}`` (``.Z`` the noises ``(n, D)``, ``.residuals`` per pair).
     """
+    batch_size = checks.count(batch_size, "batch_size")
     ks = sorted({checks.count(k, "K") for k in ks})
     if not ks:
         raise ValueError("give at least one iteration count K")

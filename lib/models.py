@@ -175,6 +175,7 @@ class DiffusionModel:
         """:meth:`eps` with autograd left on, for solvers that minimise Eq. (6) by gradient."""
         x_t = self._check_input(x_t)
         t = self._timesteps(t, x_t.shape[0])
+        guidance_scale = checks.guidance(guidance_scale)
         start = time.perf_counter()
         if guidance_scale is None or cond is None:
             out, passes = self._predict(x_t, t, cond), 1

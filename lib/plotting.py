@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from lib import checks
 from lib.profiles import FIGURE_DIR_ENV, in_colab
 from lib.whitening import covariance
 
@@ -77,9 +78,7 @@ def show(fig: go.Figure, name: str) -> None:
 
 def to_uint8(image) -> np.ndarray:
     """An image in [-1, 1] ``(3, H, W)`` (or ``(H, W)``) as uint8 ``(H, W, 3)`` (or ``(H, W)``)."""
-    if hasattr(image, "detach"):
-        image = image.detach().cpu().numpy()
-    a = np.asarray(image, dtype=np.float64)
+    a = checks.array(image, "image")  # NaN would print as black pixels
     if a.ndim == 3:
         a = a.transpose(1, 2, 0)
     return np.clip(np.round((a + 1.0) * 127.5), 0, 255).astype(np.uint8)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from lib import checks
 from lib.metrics import images as _images, ring_average
 from lib.schedule import forward_noise
 from lib.whitening import covariance
@@ -165,6 +166,7 @@ def eps_mse_by_band(model, images, *, bands=T_BANDS, per_band: int = 4, batch_si
     Returns:
         ``{"lo-hi": mse}`` for each band.
     """
+    batch_size = checks.count(batch_size, "batch_size")
     x0 = torch.as_tensor(_images(images), dtype=torch.float32)
     out = {}
     for lo, hi in bands:

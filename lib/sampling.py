@@ -90,6 +90,7 @@ def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | Non
         ``z_0`` ``(B, C, H, W)`` in the model's space (``model.decode`` for images).
     """
     z = checks.batch(noise, "noise")
+    checks.guidance(guidance_scale)  # before the loop, not as "x_t" at its second step
     ts = ddim_timesteps(steps, spacing)
     if not 0 <= start_step < len(ts):
         raise ValueError(f"start_step must lie in [0, {len(ts) - 1}], got {start_step}")
@@ -115,6 +116,7 @@ def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None =
         the state at timestep ``ddim_timesteps(steps)[steps - end_step]`` ``(B, C, H, W)``.
     """
     z = checks.batch(z0, "z0")
+    checks.guidance(guidance_scale)
     ts = ddim_timesteps(steps, spacing)[::-1]  # increasing
     end_step = steps if end_step is None else end_step
     if not 1 <= end_step <= steps:
@@ -139,6 +141,7 @@ def ddim_inversion_pairs(model, images, steps: int, *, spacing: str = "leading",
     Returns:
         ``(X, Z)``: the images and their inverted states ``z_T``, float64 ``(N, D)``.
     """
+    batch_size = checks.count(batch_size, "batch_size")
     images = checks.batch(images, "images")
     out = []
     for batch in tqdm(images.split(batch_size), desc=f"DDIM inversion ({steps} steps)",
@@ -252,6 +255,7 @@ def encode_batched(model, images, *, batch_size: int = 16, progress: bool = Fals
     Returns:
         ``z_0`` ``(N, C, H, W)`` in float32 on the CPU.
     """
+    batch_size = checks.count(batch_size, "batch_size")
     if torch.is_tensor(images) or hasattr(images, "shape"):
         images = [images]
     out = []
@@ -272,6 +276,7 @@ def decode_batched(model, z0, *, batch_size: int = 16, size: int | None = None,
     Returns:
         images ``(N, 3, S, S)`` in [-1, 1], float32 on the CPU.
     """
+    batch_size = checks.count(batch_size, "batch_size")
     import torch.nn.functional as F
 
     z0 = checks.batch(z0, "z0")

@@ -127,3 +127,64 @@ def test_a_models_eps_names_its_bad_argument(gaussian):
         _raises_naming(lambda: gaussian.eps(torch.zeros(2, 3, 4, 4), bad_t), "t")
 
     check()
+
+
+BAD_COUNTS = st.one_of(st.integers(-3, 0), st.floats(0.5, 3.5).filter(lambda v: v != int(v)),
+                       st.none(), st.text(max_size=2), st.booleans())
+
+
+def test_batch_sizes_are_positive_integers_everywhere(gaussian):
+    from lib.editing import class_errors, edit_sweep
+    from lib.fixed_point import fixed_point_pairs
+    from lib.quality import eps_mse_by_band
+    from lib.sampling import ddim_inversion_pairs, decode_batched, encode_batched
+
+    z = torch.zeros(2, 3, 4, 4)
+    calls = {
+        "class_errors": lambda b: class_errors(gaussian, z, [None], batch_size=b),
+        "edit_sweep": lambda b: edit_sweep(gaussian, z, [0.5], batch_size=b, progress=False),
+        "fixed_point_pairs": lambda b: fixed_point_pairs(gaussian, z, 500, 2, batch_size=b),
+        "eps_mse_by_band": lambda b: eps_mse_by_band(gaussian, z, batch_size=b),
+        "ddim_inversion_pairs": lambda b: ddim_inversion_pairs(gaussian, z, 5, batch_size=b),
+        "encode_batched": lambda b: encode_batched(gaussian, z, batch_size=b),
+        "decode_batched": lambda b: decode_batched(gaussian, z, batch_size=b),
+    }
+
+    @given(BAD_COUNTS)
+    def check(bad):
+        for name, call in calls.items():
+            _raises_naming(lambda: call(bad), "batch_size")
+
+    check()
+
+
+def test_nan_guidance_and_a_zero_budget_are_refused_before_any_work(gaussian):
+    from lib.fixed_point import fixed_point_noise
+    from lib.sampling import ddim_invert, ddim_sample
+
+    from lib.models import network_use
+
+    before = network_use()
+    z = torch.zeros(2, 3, 4, 4)
+    for bad in (float("nan"), float("inf"), "7.5", True):
+        _raises_naming(lambda: ddim_sample(gaussian, z, 5, None, bad), "guidance_scale")
+        _raises_naming(lambda: ddim_invert(gaussian, z, 5, None, bad), "guidance_scale")
+        _raises_naming(lambda: fixed_point_noise(gaussian, z, 500, 3, guidance_scale=bad),
+                       "guidance_scale")
+        _raises_naming(lambda: gaussian.eps(z, 500, None, bad), "guidance_scale")
+    for bad in (0, -1, 2.5):
+        _raises_naming(lambda: fixed_point_noise(gaussian, z, 500, 3, max_evaluations=bad),
+                       "max_evaluations")
+    assert network_use() == before  # refused before the first network evaluation
+
+
+@given(hnp.arrays(np.float64, (3, 4, 4), elements=st.floats(-1, 1)))
+def test_to_uint8_refuses_nan_and_maps_the_range(image):
+    from lib.plotting import to_uint8
+
+    out = to_uint8(image)
+    assert out.shape == (4, 4, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(float) - (image.transpose(1, 2, 0) + 1) * 127.5).max() <= 0.5 + 1e-9
+    bad = image.copy()
+    bad[0, 0, 0] = np.nan
+    _raises_naming(lambda: to_uint8(bad), "image")
