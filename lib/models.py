@@ -234,8 +234,8 @@ class GaussianModel(DiffusionModel):
     name = "gaussian"
 
     def __init__(self, mean, cov, sample_shape, alphas_cumprod=None, **kwargs):
-        mean = torch.as_tensor(np.asarray(mean), dtype=torch.float64).reshape(-1)
-        cov = torch.as_tensor(np.asarray(cov), dtype=torch.float64)
+        mean = torch.as_tensor(checks.array(mean, "mean")).reshape(-1)
+        cov = torch.as_tensor(checks.array(cov, "cov"))
         D = int(np.prod(sample_shape))
         if mean.numel() != D or cov.shape != (D, D):
             raise ValueError(f"mean must have {D} entries and cov shape ({D}, {D}) for samples "

@@ -66,6 +66,9 @@ def ddim_step(model, z_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tens
     ``z0 = (z_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)`` (Eq. 3), then
     ``z_prev = sqrt(abar_prev) z0 + sqrt(1 - abar_prev) eps_hat`` (Eq. 4, sigma = 0).
     """
+    z_t, eps_hat = checks.batch(z_t, "z_t"), checks.batch(eps_hat, "eps_hat")
+    if eps_hat.shape != z_t.shape:  # no broadcasting of a prediction of the wrong shape
+        raise ValueError(f"eps_hat {tuple(eps_hat.shape)} must have z_t's shape {tuple(z_t.shape)}")
     abar_t = _abar(model, t).to(z_t.dtype)
     abar_prev = _abar(model, t_prev).to(z_t.dtype)
     z0 = (z_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()  # Eq. (3)

@@ -286,6 +286,7 @@ def whiteness_error(Z) -> float:
     Shapes:
         Z ``(N, D)`` or ``(N, C, H, W)``.
     """
+    Z, _ = checks.samples(Z, "Z")
     C = covariance(Z)
     return float(np.linalg.norm(C - np.eye(C.shape[0])) / np.sqrt(C.shape[0]))
 

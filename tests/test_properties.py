@@ -188,3 +188,20 @@ def test_to_uint8_refuses_nan_and_maps_the_range(image):
     bad = image.copy()
     bad[0, 0, 0] = np.nan
     _raises_naming(lambda: to_uint8(bad), "image")
+
+
+def test_ddim_step_whiteness_and_the_gaussian_model_name_their_arguments(gaussian):
+    from lib.sampling import ddim_step
+    from lib.whitening import whiteness_error
+
+    z = torch.zeros(2, 3, 4, 4)
+    _raises_naming(lambda: ddim_step(gaussian, z, 500, 480, torch.zeros(1, 3, 4, 4)), "eps_hat")
+    _raises_naming(lambda: ddim_step(gaussian, z, 500, 480, torch.full_like(z, float("nan"))),
+                   "eps_hat")
+    _raises_naming(lambda: ddim_step(gaussian, z, 5000, 480, z), "t")
+    assert torch.equal(ddim_step(gaussian, z, 500, 480, z), z)  # zero stays zero
+    _raises_naming(lambda: whiteness_error(np.full((5, 3), np.nan)), "Z")
+    for bad_mean, bad_cov in ((np.full(12, np.nan), np.eye(12)), (np.zeros(12), np.full((12, 12), np.inf)),
+                              (None, np.eye(12))):
+        name = "mean" if bad_mean is None or np.isnan(bad_mean).any() else "cov"
+        _raises_naming(lambda: GaussianModel(bad_mean, bad_cov, (3, 2, 2)), name)
