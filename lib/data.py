@@ -421,9 +421,17 @@ def _read_images(files, size: int) -> np.ndarray:
 
     out = np.empty((len(files), 3, size, size), dtype=np.float32)
     for i, f in enumerate(files):
-        with Image.open(f) as im:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
-        out[i] = square_resized(rgb, size)
+        try:
+            with Image.open(f) as im:
+                if im.mode.startswith("I"):  # 16-bit grey (or 32-bit integer): scale, not clip
+                    grey = np.asarray(im, dtype=np.float64)
+                    peak = 65535.0 if im.mode.startswith("I;16") or grey.max() > 255 else 255.0
+                    rgb = np.repeat((grey / peak)[None], 3, axis=0) * 2.0 - 1.0
+                else:
+                    rgb = np.asarray(im.convert("RGB"), dtype=np.float64).transpose(2, 0, 1) / 127.5 - 1.0
+        except (OSError, SyntaxError, ValueError) as err:  # truncated, corrupt, not an image
+            raise ValueError(f"cannot read the image {f}: {err}") from None
+        out[i] = square_resized(rgb.astype(np.float32), size)
     return out
 
 

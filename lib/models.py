@@ -722,6 +722,32 @@ def available_models() -> list[str]:
     return list(MODELS)
 
 
+#: the dtypes a model can run in, by name
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+          "float64": torch.float64}
+
+
+def _checked_dtype(dtype):
+    """``None``, a floating torch dtype, or its name (:data:`DTYPES`)."""
+    if dtype is None or dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype must be one of {sorted(DTYPES)} (or torch.float16, ...), got {dtype!r}")
+
+
+def _checked_device(device):
+    """``None`` or a device torch knows (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a torch.device),
+    as a ``torch.device``."""
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got "
+                         f"{device!r}") from None
+
+
 def load_model(name: str, device=None, dtype=None, *, repo: str | None = None) -> DiffusionModel:
     """Load a registered model by name (see :data:`MODELS`).
 
@@ -736,6 +762,8 @@ def load_model(name: str, device=None, dtype=None, *, repo: str | None = None) -
         raise KeyError(f"unknown model {name!r}; available: {available_models()} (add one with "
                        "lib.models.register)")
     spec = MODELS[name]
+    _checked_device(device)  # the loader gets the caller's value, checked
+    dtype = _checked_dtype(dtype)
     if repo is not None:
         if spec.backend != "stable-diffusion":
             raise ValueError(f"repo= applies to the Stable Diffusion models, not {name!r}")

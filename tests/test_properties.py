@@ -205,3 +205,28 @@ def test_ddim_step_whiteness_and_the_gaussian_model_name_their_arguments(gaussia
                               (None, np.eye(12))):
         name = "mean" if bad_mean is None or np.isnan(bad_mean).any() else "cov"
         _raises_naming(lambda: GaussianModel(bad_mean, bad_cov, (3, 2, 2)), name)
+
+
+def test_devices_dtypes_and_image_files_are_checked_by_name(tmp_path):
+    from PIL import Image
+
+    from lib.data import load_image_folder
+    from lib.models import load_model
+
+    for bad in ("bogus", 3.5, object()):
+        _raises_naming(lambda: load_model("tiny-a", device=bad), "device")
+    for bad in ("float8", "int64", torch.int64, 16):
+        _raises_naming(lambda: load_model("tiny-a", dtype=bad), "dtype")
+    assert load_model("tiny-a", dtype="float64").dtype == torch.float64
+    # a 16-bit PNG is scaled to [-1, 1], not saturated to white
+    ramp = (np.linspace(0, 65535, 16 * 16).reshape(16, 16)).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    got = load_image_folder(tmp_path, 16)[0]
+    assert got.min() == pytest.approx(-1, abs=0.02) and got.max() == pytest.approx(1, abs=0.02)
+    assert 0.3 < (got > 0).mean() < 0.7  # half the ramp lies above mid-grey
+    # a truncated JPEG names its file
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8) + 90).save(tmp_path / "cut.jpg")
+    data = (tmp_path / "cut.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:len(data) // 3])
+    (tmp_path / "ramp16.png").unlink()
+    _raises_naming(lambda: load_image_folder(tmp_path, 16), "cut.jpg")
