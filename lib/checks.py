@@ -67,6 +67,11 @@ def batch(x, name: str, *, layout: str = "(B, C, H, W)", square: bool = False,
                          f"{tuple(x.shape)}")
     if floating and not torch.is_floating_point(x):
         x = x.float()
+    return _finite(x, name)
+
+
+def _finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``x``, unless it holds NaN or inf (a tensor on the ``meta`` device holds no values)."""
     if torch.is_floating_point(x) and x.device.type != "meta" and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf values")
     return x
@@ -81,9 +86,7 @@ def tensor(x, name: str) -> torch.Tensor:
         raise ValueError(f"{name} needs at least one value, got shape {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         x = x.float()
-    if x.device.type != "meta" and not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf values")
-    return x
+    return _finite(x, name)
 
 
 def array(a, name: str) -> np.ndarray:

@@ -487,8 +487,8 @@ def fixed_point_sweep(model, z0, ts, iters: int, **kwargs) -> dict[int, FixedPoi
     Returns:
         ``{t: FixedPointResult}`` in the order of ``ts``.
     """
-    return {_timestep(model, t): fixed_point_noise(model, z0, _timestep(model, t), iters, **kwargs)
-            for t in ts}
+    return {t: fixed_point_noise(model, z0, t, iters, **kwargs)
+            for t in (_timestep(model, t) for t in ts)}
 
 
 def one_step_reconstruction(model, z0, noise, t: int, cond=None, guidance_scale=None) -> torch.Tensor:

@@ -135,12 +135,9 @@ class DiffusionModel:
         x_t = checks.real_values(x_t, "x_t")
         if not torch.is_tensor(x_t):
             x_t = torch.as_tensor(x_t)
-        if x_t.ndim == 4 and x_t.shape[0] == 0:
-            raise ValueError(f"x_t needs at least one sample, got an empty batch {tuple(x_t.shape)}")
-        if not torch.is_floating_point(x_t):  # an integer x_t is a float image, not an int result
-            x_t = x_t.float()
         self._check_shape(tuple(x_t.shape))  # the model's own shape, before the shared checks
-        return checks.batch(x_t, "x_t")
+        # an integer x_t is a float image (its prediction is no int64 result)
+        return checks.batch(x_t, "x_t", floating=True)
 
     def _to_eps(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction_type == "epsilon":

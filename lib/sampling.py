@@ -69,6 +69,12 @@ def ddim_step(model, z_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tens
     z_t, eps_hat = checks.batch(z_t, "z_t"), checks.batch(eps_hat, "eps_hat")
     if eps_hat.shape != z_t.shape:  # no broadcasting of a prediction of the wrong shape
         raise ValueError(f"eps_hat {tuple(eps_hat.shape)} must have z_t's shape {tuple(z_t.shape)}")
+    return _ddim_move(model, z_t, t, t_prev, eps_hat)
+
+
+def _ddim_move(model, z_t: torch.Tensor, t: int, t_prev: int, eps_hat: torch.Tensor) -> torch.Tensor:
+    """:func:`ddim_step` without its input checks, for the samplers' loops (their state was
+    checked on entry, and each ``eps_hat`` is the model's own prediction for it)."""
     abar_t = _abar(model, t).to(z_t.dtype)
     abar_prev = _abar(model, t_prev).to(z_t.dtype)
     z0 = (z_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()  # Eq. (3)
@@ -100,7 +106,7 @@ def ddim_sample(model, noise, steps: int, cond=None, guidance_scale: float | Non
     delta = SD_SCHEDULE["num_train_timesteps"] // steps
     for t in tqdm(ts[start_step:], desc="DDIM", disable=not progress, leave=False):
         eps_hat = model.eps(z, t, cond, guidance_scale)
-        z = ddim_step(model, z, t, t - delta, eps_hat)
+        z = _ddim_move(model, z, t, t - delta, eps_hat)
     return z
 
 
@@ -127,7 +133,7 @@ def ddim_invert(model, z0, steps: int, cond=None, guidance_scale: float | None =
     delta = SD_SCHEDULE["num_train_timesteps"] // steps
     for t in tqdm(ts[:end_step], desc="DDIM inversion", disable=not progress, leave=False):
         eps_hat = model.eps(z, t, cond, guidance_scale)
-        z = ddim_step(model, z, t - delta, t, eps_hat)
+        z = _ddim_move(model, z, t - delta, t, eps_hat)
     return z
 
 
