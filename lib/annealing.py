@@ -87,7 +87,7 @@ def _invert(M: np.ndarray, name: str) -> np.ndarray:
     return scipy.linalg.lu_solve((lu, piv), np.eye(M.shape[0]), check_finite=False)
 
 
-def dewhitening(source, mean=None) -> DeWhitening:
+def dewhitening(source, mean=None, *, name: str = "source") -> DeWhitening:
     """The matrices the forward and backward losses need, from a whitening.
 
     Args:
@@ -109,11 +109,11 @@ def dewhitening(source, mean=None) -> DeWhitening:
             raise ValueError("a Whitener carries its own mean; do not pass mean=")
         W = _square_matrix(source.matrix, "the whitening matrix")
         return DeWhitening(W, _invert(W, "the whitening matrix"), np.asarray(source.mean_, np.float64))
-    A = _square_matrix(source if not torch.is_tensor(source) else source.cpu().numpy(), "dewhiten")
-    mu = np.zeros(A.shape[0]) if mean is None else np.asarray(mean, dtype=np.float64).reshape(-1)
-    if mu.shape != (A.shape[0],) or not np.isfinite(mu).all():
-        raise ValueError(f"mean must be a finite vector of length D={A.shape[0]}, got shape {mu.shape}")
-    return DeWhitening(_invert(A, "dewhiten"), A, mu)
+    A = _square_matrix(source, name)
+    mu = np.zeros(A.shape[0]) if mean is None else checks.array(mean, "mean").reshape(-1)
+    if mu.shape != (A.shape[0],):
+        raise ValueError(f"mean must be a vector of length D={A.shape[0]}, got shape {mu.shape}")
+    return DeWhitening(_invert(A, name), A, mu)
 
 
 def _comparison(X, loss: str, dewhiten, dtype, device):
@@ -128,7 +128,7 @@ def _comparison(X, loss: str, dewhiten, dtype, device):
         return X, None
     if dewhiten is None:
         raise ValueError(f"the {loss} loss needs dewhiten= (a fitted ZCA Whitener or W^-1)")
-    dw = dewhitening(dewhiten)
+    dw = dewhitening(dewhiten, name="dewhiten")
     if dw.dim != X.shape[1]:
         raise ValueError(f"the whitening is {dw.dim}-dimensional but the targets have "
                          f"D={X.shape[1]} values")
@@ -147,11 +147,10 @@ def anneal_loss(z, target, loss: str = "forward", dewhiten=None) -> np.ndarray:
     Shapes:
         z ``(N, C, H, W)``; target ``(N, C, H, W)`` or ``(1, C, H, W)``; returns ``(N,)``.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    z = torch.as_tensor(z).detach().cpu().double()
-    x = torch.as_tensor(target).detach().cpu().double()
-    if z.ndim != 4 or x.ndim != 4 or z.shape[1:] != x.shape[1:] or len(x) not in (1, len(z)):
+    checks.choice(loss, "loss", LOSSES)
+    z = checks.batch(z, "z").detach().cpu().double()
+    x = checks.batch(target, "target").detach().cpu().double()
+    if z.shape[1:] != x.shape[1:] or len(x) not in (1, len(z)):
         raise ValueError(f"z {tuple(z.shape)} and target {tuple(x.shape)} must be (N, C, H, W) "
                          "with one target or one per noise")
     X, A_T = _comparison(x.reshape(len(x), -1), loss, dewhiten, torch.float64, "cpu")
@@ -208,14 +207,13 @@ class AnnealResult:
 
 def _check_anneal(target, loss, n_iters, n_chains, t_init, t_final, record_at):
     """The checked arguments of :func:`anneal` (the target as a tensor, record_at sorted)."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    checks.choice(loss, "loss", LOSSES)
     x = checks.batch(target, "target")
     n_iters = checks.count(n_iters, "n_iters")
     n_chains = checks.count(n_chains, "n_chains")
     t_init = checks.number(t_init, "t_init", lo=0.0)
     t_final = checks.number(t_final, "t_final", lo=0.0)
-    record_at = sorted({checks.count(k, "record_at entries", 0) for k in record_at})
+    record_at = sorted(set(checks.integers(record_at, "record_at")))
     if record_at and record_at[-1] > n_iters:
         raise ValueError(f"record_at entries must lie in [0, n_iters={n_iters}], got {record_at[-1]}")
     return x, n_iters, n_chains, t_init, t_final, record_at
@@ -263,7 +261,7 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
     x, n_iters, n_chains, t_init, t_final, record_at = _check_anneal(
         target, loss, n_iters, n_chains, t_init, t_final, record_at)
     s, c = slerp_weights(alpha)  # Eq. (11); checks alpha
-    device = torch.device(device) if device is not None else x.device
+    device = checks.device(device) or x.device
     B, shape = x.shape[0], tuple(x.shape[1:])
     D, M = int(np.prod(shape)), B * n_chains
     dtype = torch.float32
@@ -278,10 +276,10 @@ def anneal(target, *, loss: str = "forward", dewhiten=None, n_iters: int = 1000,
     if init is None:
         z = draw(torch.randn, M, D)
     else:
-        z0 = torch.as_tensor(init)
+        z0 = checks.tensor(init, "init")
         if tuple(z0.shape) != (B, n_chains, *shape):
             raise ValueError(f"init must have shape {(B, n_chains, *shape)}, got {tuple(z0.shape)}")
-        z = checks.batch(z0.reshape(M, *shape), "init").reshape(M, D).to(device, dtype).clone()
+        z = z0.reshape(M, D).to(device, dtype).clone()
 
     def view(z_):  # what the loss compares with X (jitter: identity unless testing)
         return rounding_jitter(z_ @ A_T) if A_T is not None else z_

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 __all__ = ["batch", "array", "samples", "paired_samples", "count", "number", "fraction",
-           "real_values", "timestep", "tensor", "guidance"]
+           "real_values", "timestep", "tensor", "guidance", "eigenvalues", "schedule",
+           "seed", "rng", "device", "dtype", "DTYPES", "choice", "flag", "integers", "numbers", "eig", "real"]
 
 
 def _what(value) -> str:
@@ -146,6 +147,12 @@ def _real(value, name: str, what: str) -> float:
         raise ValueError(f"{name} must be {what}, got {_what(value)}") from None
 
 
+def real(value, name: str) -> float:
+    """A real number as a float, NaN and infinities included (not a bool, a string or a
+    complex number)."""
+    return _real(value, name, "a real number")
+
+
 def number(value, name: str, *, lo: float = -math.inf, hi: float = math.inf) -> float:
     """A finite real number in ``[lo, hi]`` (not a bool)."""
     out = _real(value, name, "a number")
@@ -196,3 +203,124 @@ def timestep(t, name: str = "t", *, steps: int = 1000):
     if not 0 <= out < steps:
         raise ValueError(f"{name} must be an integer timestep in [0, {steps}), got {out}")
     return out
+
+
+def eigenvalues(lam, name: str = "lam", *, zero: bool = False) -> np.ndarray:
+    """A non-empty float64 array of finite eigenvalues of a covariance: positive, or
+    non-negative with ``zero``."""
+    lam = array(lam, name)
+    if lam.size == 0:
+        raise ValueError(f"{name} needs at least one eigenvalue")
+    if (lam < 0).any() or (not zero and (lam == 0).any()):
+        raise ValueError(f"{name} must be {'non-negative' if zero else 'positive'} eigenvalues, "
+                         f"got a minimum of {lam.min():g}")
+    return lam
+
+
+def schedule(alphas_cumprod, name: str = "alphas_cumprod") -> torch.Tensor:
+    """A noise schedule ``abar_t``, one value per timestep strictly between 0 and 1, as a
+    float64 tensor on the CPU."""
+    abar = real_values(alphas_cumprod, name)
+    abar = (abar if torch.is_tensor(abar) else torch.as_tensor(abar)).detach().cpu().double()
+    if abar.ndim != 1 or abar.numel() == 0:
+        raise ValueError(f"{name} must be one value per timestep (T,), got shape "
+                         f"{tuple(abar.shape)}")
+    if not ((abar > 0) & (abar < 1)).all():  # NaN fails too
+        raise ValueError(f"{name} must lie strictly between 0 and 1 (abar_t = prod(1 - beta)), "
+                         f"got values from {abar.min():g} to {abar.max():g}")
+    return abar
+
+
+def seed(value, name: str = "seed") -> int:
+    """A random seed: an integer >= 0 (numpy and torch refuse negative seeds; 2.5 is none)."""
+    return count(value, name, lo=0)
+
+
+def rng(generator, name: str = "generator") -> np.random.Generator:
+    """A numpy generator from a generator (used as it is), a seed (:func:`seed`), or None
+    (fresh entropy: not reproducible)."""
+    if isinstance(generator, (np.random.Generator, np.random.BitGenerator,
+                              np.random.SeedSequence)) or generator is None:
+        return np.random.default_rng(generator)
+    return np.random.default_rng(seed(generator, name))
+
+
+#: the dtypes a model can run in, by name
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+          "float64": torch.float64}
+
+
+def dtype(value, name: str = "dtype"):
+    """``None``, a floating torch dtype, or its name (:data:`DTYPES`), as a torch dtype."""
+    if value is None or value in DTYPES.values():
+        return value
+    if isinstance(value, str) and value in DTYPES:
+        return DTYPES[value]
+    raise ValueError(f"{name} must be one of {sorted(DTYPES)} (or torch.float16, ...), got "
+                     f"{value!r}")
+
+
+def device(value, name: str = "device"):
+    """``None`` or a device torch knows (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a torch.device),
+    as a ``torch.device``."""
+    if value is None:
+        return None
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got "
+                         f"{value!r}") from None
+
+
+def choice(value, name: str, choices) -> str:
+    """One of ``choices`` (strings), or a ``ValueError`` listing them (an array or a list is
+    refused before it is compared)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {_what(value)}")
+    return value
+
+
+def flag(value, name: str) -> bool:
+    """A yes/no switch: ``True`` or ``False`` (numpy's too), not 0, 1, None or a string."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {_what(value)}")
+    return bool(value)
+
+
+def _sequence(values, name: str, what: str) -> list:
+    if isinstance(values, (str, bytes, dict, set)) or not hasattr(values, "__iter__") or (
+            isinstance(values, np.ndarray) and values.ndim != 1) or (
+            torch.is_tensor(values) and values.ndim != 1):
+        raise ValueError(f"{name} must be a list of {what}, got {_what(values)}")
+    return list(values)
+
+
+def integers(values, name: str, *, lo: int = 0, empty: bool = True) -> list[int]:
+    """A list (tuple, range, 1-D array) of integers ``>= lo`` (:func:`count` each)."""
+    out = [count(v, f"each of {name}", lo=lo) for v in _sequence(values, name, "integers")]
+    if not out and not empty:
+        raise ValueError(f"{name} needs at least one value")
+    return out
+
+
+def numbers(values, name: str, *, lo: float = -math.inf, hi: float = math.inf,
+            empty: bool = True) -> list[float]:
+    """A list (tuple, 1-D array) of finite numbers in ``[lo, hi]`` (:func:`number` each)."""
+    out = [number(v, f"each of {name}", lo=lo, hi=hi)
+           for v in _sequence(values, name, "numbers")]
+    if not out and not empty:
+        raise ValueError(f"{name} needs at least one value")
+    return out
+
+
+def eig(value, D: int | None = None, name: str = "eig") -> tuple[np.ndarray, np.ndarray]:
+    """An eigendecomposition ``(lam (D,), U (D, D))`` of finite values as float64 arrays (any
+    order; ``D`` from ``lam`` unless given)."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (lam (D,), U (D, D)), got {_what(value)}")
+    lam, U = array(value[0], f"{name}'s eigenvalues"), array(value[1], f"{name}'s eigenvectors")
+    D = lam.size if D is None else D
+    if lam.shape != (D,) or U.shape != (D, D) or D == 0:
+        raise ValueError(f"{name} must be (lam (D,), U (D, D)) with D = {D}, got {lam.shape} "
+                         f"and {U.shape}")
+    return lam, U

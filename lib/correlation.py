@@ -38,8 +38,8 @@ def progressive_averages(x, counts) -> torch.Tensor:
         x ``(N, C, H, W)``; returns ``(len(counts), C, H, W)``.
     """
     x = _check4(x, "x")
-    counts = [int(k) for k in counts]
-    if not counts or min(counts) < 1 or max(counts) > len(x):
+    counts = checks.integers(counts, "counts", lo=1, empty=False)
+    if max(counts) > len(x):
         raise ValueError(f"counts must lie in [1, {len(x)}], got {counts}")
     running = torch.cumsum(x, 0)
     return torch.stack([running[k - 1] / k for k in counts]).float()
@@ -164,7 +164,7 @@ def pairing_stats(noises, images, *, independent=None, n_perm: int = 1000,
     if A.shape != B.shape or len(A) < 3:
         raise ValueError(f"noises {A.shape} and images {B.shape} must pair up, with at least 3")
     n_perm = checks.count(n_perm, "n_perm")
-    rng = np.random.default_rng(generator)
+    rng = checks.rng(generator)
     N, D = A.shape
     G = standardize(B, 1) @ standardize(A, 1).T  # (N, N): r(image i, noise j)
     sq = (B**2).sum(1)[:, None] + (A**2).sum(1)[None, :] - 2 * B @ A.T

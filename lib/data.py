@@ -120,8 +120,7 @@ def photo_names(split: str = "all") -> list[str]:
 
 
 def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    checks.choice(split, "split", SPLITS)
 
 
 def photo_square(name: str, size: int) -> np.ndarray:
@@ -141,6 +140,12 @@ def square_resized(image: np.ndarray, size: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
+    image = checks.array(image, "image")
+    size = checks.count(size, "size")
+    if image.ndim != 3 or image.shape[0] != 3:
+        hint = ("; it looks like (H, W, 3): pass image.transpose(2, 0, 1)"
+                if image.ndim == 3 and image.shape[-1] == 3 else "")
+        raise ValueError(f"image must have shape (3, H, W), got {image.shape}{hint}")
     H, W = image.shape[1:]
     side = min(H, W)
     top, left = (H - side) // 2, (W - side) // 2
@@ -240,8 +245,8 @@ def photo_crops(
     check_size(size)
     if max_levels is not None and max_levels < 1:
         raise ValueError(f"max_levels must be at least 1 or None, got {max_levels!r}")
-    if half not in HALVES:
-        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    if half is not None:
+        checks.choice(half, "half", HALVES[1:])
     names = photo_names(split)
     if photos is not None:
         if not photos:
@@ -250,7 +255,7 @@ def photo_crops(
         if unknown:
             raise KeyError(f"unknown photos {unknown}; the bundled photos are {photo_names()}")
         names = list(photos)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(checks.seed(seed))
     labels = rng.integers(len(names), size=n)
     level_u = rng.random(n)
     pos_u = rng.random((n, 2))
@@ -360,7 +365,7 @@ def region_crops(n: int, size: int = 32, *, split: str = "train", seed: int = 0,
     if ids.size == 0 or ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= len(table):
         raise ValueError(f"regions must be ids in [0, {len(table)}) of photo_regions("
                          f"{split!r}, block={block}), got {regions!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(checks.seed(seed))
     pick = ids[rng.integers(len(ids), size=n)]
     level_u, pos_u, flips = rng.random(n), rng.random((n, 2)), rng.random(n) < 0.5
     crops = np.empty((n, 3, size, size), dtype=np.float32)
@@ -482,8 +487,8 @@ def image_batches(n: int, size: int, *, folder=None, offset: int = 0, split: str
     n, batch = checks.count(n, "n"), checks.count(batch, "batch")
     offset = checks.count(offset, "offset", 0)
     check_size(size)
-    if half not in HALVES:
-        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    if half is not None:
+        checks.choice(half, "half", HALVES[1:])
     files = None
     if folder is not None:  # list the folder once, then read it slice by slice
         files = _image_files(folder)[offset:offset + n]

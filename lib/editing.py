@@ -148,10 +148,12 @@ def edit_sweep(model, z0, strengths, *, source=None, target=None, annealed_noise
     """
     batch_size = checks.count(batch_size, "batch_size")
     z0 = checks.batch(z0, "z0")
-    strengths = [float(s) for s in strengths]
-    unknown = set(methods) - set(EDIT_METHODS)
-    if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {EDIT_METHODS}")
+    strengths = [checks.fraction(s, "each of strengths")
+                 for s in checks.numbers(strengths, "strengths", empty=False)]
+    methods = [checks.choice(m, "each of methods", EDIT_METHODS)
+               for m in ([methods] if isinstance(methods, str) else methods)]
+    if not methods:
+        raise ValueError(f"methods needs at least one of {EDIT_METHODS}")
     if "sdedit-annealed" in methods:
         if annealed_noise is None:
             raise ValueError("sdedit-annealed needs annealed_noise (from lib.annealing.anneal)")

@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from lib import checks
 from lib.annealing import anneal_loss
 from lib.fixed_point import input_norm
 from lib.metrics import improvement, pearson, similarity, variation_scores
@@ -275,9 +276,11 @@ def input_sizes(model, z0, end, t: int, *, draws: int = 16, seed: int = 5) -> di
     (:func:`lib.fixed_point.input_norm`) for training's noises (1 % and 99 % quantiles over
     ``draws`` standard normal noises per image, ``lo`` and ``hi``), the zero start, the random
     start of the study (seed 1) and the end point ``end`` (medians over the images)."""
-    z0 = torch.as_tensor(z0)
-    trained = input_norm(model, z0.repeat(draws, 1, 1, 1), torch.randn(
-        (draws * len(z0), *z0.shape[1:]), generator=torch.Generator().manual_seed(seed)), t)
+    z0 = checks.batch(z0, "z0")
+    draws = checks.count(draws, "draws")
+    generator = torch.Generator().manual_seed(checks.seed(seed))
+    trained = input_norm(model, z0.repeat(draws, 1, 1, 1),
+                         torch.randn((draws * len(z0), *z0.shape[1:]), generator=generator), t)
     random_start = torch.randn(z0.shape, generator=torch.Generator().manual_seed(1))
     return {"lo": np.quantile(trained, 0.01), "hi": np.quantile(trained, 0.99),
             "zero": np.median(input_norm(model, z0, torch.zeros_like(z0), t)),

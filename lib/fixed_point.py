@@ -360,8 +360,7 @@ def lbfgs(f, f_grad, eps: torch.Tensor, iters: int, *, memory: int = 5, tol=None
 
 def _check_solver(method, iters, memory, safeguard, relaxation, snapshots):
     """The checked solver arguments ``(iters, memory, relaxation, snapshots)``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    checks.choice(method, "method", METHODS)
     iters = checks.count(iters, "iters", 0)
     memory = checks.count(memory, "memory")
     if safeguard not in SAFEGUARDS:
@@ -419,7 +418,7 @@ def _initial_noise(init, z0: torch.Tensor, generator) -> torch.Tensor:
         else:
             raise ValueError(f"unknown init {init!r}; expected one of {INITS} or a tensor")
     else:
-        eps = torch.as_tensor(init).to(z0.dtype)
+        eps = checks.batch(init, "init", floating=True).to(z0.dtype)
         if eps.shape != z0.shape:
             raise ValueError(f"init must have the shape of z0 {tuple(z0.shape)}, got {tuple(eps.shape)}")
     return eps.to(z0.device)
@@ -529,15 +528,14 @@ def gaussian_picard_gain(lam, abar: float, iters: int | None, relaxation: float 
     Returns:
         the gains, shaped like ``lam``.
     """
-    lam = np.asarray(lam, dtype=np.float64)
-    if np.any(lam <= 0):
-        raise ValueError("eigenvalues must be positive")
+    lam = checks.eigenvalues(lam)
+    abar = checks.fraction(abar, "abar", one=False)
     a, s = np.sqrt(abar), np.sqrt(1 - abar)
     exact = (s / a) / lam
     if iters is None:
         return exact
-    if not 0 < relaxation <= 1:
-        raise ValueError(f"relaxation must lie in (0, 1], got {relaxation}")
+    iters = checks.count(iters, "iters", lo=0)
+    relaxation = checks.fraction(relaxation, "relaxation")
     c = 1 - relaxation * a**2 * lam / (a**2 * lam + s**2)  # 1 - beta (1 - s^2 / (a^2 lam + s^2))
     return (1 - c ** int(iters)) * exact
 
@@ -684,7 +682,7 @@ PAIRS_VERSION = "1"
 def _seeded_pairs(model, images, t: int, iters: int, *, seed: int | None, log=None,
                   progress: bool = True, **kwargs) -> FixedPointPairs:
     """:func:`fixed_point_pairs` with a random start drawn from ``seed``."""
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    generator = None if seed is None else torch.Generator().manual_seed(checks.seed(seed))
     return fixed_point_pairs(model, images, t, iters, generator=generator, progress=progress,
                              **kwargs)
 

@@ -209,8 +209,9 @@ def reference_maps(eig, alphas_cumprod, t: int, ks, inversion_steps: int, *,
     """The calibration table's planted maps on one covariance: :func:`planted_maps` (with
     ridge ``eps``) and the Gaussian model's closed forms on the same eigenvalues, Picard from
     zero after each ``K`` at ``t`` and DDIM inversion with ``inversion_steps`` steps."""
-    lam = np.asarray(eig[0], dtype=np.float64)
-    abar = float(alphas_cumprod[checks.timestep(t, "t", steps=len(alphas_cumprod))])
+    lam, _ = checks.eig(eig)
+    abar = checks.schedule(alphas_cumprod)
+    abar = float(abar[checks.timestep(t, "t", steps=len(abar))])
     extra = {f"Gaussian Picard, K = {k}": gaussian_picard_gain(lam, abar, k) for k in ks}
     extra[f"Gaussian DDIM inversion, {inversion_steps} steps"] = gaussian_ddim_inversion_gain(
         lam, alphas_cumprod, inversion_steps)

@@ -176,17 +176,13 @@ def eigen_gains(X, Z, eig, *, n_boot: int = 200, k: int | None = None, level: fl
     """
     Xc, Zc = _centred_pairs(X, Z, mean_x, mean_z)
     N, D = Xc.shape
-    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
-    if lam.shape != (D,) or U.shape != (D, D):
-        raise ValueError(f"eig must be (lam (D,), U (D, D)) with D = {D}, got "
-                         f"{lam.shape} and {U.shape}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    if n_boot < 0:
-        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    lam, U = checks.eig(eig, D)
+    level = checks.fraction(level, "level", one=False)
+    n_boot = checks.count(n_boot, "n_boot", lo=0)
+    rng = checks.rng(generator)
     order = np.argsort(lam)[::-1]
     lam, U = lam[order], U[:, order]
-    k = min(D, max(1, N // 4), 256) if k is None else int(k)
+    k = min(D, max(1, N // 4), 256) if k is None else checks.count(k, "k")
     if not 1 <= k <= D:
         raise ValueError(f"k must lie in [1, D = {D}], got {k}")
     P, Q = Xc @ U, Zc @ U  # (N, D) eigen-coordinates
@@ -217,7 +213,6 @@ def eigen_gains(X, Z, eig, *, n_boot: int = 200, k: int | None = None, level: fl
     ones = np.ones((1, N))
     gain = gains(ones)[0]
     share = float(offdiag(ones)[0])
-    rng = np.random.default_rng(generator)
     alpha = (1 - level) / 2
     if n_boot:
         counts = rng.multinomial(N, np.full(N, 1.0 / N), size=n_boot).astype(np.float64)
@@ -314,8 +309,8 @@ def fit_linear_map(X, Z, *, center: bool = True, ridge: float = 0.0) -> np.ndarr
     """
     X, Z = checks.paired_samples(X, Z)
     N, D = X.shape
-    if ridge < 0 or not np.isfinite(ridge):
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    ridge = checks.number(ridge, "ridge", lo=0)
+    center = checks.flag(center, "center")
     rank = N - 1 if center else N  # centring removes one degree of freedom
     if rank < D and ridge == 0:
         raise ValueError(f"N={N} pairs {'(rank N - 1 after centring) ' if center else ''}"
@@ -371,17 +366,17 @@ def fit_linear_map_ridge_cv(X, Z, ridges=None, *, val_fraction: float = 0.125) -
         a :class:`RidgeFit`.
     """
     X, Z = checks.paired_samples(X, Z)
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    val_fraction = checks.fraction(val_fraction, "val_fraction", one=False)
     X = X - X.mean(axis=0)
     Z = Z - Z.mean(axis=0)
     n_val = max(1, int(round(len(X) * val_fraction)))
     Xf, Zf, Xv, Zv = X[:-n_val], Z[:-n_val], X[-n_val:], Z[-n_val:]
     U, sv, Vt = np.linalg.svd(Xf, full_matrices=False)
     scale = float(np.sum(sv**2) / X.shape[1])  # the mean eigenvalue of X^T X
-    ridges = scale * np.geomspace(1e-6, 1e2, 13) if ridges is None else np.asarray(ridges, float)
+    ridges = (scale * np.geomspace(1e-6, 1e2, 13) if ridges is None
+              else np.array(checks.numbers(ridges, "ridges", empty=False)))
     if np.any(ridges <= 0):
-        raise ValueError("ridges must be positive")
+        raise ValueError(f"ridges must be positive, got {ridges.min():g}")
     UtZ, Xv_v = U.T @ Zf, Xv @ Vt.T  # once for every ridge
     var = float(np.var(Zv - Zf.mean(axis=0)))
     val_r2 = np.array([1 - np.mean((Xv_v @ ((sv / (sv**2 + r))[:, None] * UtZ) - Zv) ** 2) / var
@@ -468,7 +463,7 @@ def eigenbasis_view(W, cov=None, *, eig: tuple | None = None) -> EigenbasisView:
     W = checks.array(W, "W")
     if (cov is None) == (eig is None):
         raise ValueError("give exactly one of cov and eig")
-    lam, U = eig if eig is not None else covariance_eigh(cov)
+    lam, U = checks.eig(eig) if eig is not None else covariance_eigh(cov)
     if W.shape != (len(lam), len(lam)):
         raise ValueError(f"W must have shape {(len(lam), len(lam))}, got {W.shape}")
     M = U.T @ W @ U
@@ -527,9 +522,17 @@ def compare_maps(X, Z, X_test=None, Z_test=None, *, maps: dict, W_diff=None,
     if any(not k.startswith("diff") or k == "diff" for k in extra):
         raise ValueError("extra maps must be named 'diff-...' (fits to the pairs)")
     maps = {"diff": W_diff, **extra, **maps}
-    held = X_test is not None and Z_test is not None
+    if (X_test is None) != (Z_test is None):
+        given, missing = ("X_test", "Z_test") if Z_test is None else ("Z_test", "X_test")
+        raise ValueError(f"{given} was given without {missing}: held-out scores need both "
+                         "halves of the held-out pairs (or neither)")
+    held = X_test is not None
     if held:
-        X_test, Z_test = checks.paired_samples(X_test, Z_test)
+        X_test, Z_test = checks.paired_samples(X_test, Z_test, ("X_test", "Z_test"))
+        if X_test.shape[1] != X.shape[1] or Z_test.shape[1] != Z.shape[1]:
+            raise ValueError(f"the held-out pairs must have the fitting pairs' dimensions "
+                             f"({X.shape[1]}, {Z.shape[1]}), got ({X_test.shape[1]}, "
+                             f"{Z_test.shape[1]})")
     mx, mz = X.mean(axis=0), Z.mean(axis=0)
 
     def norms(W):
@@ -594,7 +597,7 @@ def cluster_weights(clusters, n_boot: int, generator=0) -> tuple[np.ndarray, np.
         pair weights ``(n_boot, N)`` and cluster counts ``(n_boot, C)`` (each replicate draws
         ``C`` clusters with replacement; a pair's weight is its cluster's count).
     """
-    labels = np.asarray(clusters)
+    labels = _labels(clusters)
     if labels.ndim != 1 or len(labels) < 2:
         raise ValueError(f"clusters must be one label per pair (at least 2), got shape "
                          f"{labels.shape}")
@@ -603,7 +606,7 @@ def cluster_weights(clusters, n_boot: int, generator=0) -> tuple[np.ndarray, np.
     if C < 2:
         raise ValueError("all pairs are in one cluster: there is nothing to resample; give "
                          "photographs or disjoint regions as clusters, or None")
-    rng = np.random.default_rng(generator)
+    rng = checks.rng(generator)
     counts = rng.multinomial(C, np.full(C, 1.0 / C), size=checks.count(n_boot, "n_boot"))
     return counts[:, index].astype(np.float64), counts.astype(np.float64)
 
@@ -611,20 +614,28 @@ def cluster_weights(clusters, n_boot: int, generator=0) -> tuple[np.ndarray, np.
 def _cluster_labels(clusters, n: int) -> np.ndarray:
     if clusters is None:
         return np.arange(n)
-    labels = np.asarray(clusters)
+    labels = _labels(clusters)
     if labels.shape != (n,):
         raise ValueError(f"clusters must hold one label per pair, shape ({n},), got "
                          f"{labels.shape}")
     return labels
 
 
+def _labels(clusters) -> np.ndarray:
+    """Cluster labels as an array: numbers or strings (photo names), not objects, NaN or
+    complex numbers."""
+    if isinstance(clusters, (str, bytes, dict)) or not hasattr(clusters, "__len__"):
+        raise ValueError(f"clusters must be a label per pair, got {clusters!r}"[:120])
+    labels = np.asarray(clusters)
+    if labels.dtype.kind not in "iufUS" or (labels.dtype.kind == "f"
+                                            and not np.isfinite(labels).all()):
+        raise ValueError(f"clusters must be finite numbers or strings, one per pair, got "
+                         f"dtype {labels.dtype}")
+    return labels
+
+
 def _sorted_eig(eig, D: int, lam_min: float) -> tuple[np.ndarray, np.ndarray]:
-    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
-    if lam.shape != (D,) or U.shape != (D, D):
-        raise ValueError(f"eig must be (lam (D,), U (D, D)) with D = {D}, got {lam.shape} and "
-                         f"{U.shape}")
-    if not np.all(np.isfinite(lam)) or not np.all(np.isfinite(U)):
-        raise ValueError("eig holds NaN or infinite values")
+    lam, U = checks.eig(eig, D)
     order = np.argsort(lam)[::-1]
     keep = order[lam[order] > lam_min]
     if len(keep) < 3:
@@ -743,9 +754,10 @@ def direction_bins(lam, *, min_directions: int = 5) -> list[np.ndarray]:
     Returns:
         index arrays into ``lam``, from the largest eigenvalues down.
     """
-    lam = np.asarray(lam, dtype=np.float64)
-    if lam.ndim != 1 or len(lam) == 0 or np.any(lam <= 0):
-        raise ValueError("lam must be a non-empty vector of positive eigenvalues")
+    lam = checks.eigenvalues(lam)
+    if lam.ndim != 1:
+        raise ValueError(f"lam must be a vector of eigenvalues, got shape {lam.shape}")
+    min_directions = checks.count(min_directions, "min_directions")
     decade = np.floor(np.log10(lam))
     groups = [np.flatnonzero(decade == e) for e in sorted(set(decade), reverse=True)]
     bins: list[np.ndarray] = []
@@ -997,7 +1009,8 @@ def decide(X, Z, X_test, Z_test, eig, *, clusters=None, clusters_test=None,
     n_boot = checks.count(n_boot, "n_boot", 2)  # intervals need at least two replicates
     min_directions = checks.count(min_directions, "min_directions")
     lam_min = checks.number(lam_min, "lam_min", lo=0.0)
-    seeds = np.random.SeedSequence(generator).spawn(2)  # the two points resample apart
+    # the two points resample apart
+    seeds = np.random.SeedSequence(checks.seed(generator, "generator")).spawn(2)
     cols = column_stats(X, Z, eig, lam_min=lam_min, clusters=clusters, n_boot=n_boot,
                         generator=np.random.default_rng(seeds[0]))
     if cols.n_clusters < 3:
@@ -1061,8 +1074,8 @@ def exponent_difference(a: Decision, b: Decision) -> Estimate:
 
 def eigen_map(eig, gains) -> np.ndarray:
     """``U diag(g) U^T``: the map that scales each eigenvector ``u_i`` by ``g_i`` ``(D, D)``."""
-    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
-    g = np.asarray(gains, dtype=np.float64)
+    lam, U = checks.eig(eig)
+    g = checks.array(gains, "gains")
     if g.shape != lam.shape or U.shape != (len(lam), len(lam)):
         raise ValueError(f"gains must hold one value per eigenvalue, shape {lam.shape}, got "
                          f"{g.shape}")
@@ -1081,7 +1094,7 @@ def planted_maps(eig, *, eps: float = 0.03, scaled: float = 0.6, extra: dict | N
         ``{name: W}`` with ``Z = X W^T``, each ``(D, D)``.
     """
 
-    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
+    lam, U = checks.eig(eig)
     eps = checks.number(eps, "eps", lo=0.0)
     cov = (U * lam) @ U.T
     white = whitening_matrices(cov, ("zca", "pca", "cholesky"))
@@ -1129,7 +1142,7 @@ def planted_pairs(X, W, *, noise: float = 0.0, nonlinear: float = 0.0, eig=None,
         Z = Z + nonlinear * F @ U[:, :k].T
     if noise:
         rms = float(np.sqrt(np.mean(Z**2)))
-        rng = np.random.default_rng(generator)
+        rng = checks.rng(generator)
         Z = Z + np.sqrt(noise / (1 - noise)) * rms * rng.standard_normal(Z.shape)
     return Z
 
@@ -1137,8 +1150,9 @@ def planted_pairs(X, W, *, noise: float = 0.0, nonlinear: float = 0.0, eig=None,
 def gaussian_images(eig, n: int, *, generator=0) -> np.ndarray:
     """``n`` draws of ``N(0, U diag(lam) U^T)`` ``(n, D)``: images whose covariance is exactly
     the one the planted maps are built on, so that ``Sigma^-1/2`` is exactly their ZCA."""
-    lam, U = (np.asarray(a, dtype=np.float64) for a in eig)
-    rng = np.random.default_rng(generator)
+    lam, U = checks.eig(eig)
+    lam = checks.eigenvalues(lam, "eig's eigenvalues", zero=True)
+    rng = checks.rng(generator)
     return (rng.standard_normal((checks.count(n, "n"), len(lam))) * np.sqrt(lam)) @ U.T
 
 
@@ -1159,7 +1173,8 @@ def calibrate(eig, maps: dict, *, n: int, n_test: int, noise: float = 0.0,
         **kwargs: passed to :func:`decide`.
     """
     n, n_test = checks.count(n, "n"), checks.count(n_test, "n_test")
-    images, noises = np.random.SeedSequence(generator).spawn(2)  # independent streams
+    # independent streams
+    images, noises = np.random.SeedSequence(checks.seed(generator, "generator")).spawn(2)
     X = gaussian_images(eig, n + n_test, generator=np.random.default_rng(images))
     out = {}
     jobs = [(name, W, 0.0) for name, W in maps.items()]

@@ -21,9 +21,13 @@ __all__ = ["images", "standardize", "pearson", "ring_average", "paired_distance"
            "similarity", "VariationScores", "variation_scores", "Improvement", "improvement"]
 
 
-def images(x, name: str = "images") -> np.ndarray:
-    """A batch of square images ``(N, C, S, S)`` of finite values, as float64 numpy."""
+def images(x, name: str = "images", *, min_side: int = 1) -> np.ndarray:
+    """A batch of square images ``(N, C, S, S)`` of finite values, as float64 numpy, with
+    ``S >= min_side``."""
     x = checks.batch(x, name, layout="(N, C, S, S)", square=True)
+    if x.shape[-1] < min_side:
+        raise ValueError(f"{name} must be at least {min_side} x {min_side} pixels, got "
+                         f"{tuple(x.shape[-2:])}")
     return x.detach().cpu().numpy().astype(np.float64)
 
 
@@ -59,13 +63,19 @@ def ring_average(values, dy, dx, counts=None) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         the radii that occur ``(R,)`` (integers, ascending) and the mean on each ``(R,)``.
     """
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape != (len(dy), len(dx)):
-        raise ValueError(f"values must be ({len(dy)}, {len(dx)}) for these offsets, got {values.shape}")
+    values = checks.array(values, "values")
+    dy, dx = checks.array(dy, "dy").ravel(), checks.array(dx, "dx").ravel()
+    if values.shape != (len(dy), len(dx)) or values.size == 0:
+        raise ValueError(f"values must be (len(dy), len(dx)) = ({len(dy)}, {len(dx)}), and not "
+                         f"empty, got {values.shape}")
+    if counts is not None:
+        counts = checks.array(counts, "counts")
+        if counts.shape != values.shape or (counts < 0).any():
+            raise ValueError(f"counts must be non-negative numbers of values' shape "
+                             f"{values.shape}, got shape {counts.shape}")
     radius = np.rint(np.hypot(*np.meshgrid(dy, dx, indexing="ij"))).astype(int).ravel()
     sums = np.bincount(radius, weights=values.ravel())
-    n = (np.bincount(radius) if counts is None
-         else np.bincount(radius, weights=np.asarray(counts, dtype=np.float64).ravel()))
+    n = np.bincount(radius) if counts is None else np.bincount(radius, weights=counts.ravel())
     radii = np.flatnonzero(np.bincount(radius))
     return radii, sums[radii] / n[radii]
 
@@ -118,8 +128,8 @@ def similarity(a, b) -> Similarity:
     """
     from skimage.metrics import structural_similarity
 
-    a = np.clip(images(a, "a"), -1, 1)
-    b = np.clip(images(b, "b"), -1, 1)
+    a = np.clip(images(a, "a", min_side=3), -1, 1)  # SSIM's smallest window is 3 x 3
+    b = np.clip(images(b, "b", min_side=3), -1, 1)
     if a.shape != b.shape:
         raise ValueError(f"a {a.shape} and b {b.shape} differ in shape")
     mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)

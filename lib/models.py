@@ -38,6 +38,7 @@ from lib import checks
 from lib.cache import cached, fingerprint
 from lib.data import photo_crops
 from lib.numerics import rounding_jitter
+from lib.sampling import SPACINGS
 from lib.schedule import sd_alphas_cumprod
 from lib.whitening import covariance, covariance_eigh
 
@@ -91,7 +92,7 @@ class DiffusionModel:
 
     def __init__(self, alphas_cumprod: torch.Tensor, sample_shape: tuple[int, int, int],
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-        self.alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+        self.alphas_cumprod = checks.schedule(alphas_cumprod)
         self.sample_shape = tuple(sample_shape)
         self.device = torch.device(device)
         self.dtype = dtype
@@ -308,7 +309,7 @@ class UNetModel(DiffusionModel):
 
     def cond(self, labels):
         """Class indices ``(B,)`` from photo names or integers (see ``self.classes``)."""
-        if isinstance(labels, (str, int)):
+        if isinstance(labels, str) or not hasattr(labels, "__iter__"):
             labels = [labels]
         idx = []
         for label in labels:
@@ -316,10 +317,14 @@ class UNetModel(DiffusionModel):
                 if label not in self.classes:
                     raise ValueError(f"unknown class {label!r}; {self.name} knows {self.classes}")
                 idx.append(self.classes.index(label))
-            elif 0 <= int(label) < len(self.classes):
-                idx.append(int(label))
-            else:
-                raise ValueError(f"class index must lie in [0, {len(self.classes) - 1}], got {label}")
+            else:  # an integer index, never a truncated float (1.7 is no class)
+                idx.append(checks.count(label, "class index", lo=0))
+                if idx[-1] >= len(self.classes):
+                    raise ValueError(f"class index must lie in [0, {len(self.classes) - 1}], "
+                                     f"got {label}")
+        if not idx:
+            raise ValueError(f"labels needs at least one class name or index; {self.name} knows "
+                             f"{self.classes}")
         return torch.tensor(idx, dtype=torch.long)
 
     def describe(self, photo: str) -> str:
@@ -407,9 +412,11 @@ class StableDiffusionModel(DiffusionModel):
     @torch.no_grad()
     def cond(self, prompts):
         """Text conditioning for ``eps``: ``{"encoder_hidden_states", ...}`` for each prompt."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not all(isinstance(p, str) for p in prompts):
-            raise ValueError("prompts must be strings")
+        prompts = [prompts] if isinstance(prompts, str) else prompts
+        if not isinstance(prompts, (list, tuple)) or not prompts or not all(
+                isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompts must be a string or a non-empty list of strings, got "
+                             f"{prompts!r}"[:160])
         states, pooled = [], None
         for tok, enc in zip(self.tokenizers, self.text_encoders):
             ids = tok(prompts, padding="max_length", max_length=tok.model_max_length,
@@ -677,6 +684,22 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     Stable Diffusion model's ``source`` to a mirror or a fine-tune)."""
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"register takes a ModelSpec, got {type(spec).__name__}")
+    if not isinstance(spec.name, str) or not spec.name.strip():
+        raise ValueError(f"the spec's name must be a non-empty string, got {spec.name!r}")
+    if spec.source is not None and not isinstance(spec.source, (str, Path)):
+        raise ValueError(f"the spec's source must be a folder, a Hub id or None, got "
+                         f"{spec.source!r}")
+    checks.count(spec.resolution, "the spec's resolution")
+    checks.count(spec.steps, "the spec's steps")
+    checks.count(spec.latent_factor, "the spec's latent_factor")
+    if spec.resolution % spec.latent_factor:
+        raise ValueError(f"the spec's resolution {spec.resolution} is no multiple of its "
+                         f"latent_factor {spec.latent_factor}")
+    checks.choice(spec.spacing, "the spec's spacing", SPACINGS)
+    checks.guidance(spec.guidance, "the spec's guidance")
+    if spec.load is not None and not callable(spec.load):
+        raise ValueError(f"the spec's load must be a function (spec, device, dtype) -> model, "
+                         f"got {spec.load!r}")
     if spec.name in MODELS and not replace:
         raise ValueError(f"a model named {spec.name!r} is registered already; pass replace=True "
                          "to change it")
@@ -720,29 +743,7 @@ def available_models() -> list[str]:
 
 
 #: the dtypes a model can run in, by name
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
-          "float64": torch.float64}
-
-
-def _checked_dtype(dtype):
-    """``None``, a floating torch dtype, or its name (:data:`DTYPES`)."""
-    if dtype is None or dtype in DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype in DTYPES:
-        return DTYPES[dtype]
-    raise ValueError(f"dtype must be one of {sorted(DTYPES)} (or torch.float16, ...), got {dtype!r}")
-
-
-def _checked_device(device):
-    """``None`` or a device torch knows (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a torch.device),
-    as a ``torch.device``."""
-    if device is None:
-        return None
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got "
-                         f"{device!r}") from None
+DTYPES = checks.DTYPES
 
 
 def load_model(name: str, device=None, dtype=None, *, repo: str | None = None) -> DiffusionModel:
@@ -759,8 +760,8 @@ def load_model(name: str, device=None, dtype=None, *, repo: str | None = None) -
         raise KeyError(f"unknown model {name!r}; available: {available_models()} (add one with "
                        "lib.models.register)")
     spec = MODELS[name]
-    _checked_device(device)  # the loader gets the caller's value, checked
-    dtype = _checked_dtype(dtype)
+    checks.device(device)  # the loader gets the caller's value, checked
+    dtype = checks.dtype(dtype)
     if repo is not None:
         if spec.backend != "stable-diffusion":
             raise ValueError(f"repo= applies to the Stable Diffusion models, not {name!r}")

@@ -51,7 +51,8 @@ def lowfreq_component(z, factor: int) -> torch.Tensor:
     This is the orthogonal projection of ``z`` onto images that are constant on each block;
     ``z - lowfreq_component(z, k)`` is the complementary projection.
     """
-    factor = _check_factor(torch.as_tensor(z).shape, factor)
+    z = _check_noise(z, "z")
+    factor = _check_factor(z.shape, factor)
     return block_mean(z, factor).repeat_interleave(factor, -2).repeat_interleave(factor, -1)
 
 
@@ -81,7 +82,7 @@ def lowfreq_constrained(seed_noise, factor: int, n: int, generator: torch.Genera
     Returns:
         ``(n, C, H, W)`` noises in the seed's dtype and device.
     """
-    z = torch.as_tensor(seed_noise)
+    z = checks.tensor(seed_noise, "seed_noise")
     z = _check_noise(z[None] if z.ndim == 3 else z, "seed_noise")
     if z.shape[0] != 1:
         raise ValueError(f"seed_noise must be one noise (C, H, W) or (1, C, H, W), got {tuple(z.shape)}")
@@ -151,7 +152,7 @@ def normality(z, *, n_ks: int = 20_000, central: float = 0.99, seed: int = 0) ->
     flat = z.flatten().numpy()
     n_ks = min(checks.count(n_ks, "n_ks"), flat.size)
     central = checks.fraction(central, "central", one=False)
-    pick = np.random.default_rng(seed).choice(flat.size, n_ks, replace=False)
+    pick = np.random.default_rng(checks.seed(seed)).choice(flat.size, n_ks, replace=False)
     D = z[0].numel()
     lo, hi = stats.chi2.ppf([(1 - central) / 2, (1 + central) / 2], D)
     norm2 = (z.reshape(len(z), -1) ** 2).sum(1).numpy()

@@ -79,6 +79,10 @@ def show(fig: go.Figure, name: str) -> None:
 def to_uint8(image) -> np.ndarray:
     """An image in [-1, 1] ``(3, H, W)`` (or ``(H, W)``) as uint8 ``(H, W, 3)`` (or ``(H, W)``)."""
     a = checks.array(image, "image")  # NaN would print as black pixels
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[0] in (1, 3))) or a.size == 0:
+        raise ValueError(f"image must have shape (3, H, W) or (H, W), got {a.shape}")
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
     if a.ndim == 3:
         a = a.transpose(1, 2, 0)
     return np.clip(np.round((a + 1.0) * 127.5), 0, 255).astype(np.uint8)
@@ -89,15 +93,14 @@ def png_bytes(image, *, upscale: int = 1, fmt: str = "png") -> bytes:
     from PIL import Image
 
     a = to_uint8(image)
+    upscale = checks.count(upscale, "upscale")
     if upscale > 1:
         a = np.repeat(np.repeat(a, upscale, axis=0), upscale, axis=1)
     buf = io.BytesIO()
-    if fmt == "jpeg":
+    if checks.choice(fmt, "fmt", ("png", "jpeg")) == "jpeg":
         Image.fromarray(a).save(buf, format="JPEG", quality=90)
-    elif fmt == "png":
-        Image.fromarray(a).save(buf, format="PNG")
     else:
-        raise ValueError(f"fmt must be 'png' or 'jpeg', got {fmt!r}")
+        Image.fromarray(a).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -129,9 +132,15 @@ def image_grid(images, *, titles=None, cols: int | None = None, upscale: int = 1
     0.08 with titles, 0.02 without); a grid of many rows needs a smaller one, or the gaps take
     most of the height and the images shrink.
     """
+    if isinstance(images, (str, bytes, dict)) or not hasattr(images, "__iter__"):
+        raise ValueError(f"images must be a list or batch of (3, H, W) images, got {images!r}"[:120])
     images = list(images)
     n = len(images)
-    cols = cols or n
+    if n == 0:
+        raise ValueError("image_grid needs at least one image")
+    cols = n if cols is None else checks.count(cols, "cols")
+    if titles is not None and len(titles) > n:
+        raise ValueError(f"titles has {len(titles)} entries for {n} images")
     rows = -(-n // cols)
     if vertical_spacing is None:
         vertical_spacing = 0.08 if titles else 0.02

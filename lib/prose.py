@@ -20,6 +20,8 @@ import re
 
 import numpy as np
 
+from lib import checks
+
 __all__ = ["PAPER_NUMBERS", "FIXED_NUMBERS", "typed_numbers", "glue", "glue_all", "glued_values", "Words",
            "span", "significant", "format_table", "Table", "mark", "decision_cells",
            "DECISION_HEADER"]
@@ -150,7 +152,8 @@ def span(values, fmt: str = ".2f", *, scale: float = 1.0) -> Words:
         A :class:`Words` with ``lo-hi`` (``lo to hi`` when either end is negative, so a minus sign
         is never read as a dash), or the single value when both ends print the same.
     """
-    v = np.asarray([float(x) * scale for x in np.ravel(values)], dtype=float)
+    scale = checks.number(scale, "scale")
+    v = np.asarray([checks.real(x, "values") * scale for x in np.ravel(values)], dtype=float)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return Words("-")
@@ -279,9 +282,10 @@ def significant(x: float, digits: int = 3, *, floor: float | None = None) -> str
         floor: magnitudes below it print as ``< floor``: a value at round-off level (an exact
             fit's error, say) has no digits that mean anything.
     """
-    if digits < 1:
-        raise ValueError(f"digits must be at least 1, got {digits}")
-    x = float(x)
+    digits = checks.count(digits, "digits")
+    x = checks.real(x, "x")
+    if floor is not None:
+        floor = checks.number(floor, "floor", lo=0)
     if not np.isfinite(x):
         return str(x)
     if floor is not None and abs(x) < floor:

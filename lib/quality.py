@@ -42,7 +42,7 @@ def power_spectrum(images) -> tuple[np.ndarray, np.ndarray]:
     Shapes:
         images ``(N, C, S, S)``; returns frequencies ``(S/2,)`` and power ``(S/2,)``.
     """
-    x = _images(images)
+    x = _images(images, min_side=2)  # frequency 1 needs two pixels a side
     S = x.shape[-1]
     x = x - x.mean(axis=(-2, -1), keepdims=True)
     power = (np.abs(np.fft.fft2(x)) ** 2).mean(axis=(0, 1))  # (S, S)
@@ -55,6 +55,12 @@ def power_spectrum(images) -> tuple[np.ndarray, np.ndarray]:
 def spectrum_slope(images) -> float:
     """Least-squares slope of ``log power`` against ``log frequency`` (see :func:`power_spectrum`)."""
     freqs, power = power_spectrum(images)
+    if len(freqs) < 2:
+        raise ValueError("a spectrum slope needs two frequencies: images of at least 4 x 4 "
+                         "pixels")
+    if not (power > 0).all():
+        raise ValueError("images have no power at some frequency (constant images?): the "
+                         "log-log slope is undefined")
     return float(np.polyfit(np.log(freqs), np.log(power), 1)[0])
 
 
@@ -129,6 +135,11 @@ def compare_stats(samples, reference, bar: dict = QUALITY_BAR) -> Comparison:
     Shapes:
         samples ``(N, C, S, S)`` and reference ``(M, C, S, S)``.
     """
+    if not isinstance(bar, dict) or set(QUALITY_BAR) - set(bar):
+        raise ValueError(f"bar must be a dict with the keys {sorted(QUALITY_BAR)} (see "
+                         f"QUALITY_BAR), got {bar!r}"[:200])
+    bar = {k: checks.number(v, f"bar[{k!r}]", lo=0) for k, v in bar.items()}
+    _images(samples, "samples"), _images(reference, "reference")  # name the bad one
     s, r = sample_stats(samples), sample_stats(reference)
     ms, mr, ss, sr = map(np.asarray, (s.mean, r.mean, s.std, r.std))
     comp = Comparison(
@@ -151,6 +162,22 @@ def compare_stats(samples, reference, bar: dict = QUALITY_BAR) -> Comparison:
 T_BANDS = ((0, 100), (100, 300), (300, 500), (500, 700), (700, 900), (900, 1000))
 
 
+def _check_bands(bands, steps: int) -> list[tuple[int, int]]:
+    """``bands`` as ``(lo, hi)`` integer pairs with ``0 <= lo < hi <= steps``, at least one."""
+    out = []
+    for band in bands:
+        if isinstance(band, (str, bytes)) or not hasattr(band, "__len__") or len(band) != 2:
+            raise ValueError(f"each of bands must be a (lo, hi) pair of timesteps, got {band!r}")
+        lo = checks.timestep(band[0], "a band's lo", steps=steps)
+        hi = checks.count(band[1], "a band's hi")
+        if not lo < hi <= steps:
+            raise ValueError(f"a band (lo, hi) needs lo < hi <= {steps}, got {band!r}")
+        out.append((lo, hi))
+    if not out:
+        raise ValueError("bands needs at least one (lo, hi) pair of timesteps")
+    return out
+
+
 @torch.no_grad()
 def eps_mse_by_band(model, images, *, bands=T_BANDS, per_band: int = 4, batch_size: int = 256,
                     generator: torch.Generator | None = None) -> dict[str, float]:
@@ -167,6 +194,8 @@ def eps_mse_by_band(model, images, *, bands=T_BANDS, per_band: int = 4, batch_si
         ``{"lo-hi": mse}`` for each band.
     """
     batch_size = checks.count(batch_size, "batch_size")
+    per_band = checks.count(per_band, "per_band")
+    bands = _check_bands(bands, len(model.alphas_cumprod))
     x0 = torch.as_tensor(_images(images), dtype=torch.float32)
     out = {}
     for lo, hi in bands:

@@ -31,8 +31,7 @@ _DDIM_CONFIG = dict(**SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False, st
 
 def ddim_scheduler(spacing: str = "leading") -> DDIMScheduler:
     """diffusers' DDIM scheduler with Stable Diffusion's configuration."""
-    if spacing not in SPACINGS:
-        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    checks.choice(spacing, "spacing", SPACINGS)
     return DDIMScheduler(**{**_DDIM_CONFIG, "timestep_spacing": spacing})
 
 
@@ -318,12 +317,12 @@ def gaussian_ddim_gain(lam, alphas_cumprod, steps: int, spacing: str = "leading"
     """
     import numpy as np
 
-    lam = np.asarray(lam, dtype=np.float64)
+    lam = checks.eigenvalues(lam, zero=True)
     g = np.ones_like(lam)
     for a_t, s_t, a_p, s_p in _grid_coefficients(alphas_cumprod, steps, spacing):
         g = g * (a_p * a_t * lam + s_p * s_t) / (a_t**2 * lam + s_t**2)
     t_start = ddim_timesteps(steps, spacing)[0]
-    return g, float(torch.as_tensor(alphas_cumprod, dtype=torch.float64)[t_start])
+    return g, float(checks.schedule(alphas_cumprod)[t_start])
 
 
 def _grid_coefficients(alphas_cumprod, steps: int, spacing: str):
@@ -331,7 +330,11 @@ def _grid_coefficients(alphas_cumprod, steps: int, spacing: str):
     sampler's (decreasing) order; ``p`` below 0 is ``abar_0`` as in :func:`ddim_step`."""
     import numpy as np
 
-    abar = np.asarray(torch.as_tensor(alphas_cumprod, dtype=torch.float64))
+    abar = checks.schedule(alphas_cumprod).numpy()
+    steps = checks.count(steps, "steps")
+    if abar.size != SD_SCHEDULE["num_train_timesteps"]:
+        raise ValueError(f"alphas_cumprod must have the DDIM grid's "
+                         f"{SD_SCHEDULE['num_train_timesteps']} timesteps, got {abar.size}")
     delta = SD_SCHEDULE["num_train_timesteps"] // steps
     for t in ddim_timesteps(steps, spacing):
         ab_t, ab_p = abar[t], abar[max(t - delta, 0)]
@@ -361,7 +364,7 @@ def gaussian_ddim_inversion_gain(lam, alphas_cumprod, steps: int, spacing: str =
     """
     import numpy as np
 
-    lam = np.asarray(lam, dtype=np.float64)
+    lam = checks.eigenvalues(lam, zero=True)
     g = np.ones_like(lam)  # the per-step factors commute: the grid's order does not matter
     for a_t, s_t, a_p, s_p in _grid_coefficients(alphas_cumprod, steps, spacing):
         g = g * (a_t / a_p + s_t / (a_t**2 * lam + s_t**2) * (s_t - a_t * s_p / a_p))

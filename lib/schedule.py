@@ -64,7 +64,7 @@ def noise_scales(t, alphas_cumprod=None, *, dtype: torch.dtype = torch.float32,
         ValueError: no timestep, a timestep that is not an integer (a float or a bool), or one
             outside ``[0, T - 1]``.
     """
-    abar = _sd_alphas_cumprod() if alphas_cumprod is None else torch.as_tensor(alphas_cumprod)
+    abar = _sd_alphas_cumprod() if alphas_cumprod is None else checks.schedule(alphas_cumprod)
     T = abar.numel()
     steps, scalar = _integer_timesteps(t)
     if int(steps.min()) < 0 or int(steps.max()) >= T:

@@ -52,9 +52,20 @@ __all__ = [
 KINDS = ("zca", "zca-cor", "pca", "pca-cor", "cholesky")
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown whitening kind {kind!r}; choose one of {KINDS}")
+def _check_kind(kind: str, name: str = "kind") -> None:
+    checks.choice(kind, name, KINDS)
+
+
+def _check_kinds(kinds) -> tuple[str, ...]:
+    """``kinds`` as a tuple of known kinds: at least one, a string counts as one kind."""
+    if not isinstance(kinds, str) and not hasattr(kinds, "__iter__"):
+        raise ValueError(f"kinds must be whitening kinds of {KINDS}, got {kinds!r}")
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    if not kinds:
+        raise ValueError(f"kinds needs at least one whitening kind of {KINDS}")
+    for kind in kinds:
+        _check_kind(kind, "each of kinds")
+    return kinds
 
 
 def _check_positive_definite(lam: np.ndarray, what: str) -> None:
@@ -120,6 +131,7 @@ def whitening_matrix(cov, kind: str = "zca", eps: float = 0.0) -> np.ndarray:
     Shapes:
         cov ``(D, D)``; returns ``(D, D)``.
     """
+    _check_kind(kind)
     return whitening_matrices(cov, (kind,), eps)[kind]
 
 
@@ -133,15 +145,13 @@ def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarr
     Returns:
         ``{kind: W}`` in the order of ``kinds``.
     """
-    for kind in kinds:
-        _check_kind(kind)
+    kinds = _check_kinds(kinds)
     S = checks.array(cov, "cov")
     if S.ndim != 2 or S.shape[0] != S.shape[1]:
         raise ValueError(f"cov must be a square (D, D) matrix, got shape {S.shape}")
     if not np.allclose(S, S.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(S).max())):
         raise ValueError("cov must be symmetric")
-    if not (np.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    eps = checks.number(eps, "eps", lo=0)
     D = S.shape[0]
     S = (S + S.T) / 2
     out: dict[str, np.ndarray] = {}
@@ -181,6 +191,7 @@ def whitening_matrices(cov, kinds=KINDS, eps: float = 0.0) -> dict[str, np.ndarr
 def fit_whiteners(X, kinds=KINDS, eps: float = 0.0) -> dict[str, "Whitener"]:
     """``{kind: Whitener(kind, eps).fit(X)}``, with one covariance and shared decompositions."""
     X, _ = checks.samples(X, "X")
+    kinds = _check_kinds(kinds)
     out = {kind: Whitener(kind, eps) for kind in kinds}
     first = out[kinds[0]]
     first._fit_moments(X)
@@ -205,10 +216,8 @@ class Whitener:
 
     def __init__(self, kind: str = "zca", eps: float = 0.0):
         _check_kind(kind)
-        if not (np.isfinite(eps) and eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         self.kind = kind
-        self.eps = float(eps)
+        self.eps = checks.number(eps, "eps", lo=0)
         self.matrix: np.ndarray | None = None
         self.mean_: np.ndarray | None = None
         self.cov_: np.ndarray | None = None
@@ -314,11 +323,13 @@ def radial_profile(image: np.ndarray, center: tuple[int, int]) -> tuple[np.ndarr
     Returns:
         radii ``(R,)`` and the mean value on each ring ``(R,)``.
     """
-    image = np.asarray(image, dtype=np.float64)
-    if image.ndim != 2:
-        raise ValueError(f"image must be 2-D, got shape {image.shape}")
-    return ring_average(image, np.arange(image.shape[0]) - center[0],
-                        np.arange(image.shape[1]) - center[1])
+    image = checks.array(image, "image")
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"image must be a non-empty 2-D array, got shape {image.shape}")
+    if isinstance(center, (str, bytes)) or not hasattr(center, "__len__") or len(center) != 2:
+        raise ValueError(f"center must be a (row, column) pair, got {center!r}")
+    row, col = (checks.number(c, "center") for c in center)
+    return ring_average(image, np.arange(image.shape[0]) - row, np.arange(image.shape[1]) - col)
 
 
 def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
@@ -341,14 +352,20 @@ def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
     S_fit = checks.array(cov_fit, "cov_fit")
     S_test = checks.array(cov_test, "cov_test")
     if S_fit.shape != S_test.shape or S_fit.ndim != 2 or S_fit.shape[0] != S_fit.shape[1]:
-        raise ValueError(f"need two square matrices of one shape, got {S_fit.shape} and {S_test.shape}")
+        raise ValueError(f"cov_fit and cov_test must be square matrices of one shape, got "
+                         f"{S_fit.shape} and {S_test.shape}")
+    if isinstance(eps_values, (str, bytes)) or not hasattr(eps_values, "__iter__"):
+        raise ValueError(f"eps_values must be a list of ridges >= 0, got {eps_values!r}")
+    eps_values = [checks.number(eps, "each of eps_values", lo=0) for eps in eps_values]
+    if not eps_values:
+        raise ValueError("eps_values needs at least one ridge")
     lam, U = _eigh((S_fit + S_fit.T) / 2)
     M = U.T @ S_test @ U
     D = lam.size
     out = []
     for eps in eps_values:
         shifted = lam + eps
-        if eps < 0 or shifted.min() <= 0:
+        if shifted.min() <= 0:
             raise ValueError(f"eps={eps} leaves a non-positive eigenvalue; use a larger eps")
         s = 1.0 / np.sqrt(shifted)
         out.append(np.linalg.norm(s[:, None] * M * s[None, :] - np.eye(D)) / np.sqrt(D))
@@ -357,7 +374,10 @@ def heldout_whiteness_vs_eps(cov_fit, cov_test, eps_values) -> np.ndarray:
 
 def covariance_eigh(cov) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending) and eigenvectors (columns, sign-fixed) of a covariance."""
-    return _sorted_eigh(checks.array(cov, "cov"), "cov")
+    S = checks.array(cov, "cov")
+    if S.ndim != 2 or S.shape[0] != S.shape[1] or S.size == 0:
+        raise ValueError(f"cov must be a square (D, D) matrix, got shape {S.shape}")
+    return _sorted_eigh(S, "cov")
 
 
 #: the ridges chapters 1, 3 and 4 choose a whitening's ridge from

@@ -9,7 +9,7 @@ def test_names_and_split_by_photo():
     assert set(train).isdisjoint(test)
     assert sorted(train + test) == sorted(photo_names())
     assert len(train) >= 5 and len(test) >= 2
-    with pytest.raises(ValueError, match="unknown split"):
+    with pytest.raises(ValueError, match="split must be one of"):
         photo_names("val")
 
 

@@ -105,7 +105,7 @@ def test_edit_sweep_errors(points):
     z0 = points.mus[:2]
     with pytest.raises(ValueError, match="annealed_noise"):
         edit_sweep(points, z0, [0.5], target="c1", progress=False)
-    with pytest.raises(ValueError, match="unknown methods"):
+    with pytest.raises(ValueError, match="methods must be one of"):
         edit_sweep(points, z0, [0.5], methods=("sdedit", "magic"), progress=False)
     with pytest.raises(ValueError, match="shape"):
         edit_sweep(points, z0, [0.5], annealed_noise=torch.zeros(1, 1, 4, 4), progress=False)

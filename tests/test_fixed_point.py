@@ -79,7 +79,7 @@ def test_anderson_reaches_the_closed_form_at_t_098T_where_picard_crawls():
 def test_inputs_and_divergence_are_reported():
     model, _, _ = _gaussian(np.linspace(0.5, 2.0, 12))
     z0 = _z0()
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="method must be one of"):
         fixed_point_noise(model, z0, 980, 3, method="newton")
     with pytest.raises(ValueError, match="unknown init"):
         fixed_point_noise(model, z0, 980, 3, init="ones")

@@ -124,7 +124,7 @@ def test_fixed_point_maps_and_region_pairs_name_bad_arguments(small_gaussian):
         region_pairs("x", "train", 0, 4, 8)
     with pytest.raises(ValueError, match="holdout"):
         region_pairs("x", "train", 8, 4, 8, holdout=1)
-    with pytest.raises(ValueError, match="unknown split"):
+    with pytest.raises(ValueError, match="split must be one of"):
         region_pairs("x", "valid", 8, 4, 8)
 
 

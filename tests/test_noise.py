@@ -68,7 +68,7 @@ def test_bad_arguments():
         block_mean(torch.randn(32, 32), 4)
     with pytest.raises(ValueError, match="positive integer"):
         lowfreq_constrained(seed, 4.0, 2)
-    with pytest.raises(ValueError, match="height and width"):
+    with pytest.raises(ValueError, match=r"z must have shape \(B, C, H, W\)"):
         lowfreq_component(torch.randn(8), 4)
     assert lowfreq_constrained(seed, np.int64(4), np.int64(2)).shape == (2, 3, 32, 32)
 

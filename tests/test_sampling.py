@@ -4,6 +4,7 @@ import torch
 
 from lib.data import photo_crops
 from lib.models import DiffusionModel, GaussianModel
+from lib.schedule import sd_alphas_cumprod
 from lib.sampling import (ddim_invert, ddim_inverse_scheduler, ddim_sample, ddim_scheduler,
                           ddim_step, ddim_timesteps, decode_batched, gaussian_ddim_gain,
                           gaussian_ddim_inversion_gain, sample_batched,
@@ -310,7 +311,7 @@ def test_invert_then_sample_round_trip_on_an_embedded_model():
 def test_encode_batched_tensor_and_batches():
     class Halve(DiffusionModel):
         def __init__(self):
-            super().__init__(torch.ones(1000), (3, 2, 2))
+            super().__init__(sd_alphas_cumprod(), (3, 2, 2))
 
         def encode(self, images):
             return images / 2
