@@ -530,9 +530,9 @@ def compare_maps(X, Z, X_test=None, Z_test=None, *, maps: dict, W_diff=None,
     if held:
         X_test, Z_test = checks.paired_samples(X_test, Z_test, ("X_test", "Z_test"))
         if X_test.shape[1] != X.shape[1] or Z_test.shape[1] != Z.shape[1]:
-            raise ValueError(f"the held-out pairs must have the fitting pairs' dimensions "
-                             f"({X.shape[1]}, {Z.shape[1]}), got ({X_test.shape[1]}, "
-                             f"{Z_test.shape[1]})")
+            raise ValueError(f"the held-out pairs X_test, Z_test must have the fitting pairs' "
+                             f"dimensions ({X.shape[1]}, {Z.shape[1]}), got "
+                             f"({X_test.shape[1]}, {Z_test.shape[1]})")
     mx, mz = X.mean(axis=0), Z.mean(axis=0)
 
     def norms(W):

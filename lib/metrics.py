@@ -36,6 +36,9 @@ def standardize(x: np.ndarray, axis: int) -> np.ndarray:
     that the sum along ``axis`` of the product of two standardized arrays is their Pearson
     correlation."""
     x = x - x.mean(axis=axis, keepdims=True)
+    size = np.abs(x).max(axis=axis, keepdims=True)
+    if np.any((size > 0) & (size < 1e-100)) or np.any(size > 1e100):
+        x = x / np.where(size > 0, size, 1.0)  # else the squares in the norm under/overflow
     return x / np.linalg.norm(x, axis=axis, keepdims=True).clip(1e-300)
 
 

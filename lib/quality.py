@@ -168,10 +168,10 @@ def _check_bands(bands, steps: int) -> list[tuple[int, int]]:
     for band in bands:
         if isinstance(band, (str, bytes)) or not hasattr(band, "__len__") or len(band) != 2:
             raise ValueError(f"each of bands must be a (lo, hi) pair of timesteps, got {band!r}")
-        lo = checks.timestep(band[0], "a band's lo", steps=steps)
-        hi = checks.count(band[1], "a band's hi")
+        lo = checks.timestep(band[0], "the lo of bands", steps=steps)
+        hi = checks.count(band[1], "the hi of bands")
         if not lo < hi <= steps:
-            raise ValueError(f"a band (lo, hi) needs lo < hi <= {steps}, got {band!r}")
+            raise ValueError(f"each of bands (lo, hi) needs lo < hi <= {steps}, got {band!r}")
         out.append((lo, hi))
     if not out:
         raise ValueError("bands needs at least one (lo, hi) pair of timesteps")

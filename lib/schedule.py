@@ -38,10 +38,11 @@ def sd_alphas_cumprod() -> torch.Tensor:
 def _integer_timesteps(t) -> tuple[torch.Tensor, bool]:
     """``t`` as a long CPU tensor ``(n,)`` and whether it was one scalar; refuses floats, bools
     and an empty ``t`` (a float timestep would be truncated without a word)."""
-    given = torch.as_tensor(t if torch.is_tensor(t) else np.asarray(t))
+    given = checks.real_values(t, "the timesteps t")  # None, text, complex: refused here
+    given = given if torch.is_tensor(given) else torch.as_tensor(given)
     if given.numel() == 0:
         raise ValueError("no timestep given")
-    if given.dtype == torch.bool or given.is_floating_point() or given.is_complex():
+    if given.dtype == torch.bool or given.is_floating_point():
         raise ValueError(f"timesteps must be integers, got {t!r}")
     return given.to("cpu", torch.long).reshape(-1), given.ndim == 0
 

@@ -112,3 +112,14 @@ def test_improvement_known_answers():
     assert improvement(b, a).p_value == pytest.approx(1.0)
     with pytest.raises(ValueError, match="one length"):
         improvement(a, b[:3])
+
+
+def test_pearson_does_not_depend_on_the_scale_of_the_images():
+    """Standardizing divides by the norm; for values near 1e-180 its squares underflow to 0 and
+    for 1e180 overflow, which made Pearson's r 1e91 (found by a property test)."""
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 4, 4))
+    r = pearson(a, b)
+    for scale in (1e-180, 1e-120, 1e120, 1e180):
+        np.testing.assert_allclose(pearson(a * scale, b), r, rtol=1e-12)
+        np.testing.assert_allclose(pearson(a, b * scale), r, rtol=1e-12)

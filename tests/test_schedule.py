@@ -39,8 +39,9 @@ def test_noise_scales_for_any_schedule_known_answers():
     zt = forward_noise(z0, eps, [0, 2], abar)  # the model's own schedule, not SD's
     assert torch.allclose(zt.flatten(), torch.tensor([0.9 + 2 * 0.43589, 0.2 + 2 * 0.97980],
                                                       dtype=torch.float64), atol=1e-5)
-    for bad, words in ((1.5, "integers"), (True, "integers"), ([], "no timestep"), (3, r"\[0, 2\]")):
-        with pytest.raises(ValueError, match=words):
+    for bad, words in ((1.5, "integers"), (True, "real numeric"), ([], "no timestep"),
+                       (3, r"\[0, 2\]"), ("3", "real numeric"), (None, "real numeric")):
+        with pytest.raises((ValueError, TypeError), match=words):
             noise_scales(bad, abar)
     with pytest.raises(ValueError, match="integers"):
         forward_noise(z0, eps, torch.tensor([0.9, 1.9]), abar)  # not truncated to [0, 1]
