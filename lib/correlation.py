@@ -261,7 +261,8 @@ class OffsetProfile:
 
 def offset_profile(cross: np.ndarray, height: int, width: int) -> OffsetProfile:
     """Average a :func:`pixel_cross_correlation` matrix over pixel pairs with the same offset."""
-    cross = np.asarray(cross)
+    cross = checks.array(cross, "cross")
+    height, width = checks.count(height, "height"), checks.count(width, "width")
     if cross.shape != (height * width, height * width):
         raise ValueError(f"cross must be ({height * width}, {height * width}) for {height}x{width}, "
                          f"got {cross.shape}")

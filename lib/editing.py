@@ -108,7 +108,7 @@ class ClassPreference:
 
 def class_preference(errors, labels, source, target) -> ClassPreference:
     """Summarize :func:`class_errors` for an edit from ``source`` to ``target``."""
-    errors = np.asarray(errors, dtype=np.float64)
+    errors = checks.array(errors, "errors")
     labels = tuple(labels)
     if errors.ndim != 2 or errors.shape[1] != len(labels):
         raise ValueError(f"errors must be (N, {len(labels)}), got {errors.shape}")

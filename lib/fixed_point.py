@@ -114,8 +114,9 @@ def relative_distance(noise, exact) -> np.ndarray:
     Shapes:
         noise, exact ``(B, C, H, W)`` or ``(B, D)``; returns ``(B,)``.
     """
-    noise = torch.as_tensor(noise).detach().cpu().double().flatten(1)
-    exact = torch.as_tensor(exact).detach().cpu().double().flatten(1)
+    noise = checks.tensor(noise, "noise").detach().cpu().double().flatten(1)
+    exact = checks.real_values(exact, "exact")  # infinite where the fixed point has no value
+    exact = (exact if torch.is_tensor(exact) else torch.as_tensor(exact)).cpu().double().flatten(1)
     if noise.shape != exact.shape:
         raise ValueError(f"noise {tuple(noise.shape)} and exact {tuple(exact.shape)} differ in shape")
     finite = torch.isfinite(exact).all(dim=0)
@@ -135,7 +136,7 @@ def rounding_sensitivity(model, z0, t: int, iters: int, first, **kwargs) -> floa
     """
     with jittered():
         again = fixed_point_noise(model, z0, t, iters, **kwargs).noise
-    first = torch.as_tensor(first).to(again)
+    first = checks.tensor(first, "first").to(again)
     return float(np.median((_norm(again - first) / _norm(first)).cpu().numpy()))
 
 
@@ -448,7 +449,7 @@ def fixed_point_starts(model, z0, t: int, iters: int, inits: dict, **kwargs
     """
     if not inits:
         raise ValueError("inits must name at least one start")
-    z0 = torch.as_tensor(z0)
+    z0 = checks.batch(z0, "z0")
     method, cond, B = kwargs.get("method", "picard"), kwargs.get("cond"), z0.shape[0]
     stackable_cond = cond is None or (torch.is_tensor(cond) and cond.shape[:1] in ((1,), (B,)))
     if method == "minimize" or kwargs.get("tol") is not None or len(inits) == 1 \
@@ -612,7 +613,7 @@ def fixed_point_pairs(model, images, t: int, iters: int, *, method: str = "ander
     if isinstance(init, str):
         inits = [init] * len(range(0, len(images), batch_size))
     else:  # a start per image (e.g. the iterates of an earlier run, to continue it)
-        init = torch.as_tensor(init)
+        init = checks.batch(init, "init", floating=True)
         if init.shape != images.shape:
             raise ValueError(f"init must have the shape of images {tuple(images.shape)}, got "
                              f"{tuple(init.shape)}")
@@ -670,7 +671,8 @@ def cached_fixed_point_pairs(model, images, t: int, iters: int, *, seed: int | N
         raise ValueError("init='random' needs a seed here, so that the result can be cached")
     if "generator" in kwargs:
         raise ValueError("pass seed=..., not a generator: the cache keys on the seed")
-    return _seeded_pairs(model, torch.as_tensor(images), _timestep(model, t), int(iters), seed=seed, log=log,
+    return _seeded_pairs(model, checks.batch(images, "images"), _timestep(model, t),
+                         checks.count(iters, "iters", 0), seed=seed, log=log,
                          **kwargs)
 
 

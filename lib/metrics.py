@@ -203,7 +203,7 @@ def improvement(a, b) -> Improvement:
     """Paired comparison of two score arrays of one length (at least 2)."""
     from scipy import stats
 
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = checks.array(a, "a"), checks.array(b, "b")
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"need two 1-D score arrays of one length >= 2, got {a.shape} and {b.shape}")
     return Improvement(float(a.mean()), float(b.mean()), int((a > b).sum()), len(a),

@@ -215,11 +215,11 @@ class DiffusionModel:
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] to the model's space (identity for pixel models)."""
-        return torch.as_tensor(images)
+        return checks.batch(images, "images")
 
     def decode(self, z0: torch.Tensor) -> torch.Tensor:
         """The model's space to images in [-1, 1] (identity for pixel models)."""
-        return torch.as_tensor(z0)
+        return checks.batch(z0, "z0")
 
 
 class GaussianModel(DiffusionModel):
@@ -251,9 +251,9 @@ class GaussianModel(DiffusionModel):
         return model
 
     def _setup(self, mean, eigvals, eigvecs, sample_shape, alphas_cumprod, kwargs) -> None:
-        mean = torch.as_tensor(np.asarray(mean), dtype=torch.float64).reshape(-1)
-        lam = torch.as_tensor(np.asarray(eigvals), dtype=torch.float64)
-        U = torch.as_tensor(np.asarray(eigvecs), dtype=torch.float64)
+        mean = torch.as_tensor(checks.array(mean, "mean")).reshape(-1)
+        lam = torch.as_tensor(checks.array(eigvals, "eigvals"))
+        U = torch.as_tensor(checks.array(eigvecs, "eigvecs"))
         D = int(np.prod(sample_shape))
         if mean.numel() != D or lam.shape != (D,) or U.shape != (D, D):
             raise ValueError(f"need a mean of {D} entries, {D} eigenvalues and a ({D}, {D}) "
@@ -465,7 +465,7 @@ class StableDiffusionModel(DiffusionModel):
     @torch.no_grad()
     def encode(self, images):
         """Images ``(B, 3, H, W)`` in [-1, 1] to latents ``z0 = scaling_factor * E(x)`` (mean)."""
-        x = torch.as_tensor(images).to(self.device, torch.float32)
+        x = checks.batch(images, "images", floating=True).to(self.device, torch.float32)
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] % self.vae_scale or x.shape[-2] % self.vae_scale:
             raise ValueError(f"images must be (B, 3, H, W) with H, W multiples of {self.vae_scale}, "
                              f"got {tuple(x.shape)}")
@@ -474,7 +474,7 @@ class StableDiffusionModel(DiffusionModel):
     @torch.no_grad()
     def decode(self, z0):
         """Latents to images in [-1, 1]."""
-        z = torch.as_tensor(z0).to(self.device, torch.float32)
+        z = checks.batch(z0, "z0", floating=True).to(self.device, torch.float32)
         return self.vae.decode(z / self.scaling_factor).sample.clamp(-1, 1)
 
 

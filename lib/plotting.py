@@ -329,11 +329,11 @@ def mapped_covariance_figure(X, maps: dict, *, block: int, title: str | None = N
         X: images ``(N, D)``; maps: ``{model: W (D, D)}``; block: the first outputs shown.
     """
 
-    X = np.asarray(X, dtype=np.float64)
+    X = checks.array(X, "X")
     Xc = X - X.mean(0)
     titles, blocks = [], []
     for name, W in maps.items():
-        c = covariance(Xc @ np.asarray(W)[:block].T)
+        c = covariance(Xc @ checks.array(W, f"maps[{name!r}]")[:block].T)
         titles.append(f"{name}<br>mean variance {np.mean(np.diag(c)):.2g}")  # two lines: no overlap
         blocks.append(c / np.mean(np.diag(c)))
     fig = make_subplots(rows=1, cols=len(maps), subplot_titles=titles)

@@ -192,7 +192,7 @@ def sdedit(model, z0, strength: float, noise=None, steps: int = 50, cond=None,
     t_start = ts[start]
     if noise is None:  # drawn on the CPU, so that a seed gives the same noise on any device
         noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
-    noise = torch.as_tensor(noise)
+    noise = checks.batch(noise, "noise")
     if noise.shape != z0.shape:
         raise ValueError(f"noise must have the shape of z0 {tuple(z0.shape)}, got {tuple(noise.shape)}")
     z_t = forward_noise(z0, noise, t_start, model.alphas_cumprod)
