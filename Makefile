@@ -5,8 +5,9 @@
 # Developers: make unit (the unit tests and the browser check, no chapter re-execution, without
 # the two-chapter mini run and the Colab install test that make test runs; about 3.5 minutes), make bench (python -m lib bench: the hot loops against the bare network).
 # Also: make book PROFILE=gpu (on a GPU machine), make html RUN=runs/gpu/latest (build from an
-# existing run), make notebooks (developers: refresh the committed cpu outputs, their record
-# book/run.json and the .md twins).
+# existing run), make site (the HTML of the committed notebooks, executing nothing: what
+# .github/workflows/pages.yml publishes), make notebooks (developers: refresh the committed cpu
+# outputs, their record book/run.json and the .md twins).
 # The environment: pip install -e ".[test,pinned]", the exact versions of pyproject.toml's
 # `pinned` and `test` extras (the package's own dependencies are ranges, for Colab).
 
@@ -18,7 +19,7 @@ STAMP := $(VENV)/.installed-stamp
 # torch and BLAS share the machine's cores; one job at a time, threads set deliberately
 export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: book test unit bench html notebooks
+.PHONY: book test unit bench html site notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ book: $(STAMP)
 html: $(STAMP)
 	@test -n "$(RUN)" || { echo "usage: make html RUN=runs/<profile>/<run id>"; exit 2; }
 	$(PY) -m lib book --run $(RUN)
+
+site: $(STAMP)
+	$(PY) -m lib book --committed
 
 test: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests book --nbval \

@@ -323,6 +323,12 @@ def pages_without_notebook(book_dir: Path | None = None) -> list[Path]:
     return sorted(p for p in book_dir.glob("*.md") if not p.with_suffix(".ipynb").exists())
 
 
+def html_dir(label: str = "committed", build_root: Path | None = None) -> Path:
+    """Where :func:`build_book` puts the HTML of the build ``label`` (``make site`` builds
+    ``committed``, the folder the publishing workflow deploys)."""
+    return (build_root or ROOT / "_build") / f"src-{label}" / "_build" / "html"
+
+
 def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
                record: Path | None = None, commit: str | None = "record",
                build_root: Path | None = None, force: bool = False, log=print) -> Path:
@@ -362,9 +368,9 @@ def build_book(notebook_dir: Path | None = None, *, label: str = "committed",
     if commit == "record":
         commit = git_commit() if committed else run.get("git_commit")
     profile = run.get("profile") or ("cpu" if committed else label)
-    stage = (build_root or ROOT / "_build") / f"src-{label}"
+    html = html_dir(label, build_root)
+    stage = html.parent.parent
     key = _build_key(notebooks, [record] if record.is_file() else [], f"commit {commit}")
-    html = stage / "_build" / "html"
     if not force and (html / "index.html").exists() and (stage / BUILD_KEY).exists() \
             and (stage / BUILD_KEY).read_text() == key:
         log(f"the book at {html / 'index.html'} is up to date (the same notebooks, "
