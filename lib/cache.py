@@ -47,7 +47,7 @@ import torch
 from lib.numerics import ENV as _NUMERICS_ENV
 from lib.numerics import JITTER_ENV, jitter_ulps
 
-__all__ = ["CACHE_DIR_ENV", "NO_CACHE_ENV", "NOT_KEYED", "cache_dir", "enabled", "fingerprint",
+__all__ = ["CACHE_DIR_ENV", "cache_use", "NO_CACHE_ENV", "NOT_KEYED", "cache_dir", "enabled", "fingerprint",
            "cache_key", "lookup", "cached"]
 
 CACHE_DIR_ENV = "LIB_CACHE_DIR"
@@ -151,6 +151,17 @@ def cache_key(name: str, version: str, **args) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+#: results looked up in this process: reused from the cache, or computed (:func:`cache_use`)
+_USE = {"reused": 0, "computed": 0}
+
+
+def cache_use() -> dict[str, int]:
+    """``{"reused": n, "computed": m}``: the results :func:`lookup` (and so every
+    :func:`cached` function) took from the cache or computed in this process since it started;
+    the runner records them per chapter, and the chapter's page says how many were reused."""
+    return dict(_USE)
+
+
 def lookup(name: str, version: str, compute: Callable[[], Any], /, *, log=None, **args) -> Any:
     """``compute()``'s result, from the cache when the same work was done before (what
     :func:`cached` does for a decorated function; use the decorator, which keys every
@@ -171,6 +182,7 @@ def lookup(name: str, version: str, compute: Callable[[], Any], /, *, log=None, 
     if not enabled():
         if log:
             log(f"{name}: computed (cache off: {NO_CACHE_ENV})")
+        _USE["computed"] += 1
         return compute()
     key = cache_key(name, version, **args)
     path = cache_dir() / name / f"{key}.pkl"
@@ -178,8 +190,10 @@ def lookup(name: str, version: str, compute: Callable[[], Any], /, *, log=None, 
     if found is not _MISS:
         if log:
             log(f"{name}: reused from the cache ({path.name[:12]})")
+        _USE["reused"] += 1
         return found
     value = compute()
+    _USE["computed"] += 1
     stored = _write(path, key, value)
     if log:
         log(f"{name}: computed and cached ({path.name[:12]})" if stored else

@@ -19,6 +19,7 @@ import torch
 
 import lib.models
 import lib.prose
+from lib.cache import cache_use
 from lib.data import image_batches, photo_crops, photo_names, photo_square
 from lib.models import network_use
 from lib.profiles import NETWORK_LOG_ENV, Profile, resolve
@@ -177,8 +178,9 @@ def setup(chapter: str, profile: str = "cpu", *, image_folder=None, verbose: boo
 
 def _log_network_use() -> None:
     """Under the runner (:data:`lib.models.NETWORK_LOG_ENV` set), keep this kernel's network use
-    (:func:`lib.models.network_use`) in that file after every cell, so that the runner can
-    report each chapter's network floor."""
+    (:func:`lib.models.network_use`) and its cache use (:func:`lib.cache.cache_use`) in that
+    file after every cell, so that the runner can report each chapter's network floor and how
+    many of its results came from the cache."""
     path = os.environ.get(NETWORK_LOG_ENV)
     try:
         from IPython import get_ipython
@@ -190,7 +192,7 @@ def _log_network_use() -> None:
 
     def write(*_):
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(network_use(), f)
+            json.dump({"network": network_use(), "cache": cache_use()}, f)
 
     shell.events.register("post_run_cell", write)
     shell._lib_network_log = path

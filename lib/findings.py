@@ -482,4 +482,5 @@ def appendix_numbers(cards: Mapping) -> dict:
         "floor_std": 100 * max(floor["std_rel_diff"]), "floor_cov": floor["cov_rel_frobenius"],
         "floor_slope": floor["slope_abs_diff"],
         "unet_slope": span([q["slope_abs_diff"] for q in vs_train.values()]),
+        "params": span([c["parameters"] / 1e6 for c in cards.values()], ".1f"),
     }

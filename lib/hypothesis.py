@@ -295,7 +295,8 @@ def model_numbers(name: str | None, decisions: dict, *, first: str, second: str,
     point's outcome, in words); ``drift_in`` / ``drift_out`` / ``drift_own`` (+ interval, on
     ``first``, ``second`` and the own samples, from :func:`k_drift`'s ``drift``);
     ``agree_star``; ``converged_t`` (the timesteps that pass ``agree_min``); ``t_p`` (the
-    exponent at each ``t``, in words).
+    exponent at each ``t``, in words); ``{label}_mark_{point}`` (✓ or ✗ for ``linear``,
+    ``whitening``, ``zca``).
     """
     nan = float("nan")
     out: dict = {}
@@ -315,6 +316,8 @@ def model_numbers(name: str | None, decisions: dict, *, first: str, second: str,
         out[f"{label}_points"] = Words(", ".join(
             f"{p} {'holds' if d[p].holds else 'fails'}" for p in ("linear", "whitening", "zca"))
             if d else "-")
+        for point in ("linear", "whitening", "zca"):  # a check or a cross, for the answer's table
+            out[f"{label}_mark_{point}"] = Words(mark(d[point].holds) if d else "-")
     for s, tag in ((first, "in"), (second, "out"), (SAMPLES, "own")):
         e = drift[name, s][2] if name and (name, s) in drift else None
         for part, value in zip(("", "_low", "_high"), (e.value, e.low, e.high) if e else

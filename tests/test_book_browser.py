@@ -62,8 +62,7 @@ def site(built):
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def browser():
+def _chromium(width: int):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -72,13 +71,27 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1280,1000",
+                f"--window-size={width},1000",
                 # no network: every host except this machine fails to resolve
                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = _chromium(1280)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def narrow_browser():
+    """A window of 800 px, where the book's figures are narrowest."""
+    driver = _chromium(800)
     yield driver
     driver.quit()
 
@@ -248,3 +261,29 @@ def test_collapsed_code_opens_with_its_toggle(site, browser):
     while not code.is_displayed() and time.time() < deadline:
         time.sleep(0.1)
     assert code.is_displayed(), "the toggle did not show the code"
+
+
+OVERLAP_JS = (Path(__file__).parent / "figure_overlap.js").read_text()
+
+
+def _figure_problems(browser, url: str) -> list[str]:
+    browser.get(url)
+    deadline = time.time() + 45
+    while time.time() < deadline and browser.execute_script(
+            "return document.querySelectorAll('.plotly-graph-div svg.main-svg').length"
+            " < document.querySelectorAll('.plotly-graph-div').length"):
+        time.sleep(0.3)
+    time.sleep(0.5)
+    return [f"{p['figure']}: {p['problem']}: {p['a']}" + (f" / {p['b']}" if p.get("b") else "")
+            for p in browser.execute_script(OVERLAP_JS)]
+
+
+@pytest.mark.parametrize("page", [p for p in toc_pages() if expected_outputs(p)[0]])
+def test_no_figure_text_collides_at_1280_and_800_px(site, browser, narrow_browser, page):
+    """tests/figure_overlap.js on every figure of the page, in a wide and a narrow window: no two
+    texts overlap, none leaves its figure or hides under a legend or colour bar, and no log axis
+    is labelled "2" at 0.02 (tests/test_figure_layout.py shows the check fails on a planted
+    collision)."""
+    found = {width: _figure_problems(driver, f"{site}/{page}.html")
+             for width, driver in ((1280, browser), (800, narrow_browser))}
+    assert not any(found.values()), "\n".join(f"{w} px, {p}" for w, ps in found.items() for p in ps)

@@ -247,3 +247,31 @@ def test_figures_are_numbered_by_chapter():
                                                           "fig-c": ("2", 3)}
     assert numbers["book/90_appendix_models"]["figure"] == {"fig-x": ("A", 1)}
     assert numbers["book/references"]["figure"] == {"fig-r": (41,)}  # not a chapter: left alone
+
+
+def test_the_run_time_says_how_many_results_came_from_the_cache(tmp_path):
+    """A chapter whose pairs came from the disk cache ran faster than it would from scratch; its
+    page says so beside the run time (issue 29: "1 min 12 s" hid that)."""
+    from lib.tooling.book import stage_notebook
+
+    record = run_record(tmp_path / "run", executed={"02_chapter": (72.0, "2026-11-30T08:10:29")},
+                        cache={"02_chapter": {"reused": 27, "computed": 3}})
+    nb = chapter_notebook()
+    stage_notebook(nb, "02_chapter", record=record, commit=SHA, url=URL)
+    assert "**Run time:** 1 min 12 s (27 of its 30 expensive results" in nb.cells[-1].source
+    fresh = run_record(tmp_path / "fresh", executed={"02_chapter": (72.0, "2026-11-30T08:10:29")},
+                       cache={"02_chapter": {"reused": 0, "computed": 30}})
+    nb = chapter_notebook()
+    stage_notebook(nb, "02_chapter", record=fresh, commit=SHA, url=URL)
+    assert "**Run time:** 1 min 12 s\n" in nb.cells[-1].source  # nothing reused: nothing said
+
+
+def test_the_cache_counts_what_it_reused_and_computed(tmp_path, monkeypatch):
+    from lib import cache
+
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path))
+    before = cache.cache_use()
+    cache.lookup("counted", "1", lambda: 1, x=1)
+    cache.lookup("counted", "1", lambda: 1, x=1)
+    after = cache.cache_use()
+    assert after["computed"] - before["computed"] == 1 and after["reused"] - before["reused"] == 1

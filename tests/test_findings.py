@@ -224,15 +224,16 @@ def test_the_moved_figures_draw_every_model():
     cross = {n: pixel_cross_correlation(fresh, image_fresh) for n in "ab"}
     prof = {n: offset_profile(c, 4, 4) for n, c in cross.items()}
     fig = plotting.cross_correlation_figure(cross, prof, prof, 4, offsets=2)
-    assert len(fig.data) == 2 * 4 and fig.layout.height == 660
+    assert len(fig.data) == 2 * 4 and fig.layout.height == 300 * 2 + 60
     fig = plotting.labelled_rows([("row one", torch.zeros(3, 3, 4, 4)), ("row two", torch.zeros(3, 3, 4, 4))],
                                  cols=3)
     assert [a.text for a in fig.layout.annotations] == ["row one", "row two"]
-    assert all(a.xanchor == "left" for a in fig.layout.annotations)
+    assert all(a.xanchor == "right" and a.x == 0 for a in fig.layout.annotations)  # left of the rows
     curves = {("a", "sdedit"): ([0.9, 0.5], [0.0, 1.0], [0.1, 0.2]),
               ("b", "sdedit"): ([0.8, 0.4], [0.5, 1.0], [0.1, 0.3])}
     fig = plotting.edit_tradeoff_figure(curves, [0.5, 1.0])
-    assert len(fig.data) == 4 and list(fig.data[0].text) == ["0.5", "1"]
+    assert len(fig.data) == 4 and list(fig.data[0].text) == ["strength 0.5", "strength 1"]
+    assert list(fig.data[0].marker.size) == [11.0, 16.0]  # a larger marker: a larger strength
 
 
 def test_residual_and_annealing_traces_figures(study):

@@ -72,3 +72,16 @@ def test_a_book_built_from_a_mini_run_shows_the_mini_runs_numbers(tmp_path):
         committed = glued_values(nbformat.read(BOOK_DIR / path.name, as_version=4))
         differ += sum(committed.get(k) != v for k, v in glued_values(ran).items())
     assert differ >= 20, "too few glued values differ from the cpu run for the check to mean much"
+    # the intro's results table pastes other chapters' numbers: from this run's notebooks
+    from myst_nb.core.variables import format_plain_text
+
+    intro = nbformat.read(run_dir / "book" / "00_intro.ipynb", as_version=4)
+    cross = re.compile(r"\{glue:text\}`([\w.-]+\.ipynb)::([\w.-]+)(?::([^`]*))?`")
+    expected = Counter()
+    for cell in (c for c in intro.cells if c.cell_type == "markdown"):
+        for doc, key, spec in cross.findall(cell.source):
+            values = glued_values(nbformat.read(run_dir / "book" / doc, as_version=4))
+            expected[format_plain_text(values[key], spec or "")] += 1
+    assert sum(expected.values()) >= 10, "the intro pastes too few chapter numbers"
+    page = (html / "book" / "00_intro.html").read_text(encoding="utf-8")
+    assert _pasted(page) == expected, "the intro's table does not show the run's numbers"

@@ -124,18 +124,25 @@ def test_span_reads_a_range_or_one_number():
     assert str(span([])) == "-"
 
 
-def test_left_align_titles_moves_each_title_to_its_subplot_edge():
+def test_grid_labels_are_wrapped_to_fit_and_rows_are_labelled_on_the_left():
     import numpy as np
 
-    from lib.plotting import image_grid, left_align_titles
+    from lib.plotting import CHAR, NARROW, image_grid
 
-    fig = image_grid([np.zeros((3, 4, 4))] * 6, titles=["row 1", "", "", "row 2", "", ""], cols=3)
-    centres = [a.x for a in fig.layout.annotations]
-    left_align_titles(fig, font_size=9)
-    lefts = [a.x for a in fig.layout.annotations]
-    assert lefts == [c - np.diff(fig.layout.xaxis.domain)[0] / 2 for c in centres]
-    assert np.isclose(lefts[0], fig.layout.xaxis.domain[0])  # the first column's left edge
-    assert all(a.xanchor == "left" and a.font.size == 9 for a in fig.layout.annotations)
+    long = "a label much longer than one column of twelve could ever hold"
+    fig = image_grid([np.zeros((3, 4, 4))] * 24, cols=12, titles=[long] + [""] * 23,
+                     row_labels=["training crops", "held-out crops"])
+    first = fig.layout.annotations[0].text
+    lines = first.split("<br>")
+    assert len(lines) > 1 and max(map(len, lines)) * CHAR * 12 <= NARROW  # wrapped to a column
+    rows = [a for a in fig.layout.annotations if a.xanchor == "right"]
+    assert [a.text for a in rows] == ["training crops", "held-out crops"]
+    assert rows[0].y > rows[1].y  # beside their rows, top to bottom
+    assert fig.layout.margin.l >= len("training crops") * CHAR  # room made on the left
+    with pytest.raises(ValueError, match="one label per row"):
+        image_grid([np.zeros((3, 4, 4))] * 4, cols=2, row_labels=["only one"])
+    with pytest.raises(ValueError, match="not both"):
+        image_grid([np.zeros((3, 4, 4))] * 4, cols=2, titles=["a"] * 4, col_labels=["b"] * 2)
 
 
 def test_table_html_and_text_carry_the_same_rounded_cells():
@@ -164,7 +171,7 @@ def test_map_scores_figure_draws_each_score_per_model_clipped_at_minus_one():
     assert len(fig.data) == 6  # three scores for each of two models
     assert [tr.name for tr in fig.data[:3]] == ["R² held out", "best-scaled R² held out",
                                                 "Pearson held out"]
-    assert list(fig.data[0].y) == [0.3, -1.0] and list(fig.data[0].x) == ["diff", "zca"]
+    assert list(fig.data[0].x) == [0.3, -1.0] and list(fig.data[0].y) == ["diff", "zca"]  # bars across
     assert [tr.showlegend for tr in fig.data] == [True] * 3 + [False] * 3
 
 

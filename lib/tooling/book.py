@@ -164,7 +164,7 @@ def repository_url(config: Path | None = None) -> str:
 #: the line of the committed setup cell that the book build replaces with the commit it builds
 SETUP_PLACEHOLDER = 'BOOK_COMMIT = "main"  # the book build writes the commit it was built from here'
 
-_SETUP_CELL = '''# Colab only: install the book's package (lib) from its repository (_config.yml) at BOOK_COMMIT
+_SETUP_CELL = '''# Colab only: install the book's package (lib) from _config.yml's repository
 import sys
 {commit_line}
 if "google.colab" in sys.modules:
@@ -265,7 +265,7 @@ def provenance_cell_source(chapter: str, entry: dict | None, source: str, *, pro
         f"* **Commit:** {commit_text}",
         f"* **Machine:** {machine}",
         f"* **Device:** {entry.get('device') or 'not recorded'}{torch}",
-        f"* **Run time:** {seconds}",
+        f"* **Run time:** {seconds}{_cache_note(entry.get('cache'))}",
         f"* **Date:** {date}", "",
         "To regenerate its figures, in a clone of the repository at that commit (`make` installs "
         "the pinned dependencies into `.venv`): "
@@ -273,6 +273,16 @@ def provenance_cell_source(chapter: str, entry: dict | None, source: str, *, pro
         f"and every figure (plotly JSON and a standalone HTML page) land in "
         f"`runs/{profile}/<time>/`.",
     ])
+
+
+def _cache_note(use: dict | None) -> str:
+    """What the run time leaves out: the results the run took from the disk cache."""
+    if not use or not use.get("reused"):
+        return ""
+    total = use["reused"] + use.get("computed", 0)
+    return (f" ({use['reused']} of its {total} expensive results, such as fixed-point pairs "
+            "and DDIM inversions, were reused from the disk cache `runs/cache`, where an earlier "
+            "run computed them: executing it from an empty cache takes longer)")
 
 
 def stage_notebook(nb, chapter: str, *, record: Path | None, commit: str | None,

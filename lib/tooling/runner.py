@@ -132,6 +132,7 @@ class RunRecord:
     keys: dict[str, dict] = field(default_factory=dict)
     reused: dict[str, str] = field(default_factory=dict)
     network: dict[str, dict] = field(default_factory=dict)
+    cache: dict[str, dict] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
     git_commit: str | None = None
@@ -150,7 +151,7 @@ class RunRecord:
 
 #: what a page says about how its chapter was made: one entry per chapter (:func:`chapter_entry`)
 ENTRY_FIELDS = ("profile", "git_commit", "finished", "seconds", "cpu", "cores", "threads",
-                "device", "torch", "python")
+                "device", "torch", "python", "cache")
 
 
 def chapter_entry(record: dict, chapter: str) -> dict:
@@ -182,6 +183,7 @@ def chapter_entry(record: dict, chapter: str) -> dict:
         "device": device,
         "torch": packages.get("torch"),
         "python": record.get("python") or record.get("keys", {}).get(chapter, {}).get("python"),
+        "cache": record.get("cache", {}).get(chapter),
     }
 
 
@@ -580,9 +582,10 @@ def _execute_chapter(nb: str, target: str, parameters: dict | None, kernel_name:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    network = json.loads(network_log.read_text(encoding="utf-8")) if network_log.exists() else {}
+    logged = json.loads(network_log.read_text(encoding="utf-8")) if network_log.exists() else {}
     network_log.unlink(missing_ok=True)
-    return {"seconds": time.perf_counter() - t0, "error": error, "network": network}
+    return {"seconds": time.perf_counter() - t0, "error": error,
+            "network": logged.get("network", {}), "cache": logged.get("cache", {})}
 
 
 def floor_table(record: "RunRecord") -> list[str]:
@@ -691,6 +694,7 @@ def run_chapters(profile: str, wanted: list[str] | None = None, out=None, *,
             return ChapterFailed(nb.stem, cell, message, target_of(nb) if written else None)
         record.seconds[nb.stem] = round(result["seconds"], 1)
         record.network[nb.stem] = result.get("network", {})
+        record.cache[nb.stem] = result.get("cache", {})
         record.finished[nb.stem] = _dt.datetime.now().isoformat(timespec="seconds")
         record.write(run_dir / "run.json")
         if in_place:
