@@ -165,7 +165,7 @@ def span(values, fmt: str = ".2f", *, scale: float = 1.0) -> Words:
 
 
 #: the columns of :func:`decision_cells`
-DECISION_HEADER = ["linear", "kernel's gain in R2", "whitening", "exponent p", "levels",
+DECISION_HEADER = ["linear", "kernel's gain in R²", "whitening", "exponent p", "levels",
                    "zca", "alignments"]
 
 
