@@ -82,7 +82,7 @@ def house_style(fig: go.Figure) -> go.Figure:
     * a title, where a figure has one, left-aligned with room made for it, and room above the
       plot for plotly's tool bar;
     * log axes that span a decade or more labelled at powers of ten only (no minor "2" and "5"
-      labels, which read as values).
+      labels, which read as values); a log axis over less than a decade becomes linear.
 
     Returns:
         the same figure, changed in place.
@@ -102,9 +102,11 @@ def house_style(fig: go.Figure) -> go.Figure:
                                      yref="container", automargin=True, pad=dict(l=10, t=8),
                                      font_size=14))
     for axis in [k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))]:
-        if fig.layout[axis].type == "log" and fig.layout[axis].dtick is None \
-                and _log_span(fig, axis) >= 1:
-            fig.layout[axis].update(dtick=1)
+        if fig.layout[axis].type == "log" and fig.layout[axis].dtick is None:
+            # decades where the data span them; a linear axis where they span less (a log
+            # axis over 0.8-1.1 crowds its labels, and reads no better)
+            fig.layout[axis].update(**({"dtick": 1} if _log_span(fig, axis) >= 1 else
+                                       {"type": "linear"}))
         if fig.layout[axis].visible is not False:  # ticks apart: no label meets another axis'
             fig.layout[axis].update(ticks="outside", ticklen=4)
     return fig
@@ -568,7 +570,8 @@ def cross_correlation_figure(cross: dict, profiles: dict, nulls: dict, side: int
     fig.update_yaxes(title_text="dy", row=1, col=2)
     fig.update_xaxes(title_text="dx", row=last, col=2)
     fig.update_xaxes(title_text="offset length (pixels)", row=last, col=3)
-    fig.update_yaxes(title_text="pixel pair", row=1, col=1)
+    fig.update_yaxes(title_text="noise pixel", row=1, col=1)
+    fig.update_xaxes(title_text="image pixel", row=last, col=1)
     fig.update_layout(height=300 * len(names) + 60, title=title,
                       coloraxis=dict(colorscale="RdBu_r", cmid=0,
                                      colorbar=dict(title_text="r", thickness=12)))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 from diffusers import DDPMScheduler
 

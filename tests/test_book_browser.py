@@ -263,27 +263,14 @@ def test_collapsed_code_opens_with_its_toggle(site, browser):
     assert code.is_displayed(), "the toggle did not show the code"
 
 
-OVERLAP_JS = (Path(__file__).parent / "figure_overlap.js").read_text()
-
-
-def _figure_problems(browser, url: str) -> list[str]:
-    browser.get(url)
-    deadline = time.time() + 45
-    while time.time() < deadline and browser.execute_script(
-            "return document.querySelectorAll('.plotly-graph-div svg.main-svg').length"
-            " < document.querySelectorAll('.plotly-graph-div').length"):
-        time.sleep(0.3)
-    time.sleep(0.5)
-    return [f"{p['figure']}: {p['problem']}: {p['a']}" + (f" / {p['b']}" if p.get("b") else "")
-            for p in browser.execute_script(OVERLAP_JS)]
-
-
 @pytest.mark.parametrize("page", [p for p in toc_pages() if expected_outputs(p)[0]])
 def test_no_figure_text_collides_at_1280_and_800_px(site, browser, narrow_browser, page):
     """tests/figure_overlap.js on every figure of the page, in a wide and a narrow window: no two
     texts overlap, none leaves its figure or hides under a legend or colour bar, and no log axis
     is labelled "2" at 0.02 (tests/test_figure_layout.py shows the check fails on a planted
     collision)."""
-    found = {width: _figure_problems(driver, f"{site}/{page}.html")
+    from figure_check import describe, figure_problems
+
+    found = {width: [describe(p) for p in figure_problems(driver, f"{site}/{page}.html")]
              for width, driver in ((1280, browser), (800, narrow_browser))}
     assert not any(found.values()), "\n".join(f"{w} px, {p}" for w, ps in found.items() for p in ps)

@@ -275,3 +275,20 @@ def test_the_cache_counts_what_it_reused_and_computed(tmp_path, monkeypatch):
     cache.lookup("counted", "1", lambda: 1, x=1)
     after = cache.cache_use()
     assert after["computed"] - before["computed"] == 1 and after["reused"] - before["reused"] == 1
+
+
+def test_the_bibliography_is_labelled_by_author_and_year_as_the_text_cites():
+    """The references page labels each work as its citations read ("Song et al., 2021"), not
+    with numbers the text never uses; every label is unique."""
+    from pybtex.database import parse_file
+
+    from lib.tooling.book import ROOT
+    from lib.tooling.sphinx_ext import author_year_label
+
+    entries = parse_file(str(ROOT / "references.bib")).entries
+    labels = {key: author_year_label(e) for key, e in entries.items()}
+    assert labels["song2021ddim"] == "Song et al., 2021"
+    assert labels["bell1997"] == "Bell and Sejnowski, 1997"
+    assert labels["anderson1965"] == "Anderson, 1965"
+    assert len(set(labels.values())) == len(labels)
+    assert ":style: authoryear" in (ROOT / "book" / "references.md").read_text()

@@ -10,7 +10,6 @@ The book's own pages are checked the same way in tests/test_book_browser.py.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -19,13 +18,13 @@ import plotly
 import plotly.graph_objects as go
 import pytest
 
+from figure_check import figure_problems
 from lib import plotting
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-OVERLAP_JS = (Path(__file__).parent / "figure_overlap.js").read_text()
 WIDTHS = (1280, 800)
 NAMES = ["tiny-a", "tiny-b", "gaussian"]
 RNG = np.random.default_rng(0)
@@ -142,14 +141,7 @@ def problems(figs: dict[str, go.Figure], tmp_path: Path) -> dict[int, list]:
             opts.add_argument(arg)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         try:
-            driver.get(page.as_uri())
-            deadline = time.time() + 30
-            while time.time() < deadline and driver.execute_script(
-                    "return document.querySelectorAll('.plotly-graph-div svg.main-svg').length"
-                    " < document.querySelectorAll('.plotly-graph-div').length"):
-                time.sleep(0.3)
-            time.sleep(0.5)
-            found[width] = driver.execute_script(OVERLAP_JS)
+            found[width] = figure_problems(driver, page.as_uri())
         finally:
             driver.quit()
     return found

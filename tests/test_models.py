@@ -226,7 +226,9 @@ def test_a_kernel_keeps_its_network_use_in_the_runners_file(tmp_path, monkeypatc
     lib.experiment._log_network_use()
     lib.experiment._log_network_use()  # registered once per kernel
     assert [h[0] for h in hooks] == ["post_run_cell"]
-    assert json.loads(path.read_text()) == network_use()
+    from lib.cache import cache_use
+
+    assert json.loads(path.read_text()) == {"network": network_use(), "cache": cache_use()}
     path.unlink()
     hooks[0][1]()  # after the next cell
     assert path.exists()

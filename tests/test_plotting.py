@@ -188,3 +188,19 @@ def test_mapped_covariance_figure_of_a_whitening_is_the_identity_at_variance_one
     assert titles == ["zca<br>mean variance 1", "twice<br>mean variance 4"]
     assert np.allclose(np.array(fig.data[0].z), np.eye(4), atol=1e-9)
     assert np.allclose(np.array(fig.data[1].z), np.eye(4), atol=1e-9)  # divided by its variance
+
+
+def test_house_style_labels_log_axes_by_decades_and_straightens_short_ones():
+    import plotly.graph_objects as go
+
+    from lib.plotting import house_style
+
+    wide = go.Figure(go.Scatter(x=[1, 2], y=[1e-3, 10.0])).update_yaxes(type="log")
+    short = go.Figure(go.Scatter(x=[1, 2], y=[0.8, 1.1])).update_yaxes(type="log")
+    assert house_style(wide).layout.yaxis.dtick == 1 and wide.layout.yaxis.type == "log"
+    assert house_style(short).layout.yaxis.type == "linear"
+    legend = go.Figure([go.Scatter(x=[1], y=[1], name="a"), go.Scatter(x=[1], y=[2], name="b")])
+    house_style(legend)
+    assert legend.layout.legend.yref == "container" and legend.layout.legend.orientation == "h"
+    top = legend.layout.margin.t
+    assert house_style(legend).layout.margin.t == top  # applied once

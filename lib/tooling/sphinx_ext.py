@@ -10,6 +10,8 @@
   be "Fig. 12"). Each caption names the paper's figure it reproduces.
 * Serves ``lib/tooling/web/css`` and adds ``book.css`` to every page: printed lines wrap at the column's
   width, and :class:`lib.prose.Table` renders as a compact table.
+* Labels the bibliography by author and year, as the text cites ("[Song et al., 2021]", not
+  "[14]"): the pybtex style ``authoryear`` that ``book/references.md`` asks for.
 """
 
 from pathlib import Path
@@ -72,7 +74,38 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
     scripts[:] = kept
 
 
+def author_year_label(entry) -> str:
+    """``"Song et al., 2021"``, ``"Bell and Sejnowski, 1997"`` or ``"Kessy, 2018"`` for a pybtex
+    entry, as sphinxcontrib-bibtex's ``author_year`` citations print it in the text."""
+    persons = entry.persons.get("author") or entry.persons.get("editor") or []
+    names = ["".join(p.last_names).replace("{", "").replace("}", "") for p in persons]
+    who = (names[0] if len(names) == 1 else f"{names[0]} and {names[1]}" if len(names) == 2
+           else f"{names[0]} et al." if names else entry.key)
+    return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+
+def _register_author_year_style() -> None:
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.plain import Style as Plain
+    from pybtex.style.labels import BaseLabelStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            seen: dict[str, int] = {}
+            for entry in sorted_entries:  # a second "Song et al., 2021" becomes "2021b"
+                label = author_year_label(entry)
+                seen[label] = seen.get(label, 0) + 1
+                yield label if seen[label] == 1 else f"{label}{chr(ord('a') + seen[label] - 1)}"
+
+    class AuthorYearStyle(Plain):
+        default_label_style = "authoryear"
+
+    register_plugin("pybtex.style.labels", "authoryear", AuthorYearLabels, force=True)
+    register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle, force=True)
+
+
 def setup(app):
+    _register_author_year_style()
     app.add_js_file("plotly/plotly.min.js")
     app.add_css_file("book.css")
     app.connect("builder-inited", _serve_css)
