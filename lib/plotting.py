@@ -206,6 +206,22 @@ def _n_lines(text: str) -> int:
     return 0 if not text else text.count("<br>") + 1
 
 
+def _wrapped_rows(labels, chars: int) -> tuple[list[str], int]:
+    """Row labels wrapped to ``chars`` characters a line, and the widest line's width in px."""
+    text = [_wrap(label, chars) for label in labels]
+    widest = max((len(line) for t in text for line in t.split("<br>")), default=0)
+    return text, int(CHAR * widest)
+
+
+def _place_row_labels(fig: go.Figure, text, cols: int, *, gap: int) -> None:
+    """Each label right-aligned ``gap`` px left of its row of panels, at the row's middle."""
+    for r, label in enumerate(text):
+        domain = fig.layout[f"yaxis{'' if r == 0 else r * cols + 1}"].domain
+        fig.add_annotation(text=label, xref="paper", yref="paper", x=0, xshift=-gap,
+                           y=(domain[0] + domain[1]) / 2, xanchor="right", yanchor="middle",
+                           align="right", showarrow=False, font_size=LABEL_SIZE)
+
+
 def _grid(n: int, cols, *, titles, row_labels, col_labels, height_per_row: int,
           title: str | None, bottom: int = 10):
     """An empty grid of ``n`` image panels in ``cols`` columns with room for its labels.
@@ -230,9 +246,8 @@ def _grid(n: int, cols, *, titles, row_labels, col_labels, height_per_row: int,
         titles = list(col_labels)
     if row_labels is not None and len(row_labels) != rows:
         raise ValueError(f"row_labels needs one label per row ({rows}), got {len(row_labels)}")
-    row_text = [_wrap(label, 18) for label in (row_labels or [])]
-    widest = max((len(line) for t in row_text for line in t.split("<br>")), default=0)
-    left = 10 + int(CHAR * widest)
+    row_text, width = _wrapped_rows(row_labels or [], 18)
+    left = 10 + width
     column_chars = (NARROW - left - 10) / cols / CHAR
     titles = [_wrap(t, column_chars) for t in (titles or [])] + [""] * n
     lines = [max(_n_lines(t) for t in titles[r * cols:(r + 1) * cols]) for r in range(rows)]
@@ -244,11 +259,7 @@ def _grid(n: int, cols, *, titles, row_labels, col_labels, height_per_row: int,
                         vertical_spacing=gap / plot if rows > 1 else 0.0)
     for ann in fig.layout.annotations:
         ann.update(font_size=LABEL_SIZE)
-    for r, label in enumerate(row_text):
-        domain = fig.layout[f"yaxis{'' if r == 0 else r * cols + 1}"].domain
-        fig.add_annotation(text=label, xref="paper", yref="paper", x=0, xshift=-8,
-                           y=(domain[0] + domain[1]) / 2, xanchor="right", yanchor="middle",
-                           align="right", showarrow=False, font_size=LABEL_SIZE)
+    _place_row_labels(fig, row_text, cols, gap=8)
     fig.update_layout(height=top + plot + bottom, title=title,
                       margin=dict(l=left, r=10, t=top, b=bottom))
     return fig, cols
@@ -361,14 +372,9 @@ def _shared_title(fig: go.Figure, axis: str, text: str, *, row: int = 1, cols: i
 
 def _row_labels(fig: go.Figure, labels, cols: int) -> None:
     """A label left of each row of panels (in the left margin, which is widened for it)."""
-    text = [_wrap(label, 14) for label in labels]
-    widest = max(len(line) for t in text for line in t.split("<br>"))
-    for r, label in enumerate(text):
-        domain = fig.layout[f"yaxis{'' if r == 0 else r * cols + 1}"].domain
-        fig.add_annotation(text=label, xref="paper", yref="paper", x=0, xshift=-60,
-                           y=(domain[0] + domain[1]) / 2, xanchor="right", yanchor="middle",
-                           align="right", showarrow=False, font_size=LABEL_SIZE)
-    fig.update_layout(margin_l=80 + int(CHAR * widest))
+    text, width = _wrapped_rows(labels, 14)
+    _place_row_labels(fig, text, cols, gap=60)  # beyond the first column's axis title
+    fig.update_layout(margin_l=80 + width)
 
 
 _CURVE_DASH = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")

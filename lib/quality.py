@@ -139,7 +139,7 @@ def compare_stats(samples, reference, bar: dict = QUALITY_BAR) -> Comparison:
         raise ValueError(f"bar must be a dict with the keys {sorted(QUALITY_BAR)} (see "
                          f"QUALITY_BAR), got {bar!r}"[:200])
     bar = {k: checks.number(v, f"bar[{k!r}]", lo=0) for k, v in bar.items()}
-    _images(samples, "samples"), _images(reference, "reference")  # name the bad one
+    samples, reference = _images(samples, "samples"), _images(reference, "reference")
     s, r = sample_stats(samples), sample_stats(reference)
     ms, mr, ss, sr = map(np.asarray, (s.mean, r.mean, s.std, r.std))
     comp = Comparison(
