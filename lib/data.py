@@ -40,7 +40,7 @@ from lib import checks
 
 __all__ = ["PHOTOS", "photo_names", "load_photo", "photo_square", "photo_crops", "SPLITS",
            "load_image_folder", "image_batches", "HALVES", "SIZES", "check_size", "square_resized",
-           "Region", "photo_regions", "region_crops"]
+           "Region", "photo_regions", "region_crops", "MIN_CONTENT_STD", "with_content"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -289,6 +289,36 @@ def photo_crops(
     crops[flips] = crops[flips, :, :, ::-1]
     np.clip(crops, -1.0, 1.0, out=crops)
     return (crops, labels.astype(np.int64)) if return_labels else crops
+
+
+MIN_CONTENT_STD = 0.15
+"""The pixel standard deviation (on the [-1, 1] scale, over channels and pixels) below which
+:func:`with_content` calls an image plain: the near-black or flat-sky crops, whose noise maps
+and whitenings show nothing."""
+
+
+def with_content(images, k: int, *, min_std: float = MIN_CONTENT_STD) -> np.ndarray:
+    """Indices of the first ``k`` of ``images`` whose pixel standard deviation is at least
+    ``min_std``, in their order: a figure's targets that show something, chosen by a rule
+    that looks at the images only, never at a result.
+
+    Args:
+        images: ``(N, C, H, W)`` array or tensor.
+        k: how many to keep (> 0).
+        min_std: the threshold (>= 0; 0 keeps the first ``k``).
+
+    Returns:
+        int64 indices ``(k,)``, increasing.
+    """
+    x = checks.batch(images, "images")
+    k = checks.count(k, "k")
+    min_std = checks.number(min_std, "min_std", lo=0.0)
+    flat = x.detach().cpu().double().reshape(len(x), -1).numpy()
+    keep = np.flatnonzero(flat.std(axis=1) >= min_std)
+    if len(keep) < k:
+        raise ValueError(f"only {len(keep)} of {len(x)} images have a pixel standard deviation "
+                         f">= {min_std}; draw more images or lower min_std")
+    return keep[:k].astype(np.int64)
 
 
 @dataclass(frozen=True)

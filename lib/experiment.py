@@ -20,10 +20,16 @@ import torch
 import lib.models
 import lib.prose
 from lib.cache import cache_use
-from lib.data import image_batches, photo_crops, photo_names, photo_square
+from lib.data import (MIN_CONTENT_STD, image_batches, photo_crops, photo_names, photo_square,
+                      with_content)
 from lib.models import network_use
 from lib.profiles import NETWORK_LOG_ENV, Profile, resolve
 from lib.sampling import encode_batched
+
+CONTENT_DRAWS = 3
+"""A pixel model's targets are the first with content among this many times as many crops
+(:meth:`Setup.targets`, :meth:`Setup.content_images`); about a third of the bundled photos'
+crops are near-black or flat sky."""
 
 __all__ = ["Setup", "setup"]
 
@@ -127,9 +133,12 @@ class Setup:
                          for n, split, seed in ((P.n_fit, "train", 3), (P.n_test, "test", 1)))
         return (np.asarray(x).reshape(len(x), -1) for x in (fit, held))
 
-    def targets(self, n: int, *, split: str = "test", seed: int = 0):
-        """``n`` target images and the photograph each shows: for a pixel model, crops of the
-        bundled photos of ``split``; for a latent one, the bundled photographs whole.
+    def targets(self, n: int, *, split: str = "test", seed: int = 0,
+                min_std: float = MIN_CONTENT_STD):
+        """``n`` target images and the photograph each shows: for a pixel model, the first
+        ``n`` crops of the bundled photos of ``split`` with content (:func:`lib.data.with_content`:
+        pixel standard deviation at least ``min_std``; 0 keeps the first ``n`` drawn); for a
+        latent one, the bundled photographs whole.
 
         Returns:
             ``(images, names)``: float32 ``(n, 3, size, size)`` in [-1, 1] and ``n`` names.
@@ -140,8 +149,23 @@ class Setup:
                 raise ValueError(f"a latent model's targets are the {len(names)} bundled "
                                  f"photographs; ask for at most {len(names)}, not {n}")
             return torch.stack([torch.as_tensor(photo_square(p, self.size)) for p in names]), names
-        crops, idx = photo_crops(n, self.size, split=split, seed=seed, return_labels=True)
-        return torch.as_tensor(crops), [photo_names(split)[i] for i in idx]
+        crops, idx = photo_crops(CONTENT_DRAWS * n, self.size, split=split, seed=seed,
+                                 return_labels=True)
+        keep = with_content(crops, n, min_std=min_std)
+        return torch.as_tensor(crops[keep]), [photo_names(split)[i] for i in idx[keep]]
+
+    def content_images(self, n: int, *, min_std: float = MIN_CONTENT_STD, **kwargs):
+        """``n`` images of :meth:`images` (same keywords) that show something, float32
+        ``(n, 3, size, size)`` in [-1, 1]: for a pixel model the first ``n`` with content
+        (:func:`lib.data.with_content`) of ``CONTENT_DRAWS * n`` crops, chosen without looking
+        at any result; for a latent one the first ``n`` images of :attr:`folder` as they are
+        (whole photographs; so that ``offset=n`` stays past them, as :meth:`whitening_sets`
+        expects)."""
+        drawn = torch.cat([torch.as_tensor(b) for b in
+                           self.images(n if self.latent else CONTENT_DRAWS * n, **kwargs)])
+        if self.latent:
+            return drawn
+        return drawn[torch.as_tensor(with_content(drawn, n, min_std=min_std))]
 
 
 def setup(chapter: str, profile: str = "cpu", *, image_folder=None, verbose: bool = True) -> Setup:

@@ -536,7 +536,7 @@ def pairing_figure(stats: dict, *, title: str | None = None) -> go.Figure:
         fig.layout.annotations[j].text = _wrap(f"{name} (p = {st.p_value:.1e})",
                                                NARROW * 0.85 / len(names) / CHAR)
     fig.update_xaxes(showticklabels=False)  # the legend names the three violins
-    fig.update_layout(height=620, violinmode="group", title=title)
+    fig.update_layout(height=620, violinmode="overlay", title=title)  # one violin per slot
     return fig
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+import torch
 
-from lib.data import PHOTOS, load_photo, photo_crops, photo_names
+from lib.data import PHOTOS, load_photo, photo_crops, photo_names, with_content
 
 
 def test_names_and_split_by_photo():
@@ -304,3 +305,19 @@ def test_region_crops_at_every_level_lie_inside_their_region(size, block):
                     if (np.abs(row - target[:, None]).max(axis=(0, 2, 3)) <= 1e-6).any():
                         hits.append(lv)
         assert hits, (reg, "crop is no window inside its region at any level")
+
+
+def test_with_content_keeps_the_first_images_above_the_threshold_in_order():
+    rng = np.random.default_rng(0)
+    flat = np.full((3, 4, 4), -0.9)  # a near-black patch: standard deviation 0
+    images = np.stack([flat, rng.uniform(-1, 1, (3, 4, 4)), flat + 0.01 * rng.normal(size=(3, 4, 4)),
+                       rng.uniform(-1, 1, (3, 4, 4)), rng.uniform(-1, 1, (3, 4, 4))])
+    assert with_content(images, 2).tolist() == [1, 3]
+    assert with_content(images, 3).tolist() == [1, 3, 4]
+    assert with_content(images, 4, min_std=0.005).tolist() == [1, 2, 3, 4]  # the faint one passes
+    assert with_content(images, 5, min_std=0).tolist() == [0, 1, 2, 3, 4]  # 0 keeps every image
+    assert with_content(torch.as_tensor(images), 2).tolist() == [1, 3]  # tensors alike
+    with pytest.raises(ValueError, match="only 3 of 5 images"):
+        with_content(images, 4)
+    with pytest.raises(ValueError, match="min_std"):
+        with_content(images, 1, min_std=-0.1)

@@ -9,9 +9,9 @@ import torch
 
 import lib.models
 import lib.profiles
-from lib.data import image_batches, photo_crops, photo_names
+from lib.data import MIN_CONTENT_STD, image_batches, photo_crops, photo_names
 from lib.models import MODELS, GaussianModel, ModelSpec, register
-from lib.experiment import setup
+from lib.experiment import CONTENT_DRAWS, setup
 from lib.profiles import PROFILES, ChapterSettings, Profile
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
@@ -54,10 +54,21 @@ def test_setup_loads_the_models_and_gives_the_chapters_data():
     assert torch.equal(S.model_space(10, seed=1, batch=4), torch.as_tensor(
         np.concatenate(list(image_batches(10, 32, seed=1, batch=4)))))
     assert torch.equal(S.fit_samples(20, seed=5), torch.as_tensor(photo_crops(20, 32, split="train", seed=5)))
+    images, names = S.targets(6, split="train", seed=2, min_std=0)  # no filter: the first six
+    crops, idx = photo_crops(6 * CONTENT_DRAWS, 32, split="train", seed=2, return_labels=True)
+    assert torch.equal(images, torch.as_tensor(crops[:6]))
+    assert names == [photo_names("train")[i] for i in idx[:6]]
+    # the default: the first six with content, in their order, and none without
     images, names = S.targets(6, split="train", seed=2)
-    crops, idx = photo_crops(6, 32, split="train", seed=2, return_labels=True)
-    assert torch.equal(images, torch.as_tensor(crops))
-    assert names == [photo_names("train")[i] for i in idx]
+    std = crops.reshape(len(crops), -1).std(axis=1)
+    keep = np.flatnonzero(std >= MIN_CONTENT_STD)[:6]
+    assert torch.equal(images, torch.as_tensor(crops[keep]))
+    assert names == [photo_names("train")[i] for i in idx[keep]]
+    drawn = np.concatenate(list(S.images(8 * CONTENT_DRAWS, split="test", seed=0, batch=32)))
+    plain = drawn.reshape(len(drawn), -1).std(axis=1) < MIN_CONTENT_STD
+    assert plain[:8].any()  # the first eight test crops include a near-black one ...
+    shown = S.content_images(8, split="test", seed=0, batch=32)
+    assert torch.equal(shown, torch.as_tensor(drawn[~plain][:8]))  # ... which is skipped
     with pytest.raises(ValueError, match="unknown chapter"):
         setup("07_nothing", "cpu")
     with pytest.raises(ValueError, match="unknown profile"):

@@ -201,6 +201,9 @@ def test_data_names_its_bad_arguments():
                     dict(n=NOT_COUNTS, split=not_one_of(data.SPLITS), seed=NOT_SEEDS))
     check_arguments(data.region_crops, dict(n=2, size=16, split="train", seed=0),
                     dict(n=NOT_COUNTS, split=not_one_of(data.SPLITS), seed=NOT_SEEDS))
+    check_arguments(data.with_content, dict(images=RNG.uniform(-1, 1, (4, 3, 8, 8)), k=2),
+                    dict(images=arrays((4, 3, 8, 8)), k=NOT_COUNTS,
+                         min_std=st.one_of(st.floats(-9, -0.01), NOT_NUMBERS)))
 
 
 @given(hnp.arrays(np.float64, (3, 9, 13), elements=st.floats(-1, 1)), st.integers(2, 20))
